@@ -1,0 +1,982 @@
+"""The data layer: built-in data sets, csv / npz loaders, and fitting data to a model's input.
+
+Every problem with a data file or a data-source value is an :class:`NncError` with a stable code,
+the file's path, a line and column where there is one (1-based; for a CSV, ``line`` is the physical
+line in the file and ``column`` the 1-based character column where the bad field starts), and a
+hint. Nothing here ever unpickles: every ``np.load`` uses ``allow_pickle=False``, and arrays of
+Python objects are refused, never loaded.
+
+Built-in data (``dataset("NAME")``; no network, generated sets use fixed seeds that do not depend
+on the training seed):
+
+=========  ====================================  ==========================  ==================
+name       x                                     y                           source
+=========  ====================================  ==========================  ==================
+and        (4, 2)  [[0,0],[0,1],[1,0],[1,1]]     (4,) int64 truth table      constant
+or         (4, 2)  same                          (4,) int64                  constant
+xor        (4, 2)  same                          (4,) int64                  constant
+iris       (150, 4) cm                           (150,) int64, 3 classes     datasets/iris.csv
+digits     (1797, 1, 8, 8) pixels 0..16 / 16     (1797,) int64, 10 classes   datasets/digits.csv.gz
+spirals    (300, 2) three noisy spiral arms      (300,) int64, 3 classes     seed 231
+sine       (1000, 20, 1) sin(w*t + phase)        (1000, 1) float, next value seed 7
+=========  ====================================  ==========================  ==================
+
+``spirals`` is the CS231n toy set: 100 points per class, radius 0..1, angle 4 radians per arm with
+N(0, 0.2) noise. ``sine``: w ~ U(0.1, 0.5) radians per step, phase ~ U(0, 2*pi), t = 0..19 for x
+and t = 20 for y. ``digits`` is shaped like the language reference says (images ``[1, 8, 8]``);
+:func:`fit_to_input` reshapes it to ``[64]`` for a dense model. ``iris`` carries its class names
+in ``Dataset.labels``.
+
+Floating features are float32 unless ``float_dtype`` asks for float64; class ids are int64.
+
+CSV rules (``csv("f.csv", target="col")``): a header row is required; the file is UTF-8 (a BOM is
+skipped), comma-separated, with ``"``-quoted fields allowed; blank lines are skipped. Every
+column other than the target is a numeric feature. The target becomes
+
+* int64 class ids when every value is written as an integer (``3``, ``-1``; ``3.0`` is a float),
+* floats when every value is a number,
+* otherwise class ids by sorted unique label, with ``labels[id] == label``.
+
+Without a ``target`` (a bare ``--data file.csv``) the last column is the target.
+
+Error codes:
+
+====  ==========================================================================================
+E701  unknown built-in data set name (with "did you mean")
+E702  data file not found, a directory, unreadable, or of an unknown type
+E703  malformed CSV: empty, no header row, ragged row, bad quoting, duplicate column, not UTF-8
+E704  CSV target column missing (lists the columns, "did you mean")
+E705  non-numeric feature value (line, column name, the value); non-numeric npz array
+E706  missing value / hole in a CSV (empty field, ``NA``, ``N/A``, ``null``, ``None``, ``?``)
+E707  npz key missing (lists the keys)
+E708  npz / npy unreadable, not the expected format, or holding pickled Python objects
+E709  bad data-source syntax (``--data`` value or source arguments)
+E731  data does not fit the model input (shape, or non-integer token ids)
+E732  x and y have different numbers of rows
+E733  NaN or infinity in x or y
+E734  no data (no rows, no features, or no training rows left after the validation split)
+====  ==========================================================================================
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import functools
+import gzip
+import io
+import math
+import re
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnc.compiler.errors import Diagnostic, NncError, SourceSpan
+
+__all__ = [
+    "Dataset", "BUILTIN_DATASETS", "load_source", "parse_source", "load_inputs", "fit_to_input",
+    "split_validation", "check_dataset",
+]
+
+
+@dataclass
+class Dataset:
+    """Examples for training, evaluation or prediction.
+
+    x: (N, ...) float features, or int64 token ids.
+    y: (N,) int64 class ids, or (N, ...) float targets; None for predict inputs.
+    name: for messages, e.g. ``dataset("iris")`` or the file path.
+    labels: id -> label for string targets (saved with the run), else None.
+    path: the file the data came from (diagnostics point there), None for built-in data.
+    """
+
+    x: np.ndarray
+    y: np.ndarray | None
+    name: str
+    labels: list[str] | None = None
+    path: str | None = None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+BUILTIN_DATASETS: tuple[str, ...] = ("and", "or", "xor", "iris", "digits", "spirals", "sine")
+
+SOURCE_KINDS: dict[str, tuple[str, ...]] = {
+    # kind -> its parameters, positional order first
+    "dataset": ("name",),
+    "csv": ("path", "target"),
+    "npz": ("path", "x", "y"),
+}
+_REQUIRED = {"dataset": ("name",), "csv": ("path",), "npz": ("path",)}
+_NPZ_DEFAULTS = {"x": "x", "y": "y"}
+
+_MAX_FILE_ERRORS = 10  # cell-level problems reported from one file before giving up
+_MISSING_MARKERS = {"", "na", "n/a", "null", "none", "?"}
+_INT_RE = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def _fmt_shape(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _did_you_mean(word: str, choices, *, quote: str = '"') -> str | None:
+    choices = [c for c in choices if isinstance(c, str)]
+    lowered = {c.lower(): c for c in choices}
+    match = lowered.get(word.lower()) if isinstance(word, str) else None
+    if match is None and isinstance(word, str):
+        close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+        match = close[0] if close else None
+    return f"did you mean {quote}{match}{quote}?" if match is not None else None
+
+
+def _join_hints(*hints: str | None) -> str | None:
+    parts = [h for h in hints if h]
+    return "; ".join(parts) if parts else None
+
+
+# ----------------------------------------------------------------------------------------------
+# built-in data
+
+def _resource_bytes(name: str) -> bytes:
+    return resources.files("nnc.runtime").joinpath("datasets", name).read_bytes()
+
+
+@functools.lru_cache(maxsize=None)
+def _iris_raw() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    # NOTE: scikit-learn's iris.csv starts with "150,4,setosa,versicolor,virginica": the row and
+    # feature counts, then the class names; every other row is 4 features and the class id.
+    text = _resource_bytes("iris.csv").decode("ascii")
+    rows = [line.split(",") for line in text.splitlines() if line.strip()]
+    n, f = int(rows[0][0]), int(rows[0][1])
+    names = tuple(rows[0][2:])
+    data = np.array([[float(v) for v in r] for r in rows[1:]], dtype=np.float64)
+    assert data.shape == (n, f + 1), "corrupt built-in iris.csv"
+    return data[:, :f], data[:, f].astype(np.int64), names
+
+
+@functools.lru_cache(maxsize=None)
+def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
+    text = gzip.decompress(_resource_bytes("digits.csv.gz")).decode("ascii")
+    data = np.array([[int(v) for v in line.split(",")] for line in text.splitlines() if line.strip()],
+                    dtype=np.int64)
+    assert data.shape == (1797, 65), "corrupt built-in digits.csv.gz"
+    return data[:, :64], data[:, 64]
+
+
+def _truth_table(fn) -> tuple[np.ndarray, np.ndarray]:
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
+    y = np.array([fn(int(a), int(b)) for a, b in x], dtype=np.int64)
+    return x, y
+
+
+def _spirals(points: int = 100, classes: int = 3, seed: int = 231) -> tuple[np.ndarray, np.ndarray]:
+    """CS231n's spirals: x (points*classes, 2), y (points*classes,) int64."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((points * classes, 2))
+    y = np.zeros(points * classes, dtype=np.int64)
+    for k in range(classes):
+        rows = slice(points * k, points * (k + 1))
+        r = np.linspace(0.0, 1.0, points)
+        t = np.linspace(k * 4.0, (k + 1) * 4.0, points) + rng.standard_normal(points) * 0.2
+        x[rows] = np.c_[r * np.sin(t), r * np.cos(t)]
+        y[rows] = k
+    return x, y
+
+
+def _sine(n: int = 1000, steps: int = 20, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Sine sequences: x (n, steps, 1) = sin(w*t + phase) for t < steps, y (n, 1) at t = steps."""
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(0.1, 0.5, size=(n, 1))
+    phase = rng.uniform(0.0, 2.0 * np.pi, size=(n, 1))
+    t = np.arange(steps + 1)[None, :]
+    wave = np.sin(w * t + phase)
+    return wave[:, :steps, None], wave[:, steps:]
+
+
+def _builtin(name: str, float_dtype) -> Dataset:
+    labels = None
+    if name == "and":
+        x, y = _truth_table(lambda a, b: a & b)
+    elif name == "or":
+        x, y = _truth_table(lambda a, b: a | b)
+    elif name == "xor":
+        x, y = _truth_table(lambda a, b: a ^ b)
+    elif name == "iris":
+        x, y, names = _iris_raw()
+        labels = list(names)
+    elif name == "digits":
+        pixels, y = _digits_raw()
+        x = (pixels / 16.0).reshape(-1, 1, 8, 8)
+    elif name == "spirals":
+        x, y = _spirals()
+    elif name == "sine":
+        x, y = _sine()
+    else:  # pragma: no cover - guarded by the caller
+        raise KeyError(name)
+    if y.dtype.kind == "f":
+        y = y.astype(float_dtype)
+    return Dataset(x.astype(float_dtype), y.copy(), f'dataset("{name}")', labels)
+
+
+# ----------------------------------------------------------------------------------------------
+# data sources
+
+def _source_error(code: str, message: str, hint: str | None, span, spec_path) -> NncError:
+    return NncError.single(code, message, hint=hint, span=span, path=spec_path)
+
+
+def _check_args(kind: str, args: dict, span, spec_path) -> dict:
+    """Validate a source's arguments; fill npz defaults. Returns a new dict."""
+    if kind not in SOURCE_KINDS:
+        hint = _did_you_mean(kind, SOURCE_KINDS, quote="`") if isinstance(kind, str) else None
+        raise _source_error(
+            "E709", f"unknown data source `{kind}`",
+            _join_hints(hint, 'a data source is dataset("NAME"), csv("file.csv", target="column") '
+                              'or npz("file.npz", x="x", y="y")'), span, spec_path)
+    known = SOURCE_KINDS[kind]
+    out: dict[str, Any] = {}
+    for key, value in args.items():
+        if key not in known:
+            raise _source_error(
+                "E709", f"{kind}() has no parameter `{key}`",
+                _join_hints(_did_you_mean(key, known, quote="`"),
+                            f"{kind}() takes " + ", ".join(known)), span, spec_path)
+        if value is not None and not isinstance(value, (str, Path)):
+            raise _source_error("E709", f"{kind}(): `{key}` must be a string, got {value!r}",
+                                f'write it in quotes, e.g. {key}="..."', span, spec_path)
+        out[key] = str(value) if isinstance(value, Path) else value
+    for key in _REQUIRED[kind]:
+        if not out.get(key):
+            raise _source_error("E709", f"{kind}() needs `{key}`", f"e.g. {_example(kind)}",
+                                span, spec_path)
+    if kind == "npz":
+        for key, default in _NPZ_DEFAULTS.items():
+            out.setdefault(key, default)
+    return out
+
+
+def _example(kind: str) -> str:
+    return {"dataset": 'dataset("iris")', "csv": 'csv("data.csv", target="label")',
+            "npz": 'npz("data.npz", x="x", y="y")'}[kind]
+
+
+def _resolve(path_text: str, base_dir: Path) -> tuple[Path, str]:
+    """The path to open and the path to show in messages (relative stays relative)."""
+    p = Path(path_text).expanduser()
+    if not p.is_absolute():
+        p = Path(base_dir) / p
+    return p, str(p)
+
+
+def _read_bytes(p: Path, shown: str, *, span=None, spec_path=None) -> bytes:
+    where = dict(span=span, path=spec_path if (span is not None or spec_path) else shown)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        parent = p.resolve().parent
+        hint = f"looked for {p.resolve()}"
+        if parent.is_dir():
+            near = _did_you_mean(p.name, [c.name for c in parent.iterdir()])
+            hint = _join_hints(hint, near)
+        else:
+            hint += " (the folder does not exist either)"
+        raise NncError.single("E702", f"data file not found: {shown}", hint=hint, **where) from None
+    except IsADirectoryError:
+        raise NncError.single("E702", f"{shown} is a folder, not a data file",
+                              hint=f"name a file inside {p.resolve()}", **where) from None
+    except OSError as exc:
+        raise NncError.single("E702", f"cannot read {shown}: {exc.strerror or exc}",
+                              hint=f"the file is {p.resolve()}", **where) from None
+
+
+def load_source(kind: str, args: dict, base_dir: Path, *, span: SourceSpan | None = None,
+                spec_path: str | None = None, float_dtype=np.float32) -> Dataset:
+    """Load a data source: ``dataset`` ({"name"}), ``csv`` ({"path", "target"?}) or ``npz``
+    ({"path", "x"="x", "y"="y"}; ``y=None`` loads no targets).
+
+    Relative paths are relative to ``base_dir``. Errors about the source itself (unknown name,
+    missing file, bad arguments, a target column or npz key that the file lacks) point at
+    ``span`` in ``spec_path`` when given; errors inside a file point into the file.
+    Floating features (and float targets) come back as ``float_dtype``.
+    """
+    args = _check_args(kind, dict(args), span, spec_path)
+    float_dtype = np.dtype(float_dtype)
+    if kind == "dataset":
+        name = args["name"]
+        if name not in BUILTIN_DATASETS:
+            raise _source_error(
+                "E701", f'unknown built-in data set "{name}"',
+                _join_hints(_did_you_mean(name, BUILTIN_DATASETS),
+                            "built-in data sets: " + ", ".join(BUILTIN_DATASETS)), span, spec_path)
+        return _builtin(name, float_dtype)
+    p, shown = _resolve(args["path"], base_dir)
+    data = _read_bytes(p, shown, span=span, spec_path=spec_path)
+    if kind == "csv":
+        table = _parse_csv(data, shown)
+        return _csv_dataset(table, args.get("target"), shown, float_dtype, span, spec_path)
+    return _npz_dataset(data, shown, args["x"], args.get("y"), float_dtype, span, spec_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# CSV
+
+@dataclass
+class _Table:
+    """A parsed CSV: the header and the data records, each with its physical lines."""
+
+    path: str
+    lines: list[str]                       # physical lines of the file, endings kept
+    header: list[str]                      # stripped column names
+    header_line: int
+    rows: list[tuple[int, int, list[str]]]  # (first line, last line, fields) per data record
+
+    def locate(self, first: int, last: int, field: int) -> SourceSpan:
+        """The span of field ``field`` (0-based; may be one past the end) of a record."""
+        raw = "".join(self.lines[first - 1:last])
+        starts, ends = [0], []
+        in_quotes = False
+        for i, ch in enumerate(raw):
+            if ch == '"':
+                in_quotes = not in_quotes
+            elif ch == "," and not in_quotes:
+                ends.append(i)
+                starts.append(i + 1)
+        ends.append(len(raw.rstrip("\r\n")))
+        if field >= len(starts):  # a missing field: point just past the end of the record
+            start = end = ends[-1]
+            end += 1
+        else:
+            start, end = starts[field], max(ends[field], starts[field] + 1)
+        line, col = self._position(first, raw, start)
+        end_line, end_col = self._position(first, raw, end)
+        if end_line != line:
+            end_line, end_col = line, col + 1
+        return SourceSpan(line, col, end_line, end_col)
+
+    @staticmethod
+    def _position(first: int, raw: str, offset: int) -> tuple[int, int]:
+        before = raw[:offset]
+        breaks = [m.end() for m in re.finditer(r"\r\n|\r|\n", before)]
+        if not breaks:
+            return first, offset + 1
+        return first + len(breaks), offset - breaks[-1] + 1
+
+    def error(self, code: str, message: str, hint: str | None, first: int, last: int,
+              field: int | None) -> Diagnostic:
+        if field is None:
+            line_text = self.lines[first - 1].rstrip("\r\n") if first <= len(self.lines) else ""
+            span = SourceSpan(first, 1, first, max(2, len(line_text) + 1))
+        else:
+            span = self.locate(first, last, field)
+        return Diagnostic(code, message, span, hint, self.path)
+
+
+def _raise(diags: list[Diagnostic], source: str | None = None) -> None:
+    if diags:
+        err = NncError(diags)
+        if source is not None:
+            err.source = source  # lets a renderer show the offending line of the data file
+        raise err
+
+
+def _decode(data: bytes, shown: str) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise NncError.single("E703", f"{shown} is UTF-16 text; nnc reads UTF-8 CSV files",
+                              hint="save it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`)",
+                              span=SourceSpan(1, 1, 1, 2), path=shown)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = len(data[line_start:exc.start].decode("utf-8", errors="replace")) + 1
+        bad = data[exc.start:exc.start + 1]
+        raise NncError.single(
+            "E703", f"{shown} is not valid UTF-8: byte 0x{bad.hex()} at line {line}, column {column}",
+            hint="save the file as UTF-8 (e.g. `iconv -f latin1 -t UTF-8 in.csv > out.csv`)",
+            span=SourceSpan(line, column, line, column + 1), path=shown) from None
+
+
+def _is_blank(fields: list[str]) -> bool:
+    return not fields or (len(fields) == 1 and not fields[0].strip())
+
+
+def _parse_csv(data: bytes, shown: str) -> _Table:
+    """Split a CSV file into header and records (all strings), checking its structure (E703)."""
+    text = _decode(data, shown)
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(lines, strict=True)
+    records: list[tuple[int, int, list[str]]] = []
+    last = 0
+    try:
+        for fields in reader:
+            first, last = last + 1, reader.line_num
+            if not _is_blank(fields):
+                records.append((first, last, fields))
+    except csv.Error as exc:
+        first = last + 1
+        line = min(max(first, 1), max(len(lines), 1))
+        raw = "".join(lines[first - 1:])
+        quote = raw.find('"')
+        span = SourceSpan(line, 1, line, 2)
+        hint = 'a field that contains a comma or a quote must be quoted, with inner quotes doubled ("")'
+        if quote >= 0:
+            l2, c2 = _Table._position(first, raw, quote)
+            span = SourceSpan(l2, c2, l2, c2 + 1)
+        raise NncError.single("E703", f"malformed CSV near line {span.line}: {exc}",
+                              hint=hint, span=span, path=shown) from None
+    table_source = text
+    if not records:
+        raise NncError.single("E703", f"{shown} is empty", hint="a CSV needs a header row of column "
+                              "names and then one row per example", span=SourceSpan(1, 1, 1, 2),
+                              path=shown)
+    h_first, h_last, header_fields = records[0]
+    header = [h.strip() for h in header_fields]
+    table = _Table(shown, lines, header, h_first, records[1:])
+    if all(_parse_float(h) is not None for h in header):
+        d = table.error("E703", f"{shown} has no header row: the first row holds numbers, "
+                        f"not column names", "add a first row naming the columns, e.g. "
+                        + ",".join(f"f{i + 1}" for i in range(min(len(header), 4)))
+                        + (",..." if len(header) > 4 else ""), h_first, h_last, None)
+        _raise([d], table_source)
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if name and name in seen:
+            d = table.error("E703", f'column "{name}" appears twice in the header '
+                            f"(columns {seen[name] + 1} and {i + 1})",
+                            "give every column a unique name", h_first, h_last, i)
+            _raise([d], table_source)
+        seen[name] = i
+    diags = []
+    for first, last, fields in table.rows:
+        if len(fields) != len(header):
+            hint = ("every row needs one value per header column; quote values that contain commas"
+                    if len(fields) > len(header) else "every row needs one value per header column")
+            diags.append(table.error(
+                "E703", f"line {first} has {len(fields)} fields but the header has "
+                f"{len(header)}", hint, first, last, min(len(fields), len(header))))
+            if len(diags) >= _MAX_FILE_ERRORS:
+                break
+    _raise(diags, table_source)
+    return table
+
+
+def _parse_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _cell_problem(table: _Table, first: int, last: int, col: int, value: str) -> Diagnostic:
+    name = table.header[col] or f"#{col + 1}"
+    if value.strip().lower() in _MISSING_MARKERS:
+        shown_value = f" ({value.strip()!r})" if value.strip() else ""
+        return table.error("E706", f'missing value{shown_value} in column "{name}" '
+                           f"at line {first}", "fill in every value or drop the row; nnc does not "
+                           "impute missing data", first, last, col)
+    f = _parse_float(value)
+    if f is not None and not math.isfinite(f):
+        return table.error("E733", f'{value.strip()!r} in column "{name}" at line '
+                           f"{first} is not a finite number", "replace NaN/infinite values or "
+                           "drop the row", first, last, col)
+    return table.error("E705", f'non-numeric value {value.strip()!r} in column '
+                       f'"{name}" at line {first}',
+                       "every column except the target must be numeric; encode categories as "
+                       "numbers (e.g. one-hot columns) or make this column the target",
+                       first, last, col)
+
+
+def _numeric_columns(table: _Table, cols: list[int]) -> np.ndarray:
+    """The given columns as float64 (rows, len(cols)); located E705/E706/E733 otherwise."""
+    out = np.empty((len(table.rows), len(cols)), dtype=np.float64)
+    diags: list[Diagnostic] = []
+    for r, (first, last, fields) in enumerate(table.rows):
+        try:
+            out[r] = [float(fields[c]) for c in cols]
+        except ValueError:
+            for c in cols:
+                if _parse_float(fields[c]) is None:
+                    diags.append(_cell_problem(table, first, last, c, fields[c]))
+                    if len(diags) >= _MAX_FILE_ERRORS:
+                        _raise(diags, "".join(table.lines))
+            continue
+        if not np.isfinite(out[r]).all():
+            for c, v in zip(cols, out[r]):
+                if not math.isfinite(v):
+                    diags.append(_cell_problem(table, first, last, c, fields[c]))
+            if len(diags) >= _MAX_FILE_ERRORS:
+                break
+    _raise(diags, "".join(table.lines))
+    return out
+
+
+def _target_column(table: _Table, col: int, float_dtype) -> tuple[np.ndarray, list[str] | None]:
+    values = [fields[col] for _, _, fields in table.rows]
+    diags = [_cell_problem(table, first, last, col, fields[col])
+             for first, last, fields in table.rows
+             if fields[col].strip().lower() in _MISSING_MARKERS][:_MAX_FILE_ERRORS]
+    _raise(diags, "".join(table.lines))
+    if all(_INT_RE.fullmatch(v) for v in values):
+        ints = [int(v) for v in values]
+        if all(-2**63 <= i < 2**63 for i in ints):
+            return np.array(ints, dtype=np.int64), None
+    floats = [_parse_float(v) for v in values]
+    if all(f is not None for f in floats):
+        y = _numeric_columns(table, [col])[:, 0]
+        return y.astype(float_dtype), None
+    labels = sorted({v.strip() for v in values})
+    ids = {label: i for i, label in enumerate(labels)}
+    return np.array([ids[v.strip()] for v in values], dtype=np.int64), labels
+
+
+def _csv_dataset(table: _Table, target: str | None, shown: str, float_dtype, span,
+                 spec_path) -> Dataset:
+    header = table.header
+    source = "".join(table.lines)
+    if target is None:
+        col = len(header) - 1
+    elif target in header:
+        col = header.index(target)
+    else:
+        hint = _did_you_mean(target, header)
+        sep = next((s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]), None)
+        if sep is not None:
+            hint = _join_hints(hint, f"the header is one column containing {sep!r}: nnc reads "
+                                     "comma-separated files")
+        message = (f'{shown} has no column "{target}"; its columns are: '
+                   + ", ".join(f'"{h}"' for h in header))
+        if span is not None:
+            raise NncError.single("E704", message, hint=_join_hints(hint, f"check target= (the file "
+                                  f"is {shown})"), span=span, path=spec_path)
+        d = table.error("E704", message, _join_hints(hint, "pass target=\"<column>\""),
+                        table.header_line, table.header_line, None)
+        _raise([d], source)
+    features = [i for i in range(len(header)) if i != col]
+    if not features:
+        d = table.error("E703", f"{shown} has no feature columns: its only column is the target "
+                        f'"{header[col]}"', "add one column per input feature", table.header_line,
+                        table.header_line, None)
+        _raise([d], source)
+    if not table.rows:
+        d = table.error("E734", f"{shown} has a header but no data rows",
+                        "add one row per example below the header", table.header_line,
+                        table.header_line, None)
+        _raise([d], source)
+    x = _numeric_columns(table, features)
+    y, labels = _target_column(table, col, float_dtype)
+    return Dataset(x.astype(float_dtype), y, shown, labels, path=shown)
+
+
+# ----------------------------------------------------------------------------------------------
+# npz / npy
+
+_PICKLE_HINT = ("nnc never loads pickled data; save plain numeric arrays, e.g. "
+                "np.savez(path, x=x.astype(np.float32), y=y.astype(np.int64))")
+
+
+def _array_error(exc: Exception, shown: str, what: str) -> NncError:
+    text = str(exc)
+    if "allow_pickle" in text or "pickle" in text.lower() or "Object arrays" in text:
+        return NncError.single("E708", f"{shown}: {what} holds pickled Python objects, which nnc "
+                               "refuses to load", hint=_PICKLE_HINT, path=shown)
+    return NncError.single("E708", f"cannot read {shown}: {what} is not a valid NumPy file "
+                           f"({type(exc).__name__}: {text})",
+                           hint="write it with np.save / np.savez (or np.savez_compressed)",
+                           path=shown)
+
+
+def _load_numpy(data: bytes, shown: str):
+    """np.load from bytes, never unpickling: an ndarray (.npy) or a dict of arrays (.npz)."""
+    if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
+        try:
+            archive = np.load(io.BytesIO(data), allow_pickle=False)
+            keys = list(archive.files)
+        except Exception as exc:  # noqa: BLE001 - any failure to read the user's file is E708
+            raise _array_error(exc, shown, "the file") from None
+        return _LazyNpz(archive, keys, shown)
+    if not data.startswith(b"\x93NUMPY"):
+        hint = "write it with np.save / np.savez"
+        if data[:1] == b"\x80":
+            raise NncError.single("E708", f"{shown} is a Python pickle, not a NumPy file; nnc "
+                                  "refuses to load it", hint=_PICKLE_HINT, path=shown)
+        raise NncError.single("E708", f"cannot read {shown}: not a .npy or .npz file", hint=hint,
+                              path=shown)
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise _array_error(exc, shown, "the array") from None
+
+
+class _LazyNpz:
+    """An npz archive whose arrays are read one key at a time (with located errors)."""
+
+    def __init__(self, archive, keys: list[str], shown: str):
+        self.archive, self.keys, self.shown = archive, keys, shown
+
+    def get(self, key: str) -> np.ndarray:
+        try:
+            return self.archive[key]
+        except Exception as exc:  # noqa: BLE001
+            raise _array_error(exc, self.shown, f'array "{key}"') from None
+
+
+def _missing_key(key: str, role: str, npz: _LazyNpz, span, spec_path) -> NncError:
+    keys = ", ".join(f'"{k}"' for k in npz.keys) or "(none)"
+    message = f'{npz.shown} has no array "{key}" (for {role}); its keys are: {keys}'
+    hint = _join_hints(_did_you_mean(key, npz.keys),
+                       f'choose the key with {role}="..."' if npz.keys else
+                       "the archive is empty")
+    if span is not None:
+        return NncError.single("E707", message, hint=hint, span=span, path=spec_path)
+    return NncError.single("E707", message, hint=hint, path=npz.shown)
+
+
+def _numeric_array(arr: np.ndarray, shown: str, what: str) -> np.ndarray:
+    if arr.dtype.kind in "biuf":
+        return arr
+    kinds = {"U": "text", "S": "bytes", "c": "complex numbers", "V": "records (a structured dtype)",
+             "M": "dates", "m": "time deltas", "O": "Python objects"}
+    raise NncError.single("E705", f"{shown}: {what} holds {kinds.get(arr.dtype.kind, arr.dtype)} "
+                          f"(dtype {arr.dtype}), not numbers", hint="store numeric arrays only "
+                          "(float for features, int64 for class ids or token ids)", path=shown)
+
+
+def _npz_dataset(data: bytes, shown: str, x_key: str, y_key: str | None, float_dtype, span,
+                 spec_path) -> Dataset:
+    npz = _load_numpy(data, shown)
+    if not isinstance(npz, _LazyNpz):
+        raise NncError.single("E708", f"{shown} holds a single array (.npy format), not an .npz "
+                              "archive of named arrays",
+                              hint="save x and y together: np.savez(path, x=x, y=y)", path=shown)
+    for key, role in ((x_key, "x"), (y_key, "y")):
+        if key is not None and key not in npz.keys:
+            raise _missing_key(key, role, npz, span, spec_path)
+    x = _numeric_array(npz.get(x_key), shown, f'array "{x_key}"')
+    if x.dtype.kind == "f":
+        x = x.astype(float_dtype)
+    elif x.dtype.kind == "b":
+        x = x.astype(float_dtype)
+    y, labels = None, None
+    if y_key is not None:
+        y = npz.get(y_key)
+        if y.dtype.kind in "US":
+            strings = [str(v.decode() if isinstance(v, bytes) else v) for v in y.reshape(-1)]
+            labels = sorted(set(strings))
+            ids = {label: i for i, label in enumerate(labels)}
+            y = np.array([ids[s] for s in strings], dtype=np.int64).reshape(y.shape)
+        y = _numeric_array(y, shown, f'array "{y_key}"')
+        if y.dtype.kind in "iub":
+            y = y.astype(np.int64)
+        else:
+            y = y.astype(float_dtype)
+    if x.ndim == 0:
+        raise NncError.single("E731", f'{shown}: array "{x_key}" is a single number, not one row '
+                              "per example", hint="store x with the examples along the first axis",
+                              path=shown)
+    return Dataset(x, y, shown, labels, path=shown)
+
+
+# ----------------------------------------------------------------------------------------------
+# predict inputs
+
+def load_inputs(path: Path) -> np.ndarray:
+    """Inputs for ``nnc predict --input``: x (N, ...).
+
+    ``.npy``: the array. ``.npz``: the array under key ``x``, or the only array. ``.csv``: a header
+    row, then every column is a numeric feature (float64).
+    """
+    p = Path(path).expanduser()
+    shown = str(path)
+    suffix = p.suffix.lower()
+    if suffix not in (".npy", ".npz", ".csv"):
+        raise NncError.single("E702", f"cannot read {shown}: unknown input file type "
+                              f"{suffix or '(no extension)'}", hint="give a .npy, .npz or .csv file",
+                              path=shown)
+    data = _read_bytes(p, shown)
+    if suffix == ".csv":
+        table = _parse_csv(data, shown)
+        if not table.rows:
+            d = table.error("E734", f"{shown} has a header but no data rows",
+                            "add one row per example below the header", table.header_line,
+                            table.header_line, None)
+            _raise([d], "".join(table.lines))
+        return _numeric_columns(table, list(range(len(table.header))))
+    loaded = _load_numpy(data, shown)
+    if isinstance(loaded, _LazyNpz):
+        if "x" in loaded.keys:
+            key = "x"
+        elif len(loaded.keys) == 1:
+            key = loaded.keys[0]
+        else:
+            keys = ", ".join(f'"{k}"' for k in loaded.keys) or "(none)"
+            raise NncError.single("E707", f'{shown} has no array "x" and '
+                                  f"{'no arrays' if not loaded.keys else 'several'}; its keys are: "
+                                  f"{keys}", hint='store the inputs under the key "x"', path=shown)
+        arr = _numeric_array(loaded.get(key), shown, f'array "{key}"')
+    else:
+        arr = _numeric_array(loaded, shown, "the array")
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        raise NncError.single("E734", f"{shown} holds no examples (shape {_fmt_shape(arr.shape)})",
+                              hint="store one row per example along the first axis", path=shown)
+    return arr
+
+
+# ----------------------------------------------------------------------------------------------
+# checks, fitting and splitting
+
+def check_dataset(ds: Dataset) -> None:
+    """Raise E734 (no rows or no features), E732 (x/y length mismatch) or E733 (NaN/inf)."""
+    where = ds.path
+    if ds.x.ndim == 0 or ds.x.shape[0] == 0:
+        raise NncError.single("E734", f"{ds.name} has no examples", path=where,
+                              hint="check the data source: it must hold at least one row")
+    if ds.x.size == 0:
+        raise NncError.single("E734", f"{ds.name} has no features (x has shape "
+                              f"{_fmt_shape(ds.x.shape)})", path=where,
+                              hint="every example needs at least one input value")
+    if ds.y is not None:
+        if ds.y.ndim == 0 or ds.y.shape[0] != ds.x.shape[0]:
+            ny = ds.y.shape[0] if ds.y.ndim else "a single value"
+            raise NncError.single("E732", f"{ds.name}: x has {ds.x.shape[0]} rows but y has {ny}",
+                                  path=where, hint="x and y need one row per example each")
+    for what, arr in (("x", ds.x), ("y", ds.y)):
+        if arr is None or arr.dtype.kind not in "fc":
+            continue
+        finite = np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            row = int(bad[0])
+            value = arr.reshape(arr.shape[0], -1)[row][~np.isfinite(arr.reshape(arr.shape[0], -1)[row])][0]
+            more = f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""
+            raise NncError.single("E733", f"{ds.name}: {what} holds {value} in row {row + 1} "
+                                  f"(0-based index {row}){more}", path=where,
+                                  hint="replace NaN/infinite values or drop those rows")
+
+
+def fit_to_input(ds: Dataset, input_shape: tuple[int, ...], input_dtype: str, float_dtype, *,
+                 input_name: str | None = None, span: SourceSpan | None = None,
+                 spec_path: str | None = None) -> Dataset:
+    """x reshaped to (N, *input_shape) and cast to the input's dtype; float y cast to float_dtype.
+
+    The reshape happens when the per-example sizes agree (digits [1, 8, 8] <-> [64]); otherwise
+    E731 naming both shapes. ``input_dtype`` "int64" (token ids) needs whole, non-negative values.
+    """
+    float_dtype = np.dtype(float_dtype)
+    input_shape = tuple(input_shape)
+    x = ds.x
+    n = x.shape[0] if x.ndim else 0
+    per_example = tuple(x.shape[1:])
+    label = f"model input '{input_name}'" if input_name else "the model input"
+    where = dict(span=span, path=spec_path if (span is not None or spec_path) else ds.path)
+    fixed = all(isinstance(d, (int, np.integer)) and d > 0 for d in input_shape)
+    if per_example != input_shape and not _matches(per_example, input_shape):
+        if not fixed or math.prod(per_example) != math.prod(input_shape):
+            raise NncError.single(
+                "E731", f"{ds.name} has examples of shape {_fmt_shape(per_example)} "
+                f"({math.prod(per_example)} values) but {label} is {_fmt_shape(input_shape)}"
+                + (f" ({math.prod(input_shape)} values)" if fixed else ""),
+                hint=f"use data whose examples have {math.prod(input_shape) if fixed else 'matching'}"
+                     f" values, or declare the input as {_fmt_shape(per_example)}", **where)
+        x = x.reshape((n,) + input_shape)
+    if input_dtype == "int64":
+        if x.dtype.kind == "f":
+            finite = np.isfinite(x)
+            whole = finite & (x == np.round(np.where(finite, x, 0)))
+            if not whole.all():
+                row = int(np.flatnonzero(~whole.reshape(n, -1).all(axis=1))[0])
+                value = x.reshape(n, -1)[row][~whole.reshape(n, -1)[row]][0]
+                raise NncError.single("E731", f"{ds.name}: {label} takes integer token ids, but "
+                                      f"row {row + 1} holds {value}",
+                                      hint="store token ids as whole numbers (int64)", **where)
+        elif x.dtype.kind not in "iub":
+            raise NncError.single("E731", f"{ds.name}: {label} takes integer token ids, got "
+                                  f"{x.dtype}", hint="store token ids as int64", **where)
+        x = x.astype(np.int64)
+        if x.size and x.min() < 0:
+            row = int(np.flatnonzero((x.reshape(n, -1) < 0).any(axis=1))[0])
+            raise NncError.single("E731", f"{ds.name}: token ids must be >= 0, row {row + 1} "
+                                  f"holds {int(x.reshape(n, -1)[row].min())}",
+                                  hint="token ids index the embedding table", **where)
+    else:
+        if x.dtype.kind not in "biuf":
+            raise NncError.single("E731", f"{ds.name}: {label} takes numbers, got {x.dtype}",
+                                  hint="store numeric features", **where)
+        x = x.astype(float_dtype, copy=False)
+    y = ds.y
+    if y is not None:
+        y = y.astype(np.int64, copy=False) if y.dtype.kind in "iub" else y.astype(float_dtype,
+                                                                                  copy=False)
+    return replace(ds, x=x, y=y)
+
+
+def _matches(shape: tuple, pattern: tuple) -> bool:
+    """Equal shapes, where None or -1 in ``pattern`` matches any size."""
+    return len(shape) == len(pattern) and all(p is None or p == -1 or p == s
+                                              for s, p in zip(shape, pattern))
+
+
+def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """(train, validation): round(N * fraction) rows held out (at least 1 when fraction > 0).
+
+    The held-out rows are the first of a permutation from ``np.random.default_rng(seed)``; both
+    parts keep the file order of their rows (so ``shuffle=false`` trains in file order).
+    ``fraction == 0`` gives (ds, an empty validation set).
+    """
+    n = len(ds)
+    if not (0.0 <= fraction < 1.0):
+        raise NncError.single("E734", f"validation fraction {fraction} is outside [0, 1)",
+                              hint="hold out e.g. validation = 0.2", path=ds.path)
+    n_val = int(round(n * fraction))
+    if fraction > 0:
+        n_val = max(1, n_val)
+    if n_val >= n and n_val > 0:
+        raise NncError.single("E734", f"{ds.name} has {n} rows: holding out {n_val} for "
+                              f"validation leaves none to train on",
+                              hint="use a smaller validation fraction or more data", path=ds.path)
+    perm = np.random.default_rng(seed).permutation(n)
+    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+
+    def take(idx: np.ndarray, suffix: str) -> Dataset:
+        return replace(ds, x=ds.x[idx], y=None if ds.y is None else ds.y[idx],
+                       name=f"{ds.name} ({suffix})")
+
+    return take(train_idx, "training part"), take(val_idx, "validation part")
+
+
+# ----------------------------------------------------------------------------------------------
+# --data values
+
+_TOKEN_RE = re.compile(r"""
+    (?P<ws>\s+)
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<string>"[^"]*"|'[^']*')
+  | (?P<number>[+-]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<punct>[(),=])
+""", re.VERBOSE)
+
+_SYNTAX_HINT = ('write dataset("iris"), csv("data.csv", target="label"), npz("data.npz", x="x", '
+                'y="y"), or a path ending in .csv or .npz')
+
+
+def _syntax_error(message: str, text: str, start: int, end: int | None = None,
+                  hint: str = _SYNTAX_HINT) -> NncError:
+    end = max(start + 1, end if end is not None else start + 1)
+    return NncError.single("E709", f"bad data source `{text}`: {message}", hint=hint,
+                           span=SourceSpan(1, start + 1, 1, end + 1))
+
+
+def _tokens(text: str) -> list[tuple[str, str, int, int]]:
+    out, pos = [], 0
+    while pos < len(text):
+        m = _TOKEN_RE.match(text, pos)
+        if m is None:
+            if text[pos] in "\"'":
+                raise _syntax_error("unterminated string", text, pos, len(text))
+            raise _syntax_error(f"unexpected {text[pos]!r}", text, pos)
+        if m.lastgroup != "ws":
+            out.append((m.lastgroup, m.group(), m.start(), m.end()))
+        pos = m.end()
+    return out
+
+
+def parse_source(text: str) -> tuple[str, dict]:
+    """Parse a ``--data`` value into (kind, args) for :func:`load_source`.
+
+    Forms: ``dataset("iris")``, ``csv("f.csv", target="y")``, ``npz("f.npz", x="x", y="y")``
+    (positional arguments in that order, then ``key=value``; strings in single or double quotes;
+    a bare word such as ``target=label`` is taken as a string). A bare path ending in ``.csv``
+    means ``csv(path)`` with the last column as the target, ``.npz`` means ``npz(path)`` with keys
+    ``x`` and ``y``; a bare built-in name (``iris``) means ``dataset("iris")``.
+    """
+    stripped = text.strip()
+    if not stripped:
+        raise _syntax_error("empty", text, 0)
+    lowered = stripped.lower()
+    is_path = lowered.endswith((".csv", ".npz"))  # a path such as "runs(2)/x.csv" is not a call
+    if is_path or not re.match(r"[A-Za-z_][A-Za-z0-9_]*\s*\(", stripped):
+        if lowered.endswith(".csv"):
+            return "csv", {"path": stripped}
+        if lowered.endswith(".npz"):
+            return "npz", {"path": stripped, **_NPZ_DEFAULTS}
+        if stripped in BUILTIN_DATASETS:
+            return "dataset", {"name": stripped}
+        hint = _did_you_mean(stripped, BUILTIN_DATASETS)
+        return _bare_error(text, stripped, hint)
+    toks = _tokens(text)
+    kind_tok = toks[0]
+    kind = kind_tok[1]
+    if kind not in SOURCE_KINDS:
+        raise _syntax_error(f"unknown data source `{kind}`", text, kind_tok[2], kind_tok[3],
+                            _join_hints(_did_you_mean(kind, SOURCE_KINDS, quote="`"), _SYNTAX_HINT))
+    params = SOURCE_KINDS[kind]
+    args: dict[str, Any] = {}
+    i, positional, seen_keyword = 2, 0, False  # toks[1] is "("
+
+    def value_of(tok) -> str:
+        kind_, val, s, e = tok
+        if kind_ == "string":
+            return val[1:-1]
+        if kind_ in ("name", "number"):
+            return val
+        raise _syntax_error(f"expected a value, found {val!r}", text, s, e)
+
+    while True:
+        if i >= len(toks):
+            raise _syntax_error("missing `)`", text, len(text))
+        tok = toks[i]
+        if tok[1] == ")":
+            i += 1
+            break
+        if i + 1 < len(toks) and tok[0] == "name" and toks[i + 1][1] == "=":
+            key = tok[1]
+            if key not in params:
+                raise _syntax_error(f"{kind}() has no parameter `{key}`", text, tok[2], tok[3],
+                                    _join_hints(_did_you_mean(key, params, quote="`"),
+                                                f"{kind}() takes " + ", ".join(params)))
+            if key in args:
+                raise _syntax_error(f"`{key}` is given twice", text, tok[2], tok[3])
+            if i + 2 >= len(toks):
+                raise _syntax_error(f"`{key}=` needs a value", text, len(text))
+            args[key] = value_of(toks[i + 2])
+            seen_keyword = True
+            i += 3
+        else:
+            if seen_keyword:
+                raise _syntax_error("a positional argument follows a keyword argument", text,
+                                    tok[2], tok[3])
+            if positional >= len(params):
+                raise _syntax_error(f"{kind}() takes at most {len(params)} positional "
+                                    f"argument{'s' if len(params) > 1 else ''}", text, tok[2], tok[3],
+                                    f"{kind}() takes " + ", ".join(params))
+            args[params[positional]] = value_of(tok)
+            positional += 1
+            i += 1
+        if i >= len(toks):
+            raise _syntax_error("missing `)`", text, len(text))
+        if toks[i][1] == ",":
+            i += 1
+        elif toks[i][1] != ")":
+            raise _syntax_error(f"expected `,` or `)`, found {toks[i][1]!r}", text, toks[i][2],
+                                toks[i][3])
+    if i < len(toks):
+        raise _syntax_error(f"unexpected {toks[i][1]!r} after `)`", text, toks[i][2], toks[i][3])
+    for key in _REQUIRED[kind]:
+        if not args.get(key):
+            raise _syntax_error(f"{kind}() needs `{key}`", text, kind_tok[2], len(text),
+                                f"e.g. {_example(kind)}")
+    if kind == "npz":
+        for key, default in _NPZ_DEFAULTS.items():
+            args.setdefault(key, default)
+    return kind, args
+
+
+def _bare_error(text: str, stripped: str, hint: str | None):
+    start = text.find(stripped)
+    raise _syntax_error("not a data source", text, start, start + len(stripped),
+                        _join_hints(hint, _SYNTAX_HINT))
