@@ -1,0 +1,588 @@
+"""The NumPy kernels: gradient checks for every op, forward checks against independent references.
+
+Gradients: float64 central differences (eps = 1e-6) of the scalar loss sum(y * R), random R, w.r.t.
+every float input and every trainable weight, driven by the CASES table below. Inputs are kept away
+from kinks (relu & co. get |x| >= 0.1, maxpool gets distinct values).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from nnc.compiler.errors import NncError
+from nnc.runtime.kernels import KERNELS, Ctx, erf, erfc
+
+ALL_OPS = ("dense conv2d conv1d maxpool2d avgpool2d globalavgpool2d flatten reshape dropout "
+           "batchnorm layernorm embedding rnn lstm gru add multiply concat identity relu sigmoid "
+           "tanh softmax log_softmax leaky_relu elu selu gelu softplus silu step linear").split()
+
+
+# ----------------------------------------------------------------------------------------------
+# the case table
+
+@dataclass
+class Case:
+    """One kernel call: inputs are (kind, shape) with kind normal | away | distinct | wide | ids;
+    weights are name -> shape; ``trainable`` names the weights that get gradients."""
+
+    id: str
+    op: str
+    a: dict
+    inputs: list
+    weights: dict = field(default_factory=dict)
+    trainable: tuple = ()
+    training: bool = False
+    vocab: int = 0
+
+    def make(self, seed: int = 0, dtype=np.float64):
+        rng = np.random.default_rng(seed)
+        xs = []
+        for kind, shape in self.inputs:
+            if kind == "ids":
+                ids = rng.integers(0, self.vocab, size=shape)
+                ids.flat[:2] = ids.flat[2]          # make sure some id repeats
+                xs.append(ids.astype(np.int64))
+                continue
+            if kind == "normal":
+                x = rng.standard_normal(shape)
+            elif kind == "wide":
+                x = 3 * rng.standard_normal(shape)
+            elif kind == "away":                     # |x| in [0.1, 2]: no kink within eps
+                x = rng.uniform(0.1, 2, shape) * rng.choice([-1.0, 1.0], shape)
+            elif kind == "distinct":                 # all values >= 0.05 apart: no max ties
+                x = (rng.permutation(int(np.prod(shape))).reshape(shape) - 20) * 0.05
+            else:
+                raise ValueError(kind)
+            xs.append(x.astype(dtype))
+        w = {}
+        for name, shape in self.weights.items():
+            if name == "running_var":
+                w[name] = rng.uniform(0.5, 2.0, shape).astype(dtype)
+            else:
+                w[name] = (0.5 * rng.standard_normal(shape)).astype(dtype)
+        return xs, w
+
+
+def _conv_weights(f, c, k, bias=True):
+    w = {"weight": (f, c, *k)}
+    if bias:
+        w["bias"] = (f,)
+    return w, tuple(w)
+
+
+def conv2d(id, n, c, h, wd, f, k, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0), bias=True):
+    weights, trainable = _conv_weights(f, c, k, bias)
+    a = dict(filters=f, kernel=list(k), stride=list(stride), dilation=list(dilation),
+             pads=list(pads), bias=bias, init="glorot_uniform")
+    return Case(id, "conv2d", a, [("normal", (n, c, h, wd))], weights, trainable)
+
+
+def conv1d(id, n, c, length, f, k, stride=1, dilation=1, pads=(0, 0), bias=True):
+    weights, trainable = _conv_weights(f, c, (k,), bias)
+    a = dict(filters=f, kernel=[k], stride=[stride], dilation=[dilation], pads=list(pads),
+             bias=bias, init="glorot_uniform")
+    return Case(id, "conv1d", a, [("normal", (n, c, length))], weights, trainable)
+
+
+def pool(op, id, shape, size, stride, pads=(0, 0, 0, 0)):
+    kind = "distinct" if op == "maxpool2d" else "normal"
+    return Case(id, op, dict(size=list(size), stride=list(stride), pads=list(pads)),
+                [(kind, shape)])
+
+
+def dense(id, xshape, units, bias=True):
+    weights = {"weight": (units, xshape[-1])}
+    if bias:
+        weights["bias"] = (units,)
+    return Case(id, "dense", dict(units=units, bias=bias, init="glorot_uniform"),
+                [("normal", xshape)], weights, tuple(weights))
+
+
+def recurrent(op, id, n, t, f, u, seq, activation=None, bias=True):
+    g = {"rnn": 1, "lstm": 4, "gru": 3}[op]
+    weights = {"weight_ih": (g * u, f), "weight_hh": (g * u, u)}
+    if bias:
+        weights.update(bias_ih=(g * u,), bias_hh=(g * u,))
+    a = dict(units=u, return_sequences=seq, init="glorot_uniform", recurrent_init="orthogonal")
+    if not bias:
+        a["bias"] = False
+    if op == "rnn":
+        a["activation"] = activation
+    return Case(id, op, a, [("normal", (n, t, f))], weights, tuple(weights))
+
+
+def batchnorm(id, shape, training):
+    c = shape[1]
+    return Case(id, "batchnorm", dict(momentum=0.9, eps=1e-5), [("normal", shape)],
+                dict(weight=(c,), bias=(c,), running_mean=(c,), running_var=(c,)),
+                ("weight", "bias"), training=training)
+
+
+def unary(op, xshape=(3, 4, 5), kind="normal", id=None, **a):
+    return Case(id or op, op, a, [(kind, xshape)])
+
+
+CASES = [
+    dense("rank2", (4, 5), 3),
+    dense("rank3", (2, 3, 4), 5),
+    dense("rank2-nobias", (3, 4), 2, bias=False),
+    conv2d("3x3", 2, 2, 5, 6, 3, (3, 3)),
+    conv2d("stride2-asympads", 2, 2, 6, 7, 3, (3, 2), stride=(2, 2), pads=(1, 0, 2, 1)),
+    conv2d("dilation2-pads", 2, 3, 7, 6, 2, (2, 3), dilation=(2, 2), pads=(1, 2, 1, 2)),
+    conv2d("mixed-nobias", 1, 2, 7, 8, 3, (3, 2), stride=(2, 1), dilation=(1, 2),
+           pads=(0, 1, 1, 0), bias=False),
+    conv2d("1x1", 3, 4, 3, 3, 2, (1, 1)),
+    conv2d("stride3-gaps", 2, 2, 8, 7, 2, (2, 2), stride=(3, 3)),
+    conv1d("k3", 2, 3, 8, 4, 3),
+    conv1d("stride2-dil2-pads", 2, 2, 9, 3, 3, stride=2, dilation=2, pads=(2, 1)),
+    conv1d("nobias", 3, 2, 6, 2, 2, pads=(1, 0), bias=False),
+    pool("maxpool2d", "2x2", (2, 2, 4, 6), (2, 2), (2, 2)),
+    pool("maxpool2d", "3x3-s2-pad1", (2, 2, 5, 6), (3, 3), (2, 2), (1, 1, 1, 1)),
+    pool("maxpool2d", "2x3-s12-asym", (1, 3, 5, 5), (2, 3), (1, 2), (1, 0, 0, 1)),
+    pool("maxpool2d", "2x2-s3-gaps", (2, 2, 7, 8), (2, 2), (3, 3)),
+    pool("avgpool2d", "2x2", (2, 2, 4, 6), (2, 2), (2, 2)),
+    pool("avgpool2d", "2x2-s3-gaps", (2, 2, 7, 8), (2, 2), (3, 3)),
+    pool("avgpool2d", "3x3-s2-pad1", (2, 2, 5, 6), (3, 3), (2, 2), (1, 1, 1, 1)),
+    pool("avgpool2d", "2x3-s12-asym", (1, 3, 5, 5), (2, 3), (1, 2), (1, 0, 0, 1)),
+    unary("globalavgpool2d", (2, 3, 4, 5)),
+    unary("flatten", (2, 3, 4, 2)),
+    unary("reshape", (3, 12), id="rank2", shape=[3, 4]),
+    unary("reshape", (2, 2, 3, 4), id="rank4", shape=[6, 4]),
+    unary("dropout", (4, 6), id="eval", rate=0.5),
+    Case("train", "dropout", dict(rate=0.3), [("normal", (5, 7))], training=True),
+    Case("train-rate0", "dropout", dict(rate=0.0), [("normal", (3, 4))], training=True),
+    batchnorm("NC-train", (6, 3), True),
+    batchnorm("NCL-train", (3, 2, 5), True),
+    batchnorm("NCHW-train", (2, 3, 3, 4), True),
+    batchnorm("NCHW-eval", (2, 3, 3, 4), False),
+    Case("ND", "layernorm", dict(eps=1e-5), [("normal", (4, 6))],
+         dict(weight=(6,), bias=(6,)), ("weight", "bias")),
+    Case("NTD", "layernorm", dict(eps=1e-5), [("normal", (2, 3, 5))],
+         dict(weight=(5,), bias=(5,)), ("weight", "bias")),
+    Case("embedding", "embedding", dict(vocab=7, dim=3, init="uniform"), [("ids", (3, 5))],
+         dict(weight=(7, 3)), ("weight",), vocab=7),
+    recurrent("rnn", "tanh-last", 3, 4, 3, 5, False, "tanh"),
+    recurrent("rnn", "tanh-seq", 2, 5, 4, 3, True, "tanh"),
+    recurrent("rnn", "relu-seq", 3, 4, 3, 4, True, "relu"),
+    recurrent("rnn", "relu-last-nobias", 2, 3, 2, 3, False, "relu", bias=False),
+    recurrent("lstm", "last", 3, 4, 3, 4, False),
+    recurrent("lstm", "seq", 2, 5, 2, 3, True),
+    recurrent("gru", "last", 3, 4, 3, 4, False),
+    recurrent("gru", "seq", 2, 5, 2, 3, True),
+    recurrent("gru", "seq-nobias", 2, 3, 3, 2, True, bias=False),
+    Case("2", "add", {}, [("normal", (3, 4))] * 2),
+    Case("3", "add", {}, [("normal", (2, 3, 2))] * 3),
+    Case("2", "multiply", {}, [("normal", (3, 4))] * 2),
+    Case("3", "multiply", {}, [("normal", (2, 3, 2))] * 3),
+    Case("axis0", "concat", dict(axis=0), [("normal", (2, 2, 3)), ("normal", (2, 4, 3))]),
+    Case("axis1-3in", "concat", dict(axis=1),
+         [("normal", (2, 3, 1)), ("normal", (2, 3, 2)), ("normal", (2, 3, 4))]),
+    Case("axis2-4d", "concat", dict(axis=2), [("normal", (2, 2, 3, 2)), ("normal", (2, 2, 3, 1))]),
+    unary("identity"),
+    unary("linear"),
+    unary("relu", kind="away"),
+    unary("sigmoid", kind="wide"),
+    unary("tanh", kind="wide"),
+    unary("softmax", (4, 5), id="axis0", axis=0),
+    unary("softmax", (2, 3, 4), id="axis1", axis=1),
+    unary("log_softmax", (4, 5), id="axis0", axis=0),
+    unary("log_softmax", (2, 3, 4), id="axis1", axis=1),
+    unary("leaky_relu", kind="away", alpha=0.1),
+    unary("elu", kind="away", id="alpha1", alpha=1.0),
+    unary("elu", kind="away", id="alpha0.5", alpha=0.5),
+    unary("selu", kind="away"),
+    unary("gelu", kind="wide"),
+    unary("softplus", kind="wide"),
+    unary("silu", kind="wide"),
+    unary("step", kind="away"),
+]
+
+# step's derivative is 0 almost everywhere, but its backward is straight-through by design:
+# the numerical check does not apply; test_step_* below check it.
+GRAD_CASES = [c for c in CASES if c.op != "step"]
+
+
+def _id(c: Case) -> str:
+    return c.op if c.id == c.op else f"{c.op}-{c.id}"
+
+
+# ----------------------------------------------------------------------------------------------
+# gradient checks
+
+def _forward(case, xs, w, seed=1):
+    """One forward on copies of the weights (state updates must not leak between calls). The
+    dropout rng is re-seeded per call so every call draws the same mask."""
+    ctx = Ctx(training=case.training, rng=np.random.default_rng(seed))
+    return KERNELS[case.op].forward(xs, {k: v.copy() for k, v in w.items()}, case.a, ctx)
+
+
+def _numeric_grad(loss, arr, eps=1e-6):
+    g = np.zeros_like(arr)
+    flat = arr.reshape(-1)            # a view: writing it perturbs arr
+    for i in range(flat.size):
+        orig = flat[i]
+        flat[i] = orig + eps
+        lp = loss()
+        flat[i] = orig - eps
+        lm = loss()
+        flat[i] = orig
+        g.reshape(-1)[i] = (lp - lm) / (2 * eps)
+    return g
+
+
+@pytest.mark.parametrize("case", GRAD_CASES, ids=_id)
+def test_gradients(case):
+    xs, w = case.make(seed=0)
+    y, cache = _forward(case, xs, w)
+    R = np.random.default_rng(99).standard_normal(y.shape)
+    dxs, dw = KERNELS[case.op].backward(R.copy(), cache)
+    label = _id(case)
+
+    assert len(dxs) == len(xs), f"{label}: backward returns one gradient per input"
+    assert set(dw) == set(case.trainable), f"{label}: backward's weight grads {sorted(dw)}"
+
+    def loss():
+        return float(np.sum(_forward(case, xs, w)[0] * R))
+
+    for i, x in enumerate(xs):
+        if x.dtype.kind in "iu":
+            assert dxs[i] is None, f"{label}: integer input {i} gets no gradient"
+            continue
+        assert dxs[i].shape == x.shape, f"{label}: shape of the gradient of input {i}"
+        np.testing.assert_allclose(dxs[i], _numeric_grad(loss, x), rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{label}: backward of input {i}")
+    for name in case.trainable:
+        assert dw[name].shape == w[name].shape, f"{label}: shape of the gradient of {name}"
+        np.testing.assert_allclose(dw[name], _numeric_grad(loss, w[name]), rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{label}: backward of {name}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_float32_in_float32_out(case):
+    xs, w = case.make(seed=0, dtype=np.float32)
+    y, cache = _forward(case, xs, w)
+    assert y.dtype == np.float32, f"{_id(case)}: forward gives {y.dtype}"
+    dxs, dw = KERNELS[case.op].backward(np.ones_like(y), cache)
+    for i, g in enumerate(dxs):
+        assert g is None or g.dtype == np.float32, f"{_id(case)}: grad of input {i} is {g.dtype}"
+    for name, g in dw.items():
+        assert g.dtype == np.float32, f"{_id(case)}: grad of {name} is {g.dtype}"
+
+
+def test_every_op_has_a_kernel():
+    missing = [op for op in ALL_OPS if op not in KERNELS]
+    assert not missing, f"ops without a kernel: {missing}"
+    untested = set(ALL_OPS) - {c.op for c in CASES}
+    assert not untested, f"ops missing from the case table: {untested}"
+
+
+# ----------------------------------------------------------------------------------------------
+# forward references: convolution and pooling as naive loops
+
+def naive_conv2d(x, weight, bias, stride, dilation, pads):
+    N, C, H, W = x.shape
+    F, _, kh, kw = weight.shape
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = stride, dilation, pads
+    xp = np.zeros((N, C, H + pt + pb, W + pl + pr))
+    xp[:, :, pt:pt + H, pl:pl + W] = x
+    Ho = (H + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    Wo = (W + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    y = np.zeros((N, F, Ho, Wo))
+    for n in range(N):
+        for f in range(F):
+            for i in range(Ho):
+                for j in range(Wo):
+                    s = 0.0
+                    for c in range(C):
+                        for p in range(kh):
+                            for q in range(kw):
+                                s += xp[n, c, i * sh + p * dh, j * sw + q * dw] * weight[f, c, p, q]
+                    y[n, f, i, j] = s + (bias[f] if bias is not None else 0.0)
+    return y
+
+
+def naive_pool(x, size, stride, pads, kind):
+    N, C, H, W = x.shape
+    (kh, kw), (sh, sw), (pt, pl, pb, pr) = size, stride, pads
+    fill = -np.inf if kind == "max" else 0.0
+    xp = np.full((N, C, H + pt + pb, W + pl + pr), fill)
+    xp[:, :, pt:pt + H, pl:pl + W] = x
+    Ho, Wo = (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1
+    y = np.zeros((N, C, Ho, Wo))
+    for i in range(Ho):
+        for j in range(Wo):
+            win = xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+            y[:, :, i, j] = win.max(axis=(2, 3)) if kind == "max" else win.sum(axis=(2, 3)) / (kh * kw)
+    return y
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.op == "conv2d"], ids=_id)
+def test_conv2d_forward_matches_naive_loop(case):
+    xs, w = case.make(seed=3)
+    y, _ = _forward(case, xs, w)
+    ref = naive_conv2d(xs[0], w["weight"], w.get("bias"), case.a["stride"], case.a["dilation"],
+                       case.a["pads"])
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12, err_msg=f"{_id(case)}: forward")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.op == "conv1d"], ids=_id)
+def test_conv1d_forward_matches_naive_loop(case):
+    xs, w = case.make(seed=3)
+    y, _ = _forward(case, xs, w)
+    (s,), (d,), (pl, pr) = case.a["stride"], case.a["dilation"], case.a["pads"]
+    ref = naive_conv2d(xs[0][:, :, None, :], w["weight"][:, :, None, :], w.get("bias"),
+                       (1, s), (1, d), (0, pl, 0, pr))[:, :, 0, :]
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12, err_msg=f"{_id(case)}: forward")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.op in ("maxpool2d", "avgpool2d")], ids=_id)
+def test_pool_forward_matches_naive_loop(case):
+    xs, _ = case.make(seed=3)
+    x = np.random.default_rng(4).standard_normal(xs[0].shape)
+    y, _ = _forward(case, [x], {})
+    ref = naive_pool(x, case.a["size"], case.a["stride"], case.a["pads"], case.op[:3])
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12, err_msg=f"{_id(case)}: forward")
+
+
+def test_maxpool_ties_send_gradient_to_first_max():
+    x = np.ones((1, 1, 2, 4))
+    x[0, 0, 1, 3] = 0.0
+    a = dict(size=[2, 2], stride=[2, 2], pads=[0, 0, 0, 0])
+    y, cache = KERNELS["maxpool2d"].forward([x], {}, a, Ctx())
+    (dx,), _ = KERNELS["maxpool2d"].backward(np.array([[[[2.0, 3.0]]]]), cache)
+    expected = np.zeros_like(x)
+    expected[0, 0, 0, 0] = 2.0
+    expected[0, 0, 0, 2] = 3.0
+    np.testing.assert_array_equal(dx, expected)
+
+
+def test_avgpool_counts_padding():
+    x = np.ones((1, 1, 2, 2))
+    a = dict(size=[2, 2], stride=[2, 2], pads=[1, 1, 1, 1])
+    y, _ = KERNELS["avgpool2d"].forward([x], {}, a, Ctx())
+    np.testing.assert_allclose(y, np.full((1, 1, 2, 2), 0.25))
+
+
+# ----------------------------------------------------------------------------------------------
+# recurrent layers vs step-by-step loops written from the formulas
+
+def _sig(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def ref_lstm(x, w):
+    N, T, _ = x.shape
+    u = w["weight_hh"].shape[1]
+    Wi, Wh, bi, bh = w["weight_ih"], w["weight_hh"], w["bias_ih"], w["bias_hh"]
+    blk = [slice(k * u, (k + 1) * u) for k in range(4)]
+    h, c, hs = np.zeros((N, u)), np.zeros((N, u)), []
+    for t in range(T):
+        xt = x[:, t]
+
+        def gate(k):
+            return xt @ Wi[blk[k]].T + bi[blk[k]] + h @ Wh[blk[k]].T + bh[blk[k]]
+
+        i, f, g, o = _sig(gate(0)), _sig(gate(1)), np.tanh(gate(2)), _sig(gate(3))
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        hs.append(h)
+    return np.stack(hs, axis=1)
+
+
+def ref_gru(x, w):
+    N, T, _ = x.shape
+    u = w["weight_hh"].shape[1]
+    Wi, Wh, bi, bh = w["weight_ih"], w["weight_hh"], w["bias_ih"], w["bias_hh"]
+    blk = [slice(k * u, (k + 1) * u) for k in range(3)]
+    h, hs = np.zeros((N, u)), []
+    for t in range(T):
+        xt = x[:, t]
+        r = _sig(xt @ Wi[blk[0]].T + bi[blk[0]] + h @ Wh[blk[0]].T + bh[blk[0]])
+        z = _sig(xt @ Wi[blk[1]].T + bi[blk[1]] + h @ Wh[blk[1]].T + bh[blk[1]])
+        n = np.tanh(xt @ Wi[blk[2]].T + bi[blk[2]] + r * (h @ Wh[blk[2]].T + bh[blk[2]]))
+        h = (1 - z) * n + z * h
+        hs.append(h)
+    return np.stack(hs, axis=1)
+
+
+def ref_rnn(x, w, act):
+    N, T, _ = x.shape
+    f = np.tanh if act == "tanh" else (lambda v: np.maximum(v, 0))
+    h, hs = np.zeros((N, w["weight_hh"].shape[0])), []
+    for t in range(T):
+        h = f(x[:, t] @ w["weight_ih"].T + w["bias_ih"] + h @ w["weight_hh"].T + w["bias_hh"])
+        hs.append(h)
+    return np.stack(hs, axis=1)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.op in ("rnn", "lstm", "gru")], ids=_id)
+def test_recurrent_forward_matches_step_loop(case):
+    xs, w = case.make(seed=5)
+    if "bias_ih" not in w:
+        u = w["weight_hh"].shape[0]
+        w_ref = dict(w, bias_ih=np.zeros(u), bias_hh=np.zeros(u))
+    else:
+        w_ref = w
+    ref = {"rnn": lambda: ref_rnn(xs[0], w_ref, case.a.get("activation")),
+           "lstm": lambda: ref_lstm(xs[0], w_ref), "gru": lambda: ref_gru(xs[0], w_ref)}[case.op]()
+    if not case.a["return_sequences"]:
+        ref = ref[:, -1]
+    y, _ = _forward(case, xs, w)
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12, err_msg=f"{_id(case)}: forward")
+
+
+# ----------------------------------------------------------------------------------------------
+# normalisation, dropout, embedding
+
+def test_batchnorm_running_stats_update():
+    x = np.array([[1.0, 10.0], [3.0, 20.0], [5.0, 30.0], [7.0, 40.0]])   # (N=4, C=2)
+    w = dict(weight=np.array([2.0, 1.0]), bias=np.array([0.5, 0.0]),
+             running_mean=np.array([0.0, 1.0]), running_var=np.array([1.0, 2.0]))
+    rm, rv = w["running_mean"], w["running_var"]
+    a = dict(momentum=0.9, eps=1e-5)
+    y, _ = KERNELS["batchnorm"].forward([x], w, a, Ctx(training=True))
+    # batch means 4, 25; unbiased variances 20/3, 500/3; biased 5, 125
+    assert w["running_mean"] is rm and w["running_var"] is rv, "updated in place"
+    np.testing.assert_allclose(rm, [0.9 * 0 + 0.1 * 4, 0.9 * 1 + 0.1 * 25])
+    np.testing.assert_allclose(rv, [0.9 * 1 + 0.1 * 20 / 3, 0.9 * 2 + 0.1 * 500 / 3])
+    expected = (x - [4.0, 25.0]) / np.sqrt(np.array([5.0, 125.0]) + 1e-5) * [2.0, 1.0] + [0.5, 0.0]
+    np.testing.assert_allclose(y, expected)
+    # eval: running statistics, and no update
+    before = rm.copy(), rv.copy()
+    y, _ = KERNELS["batchnorm"].forward([x], w, a, Ctx(training=False))
+    np.testing.assert_allclose(y, (x - rm) / np.sqrt(rv + 1e-5) * [2.0, 1.0] + [0.5, 0.0])
+    np.testing.assert_array_equal(rm, before[0])
+    np.testing.assert_array_equal(rv, before[1])
+
+
+def test_batchnorm_nchw_statistics_per_channel():
+    x = np.random.default_rng(0).standard_normal((4, 3, 5, 2)) * [[[[1.0]], [[2.0]], [[3.0]]]] + 7
+    w = dict(weight=np.ones(3), bias=np.zeros(3), running_mean=np.zeros(3), running_var=np.ones(3))
+    y, _ = KERNELS["batchnorm"].forward([x], w, dict(momentum=0.9, eps=1e-5), Ctx(training=True))
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1, atol=1e-4)
+    np.testing.assert_allclose(w["running_mean"], 0.1 * x.mean(axis=(0, 2, 3)))
+    np.testing.assert_allclose(w["running_var"], 0.9 + 0.1 * x.transpose(1, 0, 2, 3).reshape(3, -1).var(axis=1, ddof=1))
+
+
+def test_layernorm_forward():
+    x = np.random.default_rng(0).standard_normal((3, 4, 6)) * 5 + 2
+    w = dict(weight=np.ones(6), bias=np.zeros(6))
+    y, _ = KERNELS["layernorm"].forward([x], w, dict(eps=1e-5), Ctx())
+    np.testing.assert_allclose(y.mean(axis=-1), 0, atol=1e-12)
+    np.testing.assert_allclose(y, (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5))
+
+
+def test_dropout_eval_is_identity():
+    x = np.random.default_rng(0).standard_normal((10, 10))
+    y, cache = KERNELS["dropout"].forward([x], {}, dict(rate=0.5), Ctx(training=False))
+    np.testing.assert_array_equal(y, x)
+    (dx,), _ = KERNELS["dropout"].backward(x, cache)
+    np.testing.assert_array_equal(dx, x)
+
+
+def test_dropout_train_mask_rate_scaling_and_seed():
+    x = np.ones((200, 500))
+    rate = 0.3
+    k = KERNELS["dropout"]
+    y, cache = k.forward([x], {}, dict(rate=rate), Ctx(training=True, rng=np.random.default_rng(7)))
+    kept = y != 0
+    assert abs(1 - kept.mean() - rate) < 0.01, f"dropped fraction {1 - kept.mean()}"
+    np.testing.assert_allclose(y[kept], 1 / (1 - rate))
+    # the mask is exactly rng.random(x.shape) >= rate
+    expected = np.random.default_rng(7).random(x.shape) >= rate
+    np.testing.assert_array_equal(kept, expected)
+    y2, _ = k.forward([x], {}, dict(rate=rate), Ctx(training=True, rng=np.random.default_rng(7)))
+    np.testing.assert_array_equal(y, y2)
+    (dx,), _ = k.backward(np.full_like(x, 2.0), cache)
+    np.testing.assert_allclose(dx, 2.0 * y)
+
+
+def test_embedding_forward_and_repeated_ids():
+    w = dict(weight=np.arange(12.0).reshape(4, 3))
+    ids = np.array([[0, 3, 3], [1, 3, 0]])
+    y, cache = KERNELS["embedding"].forward([ids], w, dict(vocab=4, dim=3), Ctx())
+    np.testing.assert_array_equal(y, w["weight"][ids])
+    dy = np.random.default_rng(0).standard_normal(y.shape)
+    (dx,), dw = KERNELS["embedding"].backward(dy, cache)
+    assert dx is None
+    ref = np.zeros((4, 3))
+    np.add.at(ref, ids.ravel(), dy.reshape(-1, 3))
+    np.testing.assert_allclose(dw["weight"], ref)
+
+
+@pytest.mark.parametrize("bad", [57, -1, 50])
+def test_embedding_out_of_range_is_E720(bad):
+    ids = np.array([[1, 2], [bad, 3]])
+    with pytest.raises(NncError) as err:
+        KERNELS["embedding"].forward([ids], dict(weight=np.zeros((50, 4))), dict(vocab=50, dim=4), Ctx())
+    (d,) = err.value.diagnostics
+    assert d.code == "E720"
+    assert d.message == f"embedding input id {bad} is out of range [0, 50)"
+    assert d.hint
+
+
+# ----------------------------------------------------------------------------------------------
+# activations
+
+def test_softmax_rows_sum_to_one_and_log_softmax_agrees():
+    x = np.random.default_rng(0).standard_normal((5, 3, 7)) * 300    # large: needs the max shift
+    for axis in (0, 1):
+        y, _ = KERNELS["softmax"].forward([x], {}, dict(axis=axis), Ctx())
+        assert np.all(np.isfinite(y))
+        np.testing.assert_allclose(y.sum(axis=axis + 1), 1.0, rtol=1e-12)
+        ly, _ = KERNELS["log_softmax"].forward([x], {}, dict(axis=axis), Ctx())
+        assert np.all(np.isfinite(ly))
+        np.testing.assert_allclose(np.exp(ly), y, atol=1e-300)
+
+
+def test_erf_matches_math_erf():
+    x = np.concatenate([np.linspace(-8, 8, 16001), np.geomspace(1e-12, 0.5, 200),
+                        -np.geomspace(1e-12, 0.5, 200), [0.0, 0.46875, 4.0, 30.0, -30.0]])
+    ref = np.array([math.erf(v) for v in x])
+    np.testing.assert_allclose(erf(x), ref, rtol=2e-15, atol=0)
+    xc = np.linspace(-5, 26, 6201)
+    refc = np.array([math.erfc(v) for v in xc])
+    np.testing.assert_allclose(erfc(xc), refc, rtol=2e-15, atol=0)
+    assert erf(x.astype(np.float32)).dtype == np.float32
+
+
+def test_gelu_matches_math_erf_grid():
+    x = np.linspace(-10, 10, 2001)
+    y, _ = KERNELS["gelu"].forward([x], {}, {}, Ctx())
+    ref = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x])
+    np.testing.assert_allclose(y, ref, rtol=1e-13, atol=1e-15)
+    # far left tail: x * Phi(x) is tiny but must not be lost to cancellation
+    y, _ = KERNELS["gelu"].forward([np.array([-20.0])], {}, {}, Ctx())
+    np.testing.assert_allclose(y, [-20.0 * 0.5 * math.erfc(20 / math.sqrt(2))], rtol=1e-13)
+
+
+def test_step_forward_and_straight_through_backward():
+    x = np.array([[-2.0, -0.0, 0.0, 1e-9, 3.0]], dtype=np.float32)
+    y, cache = KERNELS["step"].forward([x], {}, {}, Ctx())
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, [[0, 0, 0, 1, 1]])
+    dy = np.array([[1.0, 2.0, 3.0, 4.0, 5.0]], dtype=np.float32)
+    (dx,), dw = KERNELS["step"].backward(dy, cache)
+    np.testing.assert_array_equal(dx, dy)
+    assert dw == {}
+
+
+def test_activations_are_stable_at_extremes():
+    x = np.array([[-1000.0, -50.0, 0.0, 50.0, 1000.0]])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        for op, a in [("sigmoid", {}), ("softplus", {}), ("silu", {}), ("elu", {"alpha": 1.0}),
+                      ("selu", {}), ("tanh", {}), ("gelu", {})]:
+            y, cache = KERNELS[op].forward([x], {}, a, Ctx())
+            assert np.all(np.isfinite(y)), op
+            (dx,), _ = KERNELS[op].backward(np.ones_like(x), cache)
+            assert np.all(np.isfinite(dx)), op
+    y, _ = KERNELS["sigmoid"].forward([x], {}, {}, Ctx())
+    np.testing.assert_allclose(y, [[0.0, 1 / (1 + math.exp(50)), 0.5, 1 / (1 + math.exp(-50)), 1.0]])
+    y, _ = KERNELS["softplus"].forward([np.array([[19.0, 21.0]])], {}, {}, Ctx())
+    np.testing.assert_allclose(y, [[math.log1p(math.exp(19.0)), 21.0]], rtol=1e-15)
