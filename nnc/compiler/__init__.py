@@ -1,0 +1,1 @@
+"""The compiler: IR, op catalogue, checks, formatter and ONNX export (no runtime imports)."""

@@ -1,0 +1,168 @@
+"""The syntax tree of an nnspec file: what the user wrote, with a span on every node.
+
+The formatter prints it back; the lowering pass (``lower.py``) turns it into the IR. Node class
+names follow the grammar's rule names (``let_stmt`` -> :class:`LetStmt`, ``stage_call`` ->
+:class:`Call`, ...).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from .errors import SourceSpan
+
+
+@dataclass
+class Num:
+    value: int | float
+    text: str
+    span: SourceSpan
+
+    @property
+    def is_int(self) -> bool:
+        return isinstance(self.value, int)
+
+
+@dataclass
+class Str:
+    value: str
+    text: str  # with its quotes, as written
+    span: SourceSpan
+
+
+@dataclass
+class Bool:
+    value: bool
+    span: SourceSpan
+
+
+@dataclass
+class Name:
+    name: str
+    span: SourceSpan
+
+
+@dataclass
+class List:
+    items: list["Value"]
+    span: SourceSpan
+
+
+@dataclass
+class KwArg:
+    name: str
+    name_span: SourceSpan
+    value: "Value"
+    span: SourceSpan
+
+
+@dataclass
+class Call:
+    """``name(args)`` as a value or a pipeline stage; ``args is None`` for a bare stage name."""
+
+    name: str
+    name_span: SourceSpan
+    args: list[Union["Value", KwArg]] | None
+    span: SourceSpan
+
+    @property
+    def positional(self) -> list["Value"]:
+        return [a for a in self.args or [] if not isinstance(a, KwArg)]
+
+    @property
+    def keywords(self) -> list[KwArg]:
+        return [a for a in self.args or [] if isinstance(a, KwArg)]
+
+
+Value = Union[Num, Str, Bool, Name, List, Call]
+
+
+@dataclass
+class LetStmt:
+    name: str
+    name_span: SourceSpan
+    value: Value
+    span: SourceSpan
+
+
+@dataclass
+class InputDecl:
+    name: str
+    name_span: SourceSpan
+    dtype: Name | None
+    dims: list[Num | Name]
+    span: SourceSpan
+
+
+@dataclass
+class OutputDecl:
+    names: list[Name]
+    span: SourceSpan
+
+
+@dataclass
+class Pipeline:
+    stages: list[Call]
+    span: SourceSpan
+
+
+@dataclass
+class Binding:
+    name: str
+    name_span: SourceSpan
+    pipeline: Pipeline
+    span: SourceSpan
+
+
+@dataclass
+class Quantity:
+    kind: str  # "name" (params, flops, ...), "output", or "call" (shape(h))
+    name: str
+    arg: Name | None
+    span: SourceSpan
+
+
+@dataclass
+class AssertStmt:
+    quantity: Quantity
+    op: str
+    value: Value
+    span: SourceSpan
+
+
+@dataclass
+class Repeat:
+    count: Num | Name
+    body: list["Statement"]
+    span: SourceSpan
+
+
+Statement = Union[LetStmt, InputDecl, OutputDecl, AssertStmt, Repeat, Binding, Pipeline]
+
+
+@dataclass
+class Model:
+    name: str
+    name_span: SourceSpan
+    body: list[Statement]
+    span: SourceSpan
+
+
+@dataclass
+class Entry:
+    key: str
+    key_span: SourceSpan
+    value: Value
+    span: SourceSpan
+
+
+@dataclass
+class Train:
+    entries: list[Entry]
+    span: SourceSpan
+
+
+@dataclass
+class File:
+    items: list[LetStmt | Model | Train]
+    comments: list[tuple[int, int, str]] = field(default_factory=list)  # (line, column, text)

@@ -1,0 +1,142 @@
+"""The IR: pydantic models of a validated, shape-inferred nnspec program.
+
+A :class:`Program` is what every later stage reads: the NumPy runtime builds and trains it, the
+ONNX exporter emits it, ``nnc summary`` tabulates it and ``nnc compile --emit ir`` prints it as
+JSON. Every node carries the span of the source it came from. Shapes exclude the batch axis.
+
+Ops are one tagged node type (:class:`Node`, ``op`` is the tag) whose ``attrs`` are the op
+catalogue's bound and normalised parameters (``nnc.compiler.ops``); ``nnc schema`` publishes
+the per-op attribute schemas as a discriminated union generated from that same catalogue.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+IR_VERSION = 1
+DType = Literal["float32", "int64"]
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+class Span(_Base):
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
+class Weight(_Base):
+    """One array a layer owns: ``<layer>.<name>`` in a weights file."""
+
+    name: str
+    shape: list[int]
+    trainable: bool = True
+    init: dict[str, Any]
+    blocks: int = 1
+
+
+class Input(_Base):
+    name: str
+    shape: list[int]
+    dtype: DType = "float32"
+    span: Span
+
+
+class Node(_Base):
+    """One stage of the dataflow graph."""
+
+    id: str                       # unique; the layer name for ops with weights (dense_1, ...)
+    op: str                       # the op catalogue's name: the discriminating tag
+    inputs: list[str]             # ids of nodes or names of inputs, in order
+    attrs: dict[str, Any]         # bound, normalised parameters (+ derived: pads, axis)
+    shape: list[int]              # output shape per example
+    dtype: DType = "float32"
+    weights: list[Weight] = []    # in the weights contract's order
+    params: int = 0               # trainable parameters
+    flops: int = 0                # per example: 2 x multiply-adds of dense, conv, recurrent
+    span: Span
+
+    @property
+    def layer(self) -> str | None:
+        """The weights-contract layer name, for nodes that own weights."""
+        return self.id if self.weights else None
+
+
+class Output(_Base):
+    name: str                     # the output value's name (ONNX output name)
+    source: str                   # node id (or input name) that produces it
+    shape: list[int]
+    dtype: DType = "float32"
+
+
+class Assertion(_Base):
+    quantity: str                 # params | flops | output | shape(NAME)
+    op: str
+    expected: Any
+    actual: Any
+    span: Span
+
+
+class DataSource(_Base):
+    kind: Literal["dataset", "csv", "npz"]
+    args: dict[str, Any]
+    span: Optional[Span] = None
+
+
+class TrainSpec(_Base):
+    data: Optional[DataSource] = None
+    validation: Union[float, DataSource] = 0.0
+    loss: dict[str, Any]
+    optimizer: dict[str, Any]
+    schedule: dict[str, Any]
+    epochs: int = 10
+    batch_size: int = 32
+    seed: int = 0
+    shuffle: bool = True
+    metrics: list[str]
+    patience: Optional[int] = None
+    clip_norm: Optional[float] = None
+    dtype: Literal["float32", "float64"] = "float32"
+    span: Optional[Span] = None
+
+
+class ModelIR(_Base):
+    name: str
+    inputs: list[Input]
+    nodes: list[Node]
+    outputs: list[Output]
+    params: int                   # trainable parameters
+    state: int                    # non-trainable values (batchnorm running statistics)
+    flops: int
+    assertions: list[Assertion] = []
+    span: Span
+    _index: Optional[dict] = PrivateAttr(default=None)
+
+    def node(self, node_id: str) -> Node:
+        if self._index is None:
+            self._index = {n.id: n for n in self.nodes}
+        return self._index[node_id]
+
+    def shape_of(self, name: str) -> list[int]:
+        for inp in self.inputs:
+            if inp.name == name:
+                return inp.shape
+        return self.node(name).shape
+
+
+class Program(_Base):
+    ir_version: int = IR_VERSION
+    path: Optional[str] = None
+    source: Optional[str] = None
+    constants: dict[str, Any] = {}
+    model: ModelIR
+    train: Optional[TrainSpec] = None
+    seed: int = 0                  # the train block's seed (or 0): initialisation uses it
+
+    def ir_json(self, indent: int | None = 2) -> str:
+        """The IR as JSON (``nnc compile --emit ir``); the source text is left out."""
+        return self.model_dump_json(indent=indent, exclude={"source"})

@@ -1,0 +1,678 @@
+"""Syntax tree -> IR: ``let`` constants, ``repeat`` expansion, dataflow resolution, layer naming,
+argument validation, shape inference, assertions and the train block.
+
+The passes collect every diagnostic in the file and raise once (:class:`DiagnosticSink`). A stage
+that fails poisons its value (shape ``None``) so that what depends on it is not reported again.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import ast as A
+from .errors import DiagnosticSink, NncError, SourceSpan
+from .ir import Assertion, DataSource, Input, ModelIR, Node, Output, Program, Span, TrainSpec, Weight
+from .ops import OPS, ShapeError, fmt_shape
+from .parse import parse, parse_value
+from .trainspec import BUILTIN_DATASETS, CLASSIFICATION_LOSSES, TRAIN_KEYS
+from .types import REQUIRED, ArgError, ArgErrors, Int, did_you_mean, show
+
+MAX_NODES = 100_000
+
+
+def _span(s: SourceSpan | None) -> Span:
+    s = s or SourceSpan()
+    return Span(line=s.line, column=s.column, end_line=s.end_line, end_column=s.end_column)
+
+
+@dataclass
+class Value:
+    """A named or implicit value in the dataflow: a node's output or a model input."""
+
+    id: str
+    shape: tuple[int, ...] | None   # None: poisoned by an earlier error
+    dtype: str
+    span: SourceSpan
+
+
+@dataclass
+class Scope:
+    """Names visible in a block: constants and values. ``repeat`` bodies get a child per pass."""
+
+    parent: "Scope | None" = None
+    consts: dict[str, A.Value] = field(default_factory=dict)
+    values: dict[str, Value] = field(default_factory=dict)
+
+    def const(self, name: str) -> A.Value | None:
+        s: Scope | None = self
+        while s is not None:
+            if name in s.consts:
+                return s.consts[name]
+            s = s.parent
+        return None
+
+    def value(self, name: str) -> Value | None:
+        s: Scope | None = self
+        while s is not None:
+            if name in s.values:
+                return s.values[name]
+            s = s.parent
+        return None
+
+    def all_names(self) -> list[str]:
+        out: list[str] = []
+        s: Scope | None = self
+        while s is not None:
+            out += list(s.consts) + list(s.values)
+            s = s.parent
+        return out
+
+
+def _respan(v: A.Value, span: SourceSpan) -> A.Value:
+    """A constant's value as seen at its use site (errors point where it is used)."""
+    v = copy.deepcopy(v)
+    if hasattr(v, "span"):
+        v.span = span
+    if isinstance(v, A.Call):
+        v.name_span = span
+    return v
+
+
+class Lowerer:
+    def __init__(self, path: str | None, overrides: dict[str, A.Value] | None = None):
+        self.sink = DiagnosticSink(path)
+        self.path = path
+        self.overrides = dict(overrides or {})
+        self.unresolved: dict[tuple, str] = {}  # spans of names that were not constants
+        self.nodes: list[Node] = []
+        self.node_ids: dict[str, SourceSpan] = {}
+        self.counters: dict[str, int] = {}
+
+    # ------------------------------------------------------------------------------------------
+    # diagnostics helpers
+
+    def err(self, code: str, message: str, span: SourceSpan | None, hint: str | None = None) -> None:
+        self.sink.error(code, message, span, hint)
+
+    def arg_errors(self, errors: list[ArgError], scope: Scope) -> None:
+        for e in errors:
+            name = self.unresolved.get(_key(e.span))
+            if e.code == "E401" and name is not None and "got a name" in e.message:
+                consts = [n for n in scope.all_names() if scope.const(n) is not None]
+                self.err("E303", f"unknown constant `{name}`", e.span,
+                         did_you_mean(name, consts) or "define it first with `let " + name + " = ...`")
+            else:
+                self.err(e.code, e.message, e.span, e.hint)
+
+    # ------------------------------------------------------------------------------------------
+    # constants
+
+    def subst(self, v: A.Value, scope: Scope) -> A.Value:
+        """Replace names of constants by their values, recursively."""
+        if isinstance(v, A.Name):
+            c = scope.const(v.name)
+            if c is not None:
+                return _respan(c, v.span)
+            self.unresolved[_key(v.span)] = v.name
+            return v
+        if isinstance(v, A.List):
+            return A.List([self.subst(x, scope) for x in v.items], v.span)
+        if isinstance(v, A.Call) and v.args is not None:
+            args = [dataclasses.replace(a, value=self.subst(a.value, scope)) if isinstance(a, A.KwArg)
+                    else self.subst(a, scope) for a in v.args]
+            return A.Call(v.name, v.name_span, args, v.span)
+        return v
+
+    def define_const(self, stmt: A.LetStmt, scope: Scope) -> None:
+        if stmt.name in OPS:
+            self.err("E305", f"constant `{stmt.name}` has the name of an op", stmt.name_span,
+                     "choose another name; op names are reserved")
+            return
+        if stmt.name in scope.consts or scope.value(stmt.name) is not None:
+            self.err("E304", f"`{stmt.name}` is already defined", stmt.name_span, "choose another name")
+            return
+        value = self.overrides.pop(stmt.name, None) if scope.parent is None else None
+        scope.consts[stmt.name] = self.subst(value if value is not None else stmt.value, scope)
+
+    def coerce(self, type_, v: A.Value, scope: Scope, what: str = ""):
+        try:
+            return type_.coerce(self.subst(v, scope))
+        except ArgError as e:
+            if what:
+                e.message = f"{what}: {e.message}"
+            self.arg_errors([e], scope)
+        except ArgErrors as es:
+            self.arg_errors(es.errors, scope)
+        return None
+
+    # ------------------------------------------------------------------------------------------
+    # file
+
+    def lower(self, file: A.File, source: str | None) -> Program:
+        top = Scope()
+        models = [i for i in file.items if isinstance(i, A.Model)]
+        trains = [i for i in file.items if isinstance(i, A.Train)]
+        for item in file.items:
+            if isinstance(item, A.LetStmt):
+                self.define_const(item, top)
+        for name, value in list(self.overrides.items()):
+            if name not in TRAIN_KEYS:
+                self.err("E307", f"--set {name}: there is no train key or top-level `let` constant `{name}`",
+                         None, did_you_mean(name, list(TRAIN_KEYS) + list(top.consts)))
+                self.overrides.pop(name)
+        if not models:
+            self.err("E110", "the file has no `model` block", SourceSpan(1, 1, 1, 2),
+                     "add one: `model NAME { input x: [F] ... }`")
+        for extra in models[1:]:
+            self.err("E111", "a file holds exactly one `model` block", extra.name_span,
+                     f"move `{extra.name}` into a file of its own")
+        for extra in trains[1:]:
+            self.err("E112", "a file holds at most one `train` block", extra.span,
+                     "merge the two `train` blocks")
+        model = self.lower_model(models[0], top) if models else None
+        train = self.lower_train(trains[0] if trains else None, top, model)
+        self.sink.raise_if_any()
+        assert model is not None
+        consts = {}
+        for name, v in top.consts.items():
+            consts[name] = show(v)
+        return Program(path=self.path, source=source, constants=consts, model=model, train=train,
+                       seed=train.seed if train else 0)
+
+    # ------------------------------------------------------------------------------------------
+    # model
+
+    def lower_model(self, m: A.Model, top: Scope) -> ModelIR | None:
+        scope = Scope(parent=top)
+        self.inputs: list[Input] = []
+        self.prev: Value | None = None
+        self.last_binding: str | None = None
+        self.outputs_decl: A.OutputDecl | None = None
+        self.asserts: list[A.AssertStmt] = []
+        self.model_scope = scope
+        self.statements(m.body, scope)
+        if not self.nodes and self.prev is None:
+            self.err("E114", f"model `{m.name}` has no layers", m.name_span,
+                     "add stages after the input, e.g. `dense(10) -> softmax`")
+        outputs = self.resolve_outputs(m, scope)
+        params = sum(n.params for n in self.nodes)
+        state = sum(_numel(w.shape) for n in self.nodes for w in n.weights if not w.trainable)
+        flops = sum(n.flops for n in self.nodes)
+        assertions = [a for a in (self.check_assert(s, scope, params, flops, outputs) for s in self.asserts) if a]
+        if self.sink:
+            return None
+        return ModelIR(name=m.name, inputs=self.inputs, nodes=self.nodes, outputs=outputs, params=params,
+                       state=state, flops=flops, assertions=assertions, span=_span(m.span))
+
+    def statements(self, body: list, scope: Scope) -> None:
+        for st in body:
+            if len(self.nodes) > MAX_NODES:
+                self.err("E402", f"the model expands to more than {MAX_NODES:,} layers", st.span,
+                         "use a smaller `repeat` count")
+                return
+            if isinstance(st, A.LetStmt):
+                self.define_const(st, scope)
+            elif isinstance(st, A.InputDecl):
+                self.input_decl(st, scope)
+            elif isinstance(st, A.OutputDecl):
+                if self.outputs_decl is not None:
+                    self.err("E115", "`output` is declared twice", st.span, "list every output in one `output` statement")
+                elif scope is not self.model_scope:
+                    self.err("E115", "`output` cannot be declared inside `repeat`", st.span,
+                             "declare it after the `repeat` block")
+                else:
+                    self.outputs_decl = st
+            elif isinstance(st, A.AssertStmt):
+                self.asserts.append(st)
+            elif isinstance(st, A.Repeat):
+                self.repeat(st, scope)
+            elif isinstance(st, A.Binding):
+                value = self.pipeline(st.pipeline, scope)
+                if self.bindable(st.name, st.name_span, scope):
+                    scope.values[st.name] = value
+                self.last_binding = st.name
+                self.prev = value
+            elif isinstance(st, A.Pipeline):
+                self.prev = self.pipeline(st, scope)
+                self.last_binding = None
+
+    def bindable(self, name: str, span: SourceSpan, scope: Scope) -> bool:
+        if name in OPS:
+            self.err("E305", f"`{name}` is the name of an op and cannot name a value", span,
+                     f"choose another name, e.g. `{name}_out`")
+            return False
+        if scope.value(name) is not None or scope.const(name) is not None:
+            self.err("E304", f"`{name}` is already bound", span, "each name is bound once; choose another name")
+            return False
+        return True
+
+    def input_decl(self, st: A.InputDecl, scope: Scope) -> None:
+        dtype = "float32"
+        if st.dtype is not None:
+            if st.dtype.name in ("float32", "int64"):
+                dtype = st.dtype.name
+            else:
+                self.err("E405", f"unknown input dtype `{st.dtype.name}`", st.dtype.span,
+                         did_you_mean(st.dtype.name, ["float32", "int64"]) or "use `float32` or `int64`")
+        dims = [self.coerce(Int(min=1), d, scope, "input dimension") for d in st.dims]
+        if scope is not self.model_scope:
+            self.err("E116", "inputs cannot be declared inside `repeat`", st.span, "declare inputs at the top of the model")
+            return
+        ok = self.bindable(st.name, st.name_span, scope)
+        shape = tuple(dims) if all(d is not None for d in dims) else None
+        if ok:
+            scope.values[st.name] = Value(st.name, shape, dtype, st.span)
+        if shape is not None:
+            self.inputs.append(Input(name=st.name, shape=list(shape), dtype=dtype, span=_span(st.span)))
+
+    def repeat(self, st: A.Repeat, scope: Scope) -> None:
+        n = self.coerce(Int(min=1), st.count, scope, "repeat count")
+        if n is None:
+            return
+        if n * max(1, _count_stages(st.body)) > MAX_NODES:
+            self.err("E402", f"`repeat {n}` expands to more than {MAX_NODES:,} layers", st.count.span,
+                     "use a smaller count")
+            return
+        for _ in range(n):
+            before = len(self.sink.diagnostics)
+            self.statements(st.body, Scope(parent=scope))
+            if len(self.sink.diagnostics) > before:
+                break  # report a body's errors once, not once per repetition
+
+    # ------------------------------------------------------------------------------------------
+    # pipelines
+
+    def implicit_source(self, stage: A.Call, scope: Scope) -> Value | None:
+        if self.prev is not None:
+            return self.prev
+        inputs = [v for v in self.model_scope.values.values() if v.id in {i.name for i in self.inputs}]
+        declared = [i.name for i in self.inputs]
+        if len(declared) == 1:
+            return self.model_scope.values.get(declared[0])
+        if not declared:
+            if not inputs:
+                self.err("E113", "the model has no input before its first layer", stage.span,
+                         "declare one first, e.g. `input x: [4]`")
+            return None
+        self.err("E306", f"`{stage.name}` could take any of the inputs "
+                 + ", ".join(f"`{d}`" for d in declared), stage.span,
+                 f"name its source: `{declared[0]} -> {show(stage)}`")
+        return None
+
+    def pipeline(self, pipe: A.Pipeline, scope: Scope) -> Value:
+        """The value a pipeline computes; a poisoned value (shape None) after an error."""
+        stages = list(pipe.stages)
+        first = stages[0]
+        current: Value | None
+        if first.args is None and scope.value(first.name) is not None and first.name not in OPS:
+            current = scope.value(first.name)
+            stages = stages[1:]
+        elif first.name in OPS and OPS[first.name].merge:
+            current = self.merge(first, scope)
+            stages = stages[1:]
+        else:
+            current = self.implicit_source(first, scope) if self._is_op_stage(first, scope) else None
+        poisoned = current is None or current.shape is None
+        for st in stages:
+            st = self.resolve_stage_const(st, scope)
+            if st.name not in OPS:
+                if scope.value(st.name) is not None:
+                    self.err("E312", f"`{st.name}` is a value, not an op; only the first stage may name a value",
+                             st.span, f"start a new statement: `{st.name} -> ...`")
+                else:
+                    self.unknown_op(st, scope)
+                poisoned = True
+                continue
+            if OPS[st.name].merge:
+                self.err("E313", f"`{st.name}` names all its inputs and must start its pipeline", st.span,
+                         f"write `{st.name}(a, b) -> ...` as a statement of its own")
+                poisoned = True
+                continue
+            current = self.apply(st, None if poisoned else [current], scope)
+            poisoned = poisoned or current.shape is None
+        return _poison(pipe.span) if poisoned or current is None else current
+
+    def _is_op_stage(self, st: A.Call, scope: Scope) -> bool:
+        st2 = self.resolve_stage_const(st, scope)
+        if st2.name in OPS:
+            return True
+        return False
+
+    def resolve_stage_const(self, st: A.Call, scope: Scope) -> A.Call:
+        """``let act = relu`` then ``dense(3) -> act``: a constant naming an op stands for it."""
+        c = scope.const(st.name) if st.name not in OPS else None
+        if isinstance(c, A.Name):
+            return A.Call(c.name, st.name_span, st.args, st.span)
+        if isinstance(c, A.Call) and st.args is None:
+            return A.Call(c.name, st.name_span, c.args, st.span)
+        return st
+
+    def unknown_op(self, st: A.Call, scope: Scope) -> None:
+        values = [n for n in scope.all_names() if scope.value(n) is not None]
+        hint = did_you_mean(st.name, list(OPS) + values) or "see `docs/language.md` for the list of ops"
+        if st.args is None and scope.const(st.name) is not None:
+            hint = f"`{st.name}` is a constant, not an op or a value"
+        self.err("E301", f"unknown op or value `{st.name}`", st.name_span, hint)
+
+    def merge(self, st: A.Call, scope: Scope) -> Value:
+        sources: list[Value] = []
+        ok = True
+        positional = [a for a in (st.args or []) if not isinstance(a, A.KwArg)]
+        for a in positional:
+            if not isinstance(a, A.Name):
+                self.err("E401", f"`{st.name}` takes the names of its inputs, got `{show(a)}`", a.span,
+                         f"e.g. `{st.name}(a, b)`")
+                ok = False
+                continue
+            v = scope.value(a.name)
+            if v is None:
+                values = [n for n in scope.all_names() if scope.value(n) is not None]
+                self.err("E303", f"unknown value `{a.name}`", a.span,
+                         did_you_mean(a.name, values) or "bind it first: `NAME = ...`")
+                ok = False
+                continue
+            sources.append(v)
+        if len(positional) < 2:
+            self.err("E403", f"`{st.name}` needs at least two inputs", st.span, f"e.g. `{st.name}(a, b)`")
+            ok = False
+        call = A.Call(st.name, st.name_span, [a for a in (st.args or []) if isinstance(a, A.KwArg)], st.span)
+        return self.apply(call, sources if ok else None, scope)
+
+    def next_id(self, op: str, explicit: tuple[str, SourceSpan] | None) -> str:
+        if explicit is not None:
+            name, span = explicit
+        else:
+            self.counters[op] = self.counters.get(op, 0) + 1
+            name, span = f"{op}_{self.counters[op]}", None
+        if name in self.node_ids or name in {i.name for i in self.inputs}:
+            self.err("E308", f"layer name `{name}` is used twice", span,
+                     "give each layer a unique `name=`; unnamed layers are called <op>_<k> in source order")
+        self.node_ids[name] = span or SourceSpan()
+        return name
+
+    def apply(self, st: A.Call, sources: list[Value] | None, scope: Scope) -> Value:
+        """Validate one op stage and infer its output; ``sources=None`` when an input is poisoned."""
+        op = OPS[st.name]
+        explicit = None
+        args = st.args
+        if args is not None:
+            kept = []
+            for a in args:
+                if isinstance(a, A.KwArg) and a.name == "name":
+                    name = self.subst(a.value, scope)
+                    if isinstance(name, A.Str) and name.value.isidentifier():
+                        explicit = (name.value, name.span)
+                    else:
+                        self.err("E401", f"`name` must be a string that is a valid name, got `{show(name)}`",
+                                 a.value.span, 'e.g. name="encoder"')
+                else:
+                    kept.append(a)
+            args = kept
+        call = self.subst(A.Call(st.name, st.name_span, args if args is not None else [], st.span), scope)
+        attrs = None
+        try:
+            attrs = op.sig.bind(call)
+        except ArgErrors as es:
+            self.arg_errors(es.errors, scope)
+        node_id = self.next_id(op.name, explicit)
+        if attrs is None or sources is None:
+            return _poison(st.span)
+        shapes = [s.shape for s in sources]
+        if any(s is None for s in shapes):
+            return _poison(st.span)
+        for src in sources:
+            if op.input_dtype != "any" and src.dtype != op.input_dtype:
+                if src.dtype == "int64":
+                    self.err("E208", f"{op.name} expects float input, got int64 token ids from `{src.id}`",
+                             st.span, "turn token ids into vectors first with `embedding(vocab, dim)`")
+                else:
+                    self.err("E207", f"{op.name} expects int64 token ids, got float32 values from `{src.id}`",
+                             st.span, "declare the input with its dtype: `input tokens: int64 [T]`")
+                return _poison(st.span)
+        try:
+            out_shape = tuple(op.infer([tuple(s) for s in shapes], attrs))
+        except ShapeError as e:
+            self.err(e.code, e.message, st.span, e.hint)
+            return _poison(st.span)
+        dtype = sources[0].dtype if op.input_dtype == "any" else op.output_dtype
+        weights = [Weight(name=w.name, shape=list(w.shape), trainable=w.trainable, init=w.init, blocks=w.blocks)
+                   for w in op.weights([tuple(s) for s in shapes], attrs)]
+        params = sum(_numel(w.shape) for w in weights if w.trainable)
+        flops = op.flops([tuple(s) for s in shapes], out_shape, attrs)
+        self.nodes.append(Node(id=node_id, op=op.name, inputs=[s.id for s in sources], attrs=attrs,
+                               shape=list(out_shape), dtype=dtype, weights=weights, params=params, flops=flops,
+                               span=_span(st.span)))
+        return Value(node_id, out_shape, dtype, st.span)
+
+    # ------------------------------------------------------------------------------------------
+    # outputs and assertions
+
+    def resolve_outputs(self, m: A.Model, scope: Scope) -> list[Output]:
+        outs: list[Output] = []
+        if self.outputs_decl is not None:
+            seen = set()
+            for n in self.outputs_decl.names:
+                v = scope.value(n.name)
+                if v is None:
+                    values = [x for x in scope.all_names() if scope.value(x) is not None]
+                    self.err("E303", f"unknown value `{n.name}` in `output`", n.span,
+                             did_you_mean(n.name, values) or "outputs name values bound with `NAME = ...`")
+                elif n.name in seen:
+                    self.err("E304", f"`{n.name}` is listed twice in `output`", n.span, None)
+                elif v.shape is not None:
+                    outs.append(Output(name=n.name, source=v.id, shape=list(v.shape), dtype=v.dtype))
+                seen.add(n.name)
+        elif self.prev is not None and self.prev.shape is not None:
+            name = self.last_binding or "output"
+            outs.append(Output(name=name, source=self.prev.id, shape=list(self.prev.shape), dtype=self.prev.dtype))
+        return outs
+
+    def check_assert(self, st: A.AssertStmt, scope: Scope, params: int, flops: int,
+                     outputs: list[Output]) -> Assertion | None:
+        q = st.quantity
+        value = self.subst(st.value, scope)
+        if q.kind == "name":
+            if q.name not in ("params", "flops"):
+                self.err("E502", f"unknown quantity `{q.name}` in `assert`", q.span,
+                         did_you_mean(q.name, ["params", "flops"]) or "use params, flops, output or shape(NAME)")
+                return None
+            if not isinstance(value, A.Num):
+                self.err("E401", f"`assert {q.name}` compares with a number, got `{show(value)}`", value.span,
+                         f"e.g. assert {q.name} <= 100_000")
+                return None
+            if self.sink:
+                return None  # totals are meaningless while some layer failed to check
+            actual = params if q.name == "params" else flops
+            expected: Any = value.value
+            label = f"{q.name}"
+        else:
+            if q.kind == "call":
+                if q.name != "shape":
+                    self.err("E502", f"unknown quantity `{q.name}(...)` in `assert`", q.span,
+                             did_you_mean(q.name, ["shape"]) or "use shape(NAME)")
+                    return None
+                v = scope.value(q.arg.name)
+                if v is None:
+                    values = [x for x in scope.all_names() if scope.value(x) is not None]
+                    self.err("E303", f"unknown value `{q.arg.name}` in `assert shape(...)`", q.arg.span,
+                             did_you_mean(q.arg.name, values) or "bind it first: `NAME = ...`")
+                    return None
+                actual = list(v.shape) if v.shape is not None else None
+                label = f"shape({q.arg.name})"
+            else:
+                if len(outputs) != 1:
+                    self.err("E502", "`assert output` needs a model with exactly one output", q.span,
+                             "use `assert shape(NAME) == [...]` for each output")
+                    return None
+                actual = outputs[0].shape
+                label = "output"
+            if st.op != "==":
+                self.err("E401", f"shapes can only be compared with `==`, not `{st.op}`", st.span, None)
+                return None
+            if not (isinstance(value, A.List) and all(isinstance(x, A.Num) and x.is_int for x in value.items)):
+                self.err("E401", f"`assert {label}` compares with a shape such as [10], got `{show(value)}`",
+                         value.span, None)
+                return None
+            expected = [x.value for x in value.items]
+        if actual is None:
+            return None
+        ok = {"<=": actual <= expected, "<": actual < expected, "==": actual == expected,
+              ">=": actual >= expected, ">": actual > expected}[st.op] if not isinstance(actual, list) \
+            else actual == expected
+        if not ok:
+            if isinstance(actual, list):
+                msg = f"assertion failed: {label} is {fmt_shape(actual)}, not {fmt_shape(expected)}"
+                hint = None
+            else:
+                msg = (f"assertion failed: {label} {st.op} {show(value)} "
+                       f"(the model has {actual:,} {'parameters' if q.name == 'params' else 'FLOPs'})")
+                hint = "see `nnc summary` for the largest layers"
+            self.err("E501", msg, st.span, hint)
+        return Assertion(quantity=label, op=st.op, expected=expected, actual=actual, span=_span(st.span))
+
+    # ------------------------------------------------------------------------------------------
+    # train block
+
+    def lower_train(self, t: A.Train | None, top: Scope, model: ModelIR | None) -> TrainSpec | None:
+        if t is None and not self.overrides:
+            return None
+        given: dict[str, A.Entry] = {}
+        for e in (t.entries if t else []):
+            if e.key not in TRAIN_KEYS:
+                self.err("E307", f"unknown train key `{e.key}`", e.key_span,
+                         did_you_mean(e.key, list(TRAIN_KEYS)) or "keys: " + ", ".join(TRAIN_KEYS))
+                continue
+            if e.key in given:
+                self.err("E311", f"train key `{e.key}` is given twice", e.key_span, "keep one of them")
+                continue
+            given[e.key] = e
+        span = t.span if t else SourceSpan()
+        for key, value in self.overrides.items():
+            given[key] = A.Entry(key, value.span, value, value.span)
+        values: dict[str, Any] = {}
+        bad = False
+        for key, p in TRAIN_KEYS.items():
+            if key in given:
+                v = self.coerce(p.type, given[key].value, top, f"train `{key}`")
+                if v is None:
+                    bad = True
+                values[key] = v
+            elif p.default is REQUIRED:
+                self.err("E601", f"the train block needs `{key}`", span,
+                         f"e.g. `{key} = cross_entropy`" if key == "loss" else None)
+                bad = True
+            else:
+                values[key] = copy.deepcopy(p.default)
+        if bad:
+            return None
+        if values["metrics"] is None:
+            values["metrics"] = ["accuracy"] if values["loss"]["kind"] in CLASSIFICATION_LOSSES else ["mae"]
+        for key in ("data", "validation"):
+            v = values[key]
+            if isinstance(v, dict):
+                src_span = given[key].value.span if key in given else None
+                values[key] = DataSource(kind=v["kind"], args={k: x for k, x in v.items() if k != "kind"},
+                                         span=_span(src_span) if src_span else None)
+        train = TrainSpec(span=_span(span), **values)
+        if model is not None:
+            self.check_train_fits(train, model, given, span)
+        return train
+
+    def check_train_fits(self, train: TrainSpec, model: ModelIR, given: dict, span: SourceSpan) -> None:
+        """Static checks between the model and its train block (no data is loaded)."""
+        def at(key):
+            return given[key].value.span if key in given else span
+
+        if len(model.outputs) != 1:
+            self.err("E604", f"training needs exactly one output, the model has {len(model.outputs)}", at("loss"),
+                     "train a single-output model, or export this one with `nnc compile`")
+            return
+        out = model.outputs[0].shape
+        loss = train.loss["kind"]
+        if loss == "cross_entropy" and out[-1] < 2:
+            self.err("E602", f"cross_entropy needs at least 2 classes on the last axis, the output is {fmt_shape(out)}",
+                     at("loss"), "for one output unit use `binary_cross_entropy` (with `sigmoid`)")
+        if train.patience is not None and train.validation == 0.0:
+            self.err("E603", "`patience` (early stopping) needs validation data", at("patience"),
+                     "add `validation = 0.2` or a validation data source")
+        data = train.data
+        if data is not None and data.kind == "dataset":
+            shape, dtype, classes = BUILTIN_DATASETS[data.args["name"]]
+            inp = model.inputs[0] if len(model.inputs) == 1 else None
+            where = at("data")
+            if inp is not None and _numel(shape) != _numel(inp.shape):
+                self.err("E605", f'dataset("{data.args["name"]}") has examples of shape {fmt_shape(shape)}, '
+                         f"the input `{inp.name}` takes {fmt_shape(inp.shape)}", where,
+                         f"declare `input {inp.name}: {fmt_shape(shape)}`")
+            elif len(model.inputs) > 1:
+                self.err("E605", f'dataset("{data.args["name"]}") has one input, the model has {len(model.inputs)}',
+                         where, "train a multi-input model from an npz file")
+            if classes is not None and loss == "cross_entropy" and out[-1] != classes:
+                self.err("E606", f'dataset("{data.args["name"]}") has {classes} classes, the output has '
+                         f"{out[-1]} units", where, f"end the model with `dense({classes}) -> softmax`")
+            if classes is None and loss in CLASSIFICATION_LOSSES:
+                self.err("E606", f'dataset("{data.args["name"]}") is a regression task; {loss} needs classes',
+                         at("loss"), "use `loss = mse`")
+
+
+def _poison(span: SourceSpan) -> Value:
+    """The value of a stage that failed: later stages skip their shape checks instead of cascading."""
+    return Value("<error>", None, "float32", span)
+
+
+def _key(span: SourceSpan | None) -> tuple:
+    return (span.line, span.column, span.end_line, span.end_column) if span else ()
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _count_stages(body: list) -> int:
+    n = 0
+    for st in body:
+        if isinstance(st, A.Binding):
+            n += len(st.pipeline.stages)
+        elif isinstance(st, A.Pipeline):
+            n += len(st.stages)
+        elif isinstance(st, A.Repeat):
+            inner = _count_stages(st.body)
+            count = st.count.value if isinstance(st.count, A.Num) and isinstance(st.count.value, int) else 1
+            n += inner * max(1, count)
+    return n
+
+
+# ----------------------------------------------------------------------------------------------
+# entry points
+
+def parse_overrides(settings: list[str] | dict[str, str] | None) -> dict[str, A.Value]:
+    """``["epochs=3", "optimizer=sgd(lr=0.1)"]`` -> ``{key: value AST}``; bad syntax is an NncError."""
+    if not settings:
+        return {}
+    items = settings.items() if isinstance(settings, dict) else []
+    out: dict[str, A.Value] = {}
+    if isinstance(settings, list):
+        pairs = []
+        for s in settings:
+            key, eq, text = s.partition("=")
+            if not eq or not key.strip().isidentifier():
+                raise NncError.single("E102", f"--set expects KEY=VALUE, got `{s}`", hint="e.g. --set epochs=3",
+                                      path="<--set>")
+            pairs.append((key.strip(), text.strip()))
+        items = pairs
+    for key, text in items:
+        out[key] = parse_value(text, f"--set {key}")
+    return out
+
+
+def compile_source(source: str | bytes, path: str | None = None, *,
+                   overrides: dict[str, A.Value] | None = None) -> Program:
+    """Parse, validate and lower a spec. Raises :class:`NncError` with every diagnostic found."""
+    file = parse(source, path)
+    text = source if isinstance(source, str) else source.decode("utf-8", "replace").lstrip("\ufeff")
+    return Lowerer(path, overrides).lower(file, text)

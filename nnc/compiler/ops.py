@@ -1,0 +1,490 @@
+"""The op catalogue: one entry per op, keyed by name, reused by every stage.
+
+Each :class:`OpDef` holds the op's signature (positional and keyword parameters, defaults, type
+and range checks), its shape rule, the weights it owns (the weights contract of
+``docs/language.md``), and its FLOPs. The runtime's kernels (``nnc.runtime.kernels.KERNELS``) and
+the ONNX emitters (``nnc.compiler.onnx_export.EMITTERS``) are registered under the same names;
+``tests/test_catalogue.py`` fails if a stage lacks an entry.
+
+Shapes exclude the batch axis. ``attrs`` are the bound, normalised parameters; a shape rule may add
+derived attributes (e.g. ``pads`` for convolutions, a non-negative ``axis``) that the runtime and
+the exporter read, so neither re-derives them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .types import (INITIALIZERS, REQUIRED, Bool, Enum, Float, Int, Ints, Padding, Param,
+                    ShapeList, Signature, init_value)
+
+Shape = tuple[int, ...]
+
+
+class ShapeError(Exception):
+    """The op cannot take these input shapes/dtypes: becomes a diagnostic at the stage."""
+
+    def __init__(self, code: str, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.hint = code, message, hint
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One array a layer owns, named and laid out as PyTorch does (``weight``, ``bias``, ...)."""
+
+    name: str
+    shape: Shape
+    init: dict                 # a normalised initializer value, e.g. {"kind": "glorot_uniform"}
+    trainable: bool = True     # batchnorm's running statistics are state, not parameters
+    blocks: int = 1            # recurrent weights: gates initialised block by block
+
+
+@dataclass
+class OpDef:
+    name: str
+    sig: Signature
+    kind: str                                   # layer | activation | shape | merge | regularization
+    infer: Callable[[list[Shape], dict], Shape]
+    weights: Callable[[list[Shape], dict], list[WeightSpec]] = lambda shapes, a: []
+    flops: Callable[[list[Shape], Shape, dict], int] = lambda shapes, out, a: 0
+    input_dtype: str = "float32"                # what the op accepts: float32 | int64
+    output_dtype: str = "float32"
+    merge: bool = False                         # takes several named inputs: add(a, b)
+    doc: str = ""
+    example: str = ""
+    extra_params: list[str] = field(default_factory=list)
+
+    @property
+    def has_weights(self) -> bool:
+        return self.kind in ("layer", "norm")
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    OPS[op.name] = op
+    return op
+
+
+def fmt_shape(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _prod(shape) -> int:
+    return math.prod(shape) if shape else 1
+
+
+# ----------------------------------------------------------------------------------------------
+# shared parameters
+
+def _init(default: str = "glorot_uniform", **args) -> Param:
+    return Param("init", INITIALIZERS, init_value(default, **args), "weight initializer")
+
+
+_BIAS = Param("bias", Bool(), True, "add a learned bias")
+_ZEROS = init_value("zeros")
+_ONES = init_value("ones")
+
+
+def _rank_error(op: str, expected: str, shape: Shape, hint: str | None) -> ShapeError:
+    return ShapeError("E201" if op == "dense" else "E202", f"{op} expects {expected} per example, "
+                      f"got {fmt_shape(shape)}", hint)
+
+
+def _reshape_hint(shape: Shape, rank: int) -> str | None:
+    n = _prod(shape)
+    if rank == 3 and len(shape) == 1:
+        side = math.isqrt(n)
+        if side * side == n:
+            return f"reshape it first, e.g. `reshape([1, {side}, {side}])`"
+        return "reshape it to [C, H, W] first with `reshape([...])`"
+    if rank == 2 and len(shape) == 1:
+        return f"reshape it to [C, L] first, e.g. `reshape([1, {n}])`"
+    if rank == 2 and len(shape) == 3:
+        return "use conv2d for images, or `reshape([C, L])` for sequences"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# dense
+
+def _dense_infer(shapes, a):
+    (s,) = shapes
+    if len(s) not in (1, 2):
+        raise _rank_error("dense", "[F] or [T, F]", s, "add `flatten` before it")
+    return (*s[:-1], a["units"])
+
+
+register(OpDef(
+    "dense", Signature("dense", [Param("units", Int(min=1), REQUIRED, "output features"), _BIAS, _init()], 1),
+    "layer", _dense_infer,
+    weights=lambda shapes, a: [WeightSpec("weight", (a["units"], shapes[0][-1]), a["init"])]
+    + ([WeightSpec("bias", (a["units"],), _ZEROS)] if a["bias"] else []),
+    flops=lambda shapes, out, a: 2 * _prod(shapes[0]) * a["units"],
+    doc="Fully connected layer; on [T, F] it is applied at every time step.",
+    example="dense(64) -> relu"))
+
+
+# ----------------------------------------------------------------------------------------------
+# convolution
+
+def _conv_pads(op: str, size: int, k: int, s: int, d: int, padding, i: int) -> tuple[int, int]:
+    if padding == "valid":
+        return 0, 0
+    if padding == "same":
+        # NOTE: TensorFlow / ONNX SAME_UPPER: output = ceil(size / stride); any odd pad goes last.
+        out = -(-size // s)
+        total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
+        return total // 2, total - total // 2
+    return padding[i], padding[i]
+
+
+def _conv_infer(nd: int):
+    op = "conv2d" if nd == 2 else "conv1d"
+    expected = "[C, H, W]" if nd == 2 else "[C, L]"
+
+    def infer(shapes, a):
+        (s,) = shapes
+        if len(s) != nd + 1:
+            raise _rank_error(op, expected, s, _reshape_hint(s, nd + 1))
+        spatial = s[1:]
+        begins, ends, out = [], [], []
+        names = ("height", "width") if nd == 2 else ("length",)
+        for i in range(nd):
+            k, st, d = a["kernel"][i], a["stride"][i], a["dilation"][i]
+            b, e = _conv_pads(op, spatial[i], k, st, d, a["padding"], i)
+            begins.append(b)
+            ends.append(e)
+            size = (spatial[i] + b + e - d * (k - 1) - 1) // st + 1
+            if size < 1:
+                eff = d * (k - 1) + 1
+                raise ShapeError("E206", f"{op} kernel {k}{f' (dilated to {eff})' if d > 1 else ''} does not "
+                                 f"fit the input {names[i]} {spatial[i]} (padding {b + e})",
+                                 "use `padding=same`, a smaller kernel, or remove a pooling layer before it")
+            out.append(size)
+        a["pads"] = begins + ends  # ONNX order: [x1_begin, x2_begin, ..., x1_end, x2_end]
+        return (a["filters"], *out)
+    return infer
+
+
+def _conv_weights(nd: int):
+    def weights(shapes, a):
+        w = [WeightSpec("weight", (a["filters"], shapes[0][0], *a["kernel"]), a["init"])]
+        if a["bias"]:
+            w.append(WeightSpec("bias", (a["filters"],), _ZEROS))
+        return w
+    return weights
+
+
+def _conv_flops(shapes, out, a):
+    return 2 * _prod(out) * shapes[0][0] * _prod(a["kernel"])
+
+
+for _nd in (2, 1):
+    _name = f"conv{_nd}d"
+    register(OpDef(
+        _name,
+        Signature(_name, [Param("filters", Int(min=1), REQUIRED, "output channels"),
+                          Param("kernel", Ints(_nd), REQUIRED, "kernel size"),
+                          Param("stride", Ints(_nd), [1] * _nd),
+                          Param("padding", Padding(_nd), "valid", "`valid`, `same`, or explicit"),
+                          Param("dilation", Ints(_nd), [1] * _nd), _BIAS, _init()], 2),
+        "layer", _conv_infer(_nd), weights=_conv_weights(_nd), flops=_conv_flops,
+        doc=("2-D convolution over [C, H, W]" if _nd == 2 else "1-D convolution over [C, L]")
+        + " (cross-correlation, as PyTorch).",
+        example="conv2d(16, kernel=3, padding=same) -> relu" if _nd == 2 else "conv1d(8, 5, stride=2)"))
+
+
+# ----------------------------------------------------------------------------------------------
+# pooling
+
+def _pool_check(a, call):
+    from .types import ArgError
+    if a["stride"] is None:
+        a["stride"] = list(a["size"])
+    for p, k in zip(a["padding"], a["size"]):
+        if p > k // 2:
+            raise ArgError("E402", f"pool padding {p} is more than half the pool size {k}",
+                           "padding may be at most size // 2", call.span)
+
+
+def _pool_infer(op):
+    def infer(shapes, a):
+        (s,) = shapes
+        if len(s) != 3:
+            raise ShapeError("E210", f"{op} expects [C, H, W] per example, got {fmt_shape(s)}",
+                             _reshape_hint(s, 3))
+        out = []
+        for i, name in enumerate(("height", "width")):
+            k, st, p = a["size"][i], a["stride"][i], a["padding"][i]
+            size = (s[1 + i] + 2 * p - k) // st + 1
+            if size < 1:
+                raise ShapeError("E206", f"{op} size {k} does not fit the input {name} {s[1 + i]}",
+                                 "use a smaller pool size, or pool earlier")
+            out.append(size)
+        a["pads"] = list(a["padding"]) * 2
+        return (s[0], *out)
+    return infer
+
+
+class _StrideDefault(Ints):
+    """``stride`` of a pool: defaults to the pool size."""
+
+    def render(self, value):
+        return "size" if value is None else super().render(value)
+
+    def json_schema(self):
+        return {"anyOf": [super().json_schema(), {"type": "null"}]}
+
+
+for _name in ("maxpool2d", "avgpool2d"):
+    register(OpDef(
+        _name,
+        Signature(_name, [Param("size", Ints(2), REQUIRED, "pool window"),
+                          Param("stride", _StrideDefault(2), None, "defaults to `size`"),
+                          Param("padding", Ints(2, min=0), [0, 0])], 1, check=_pool_check),
+        "pool", _pool_infer(_name),
+        doc="Max pooling (padding never wins)." if _name == "maxpool2d" else
+        "Average pooling; padded zeros count in the average (PyTorch's count_include_pad=True).",
+        example=f"{_name}(2)"))
+
+
+def _gap_infer(shapes, a):
+    (s,) = shapes
+    if len(s) != 3:
+        raise ShapeError("E210", f"globalavgpool2d expects [C, H, W] per example, got {fmt_shape(s)}")
+    return (s[0],)
+
+
+register(OpDef("globalavgpool2d", Signature("globalavgpool2d", []), "pool", _gap_infer,
+               doc="Mean over height and width: [C, H, W] -> [C].", example="globalavgpool2d"))
+
+
+# ----------------------------------------------------------------------------------------------
+# shape ops
+
+register(OpDef("flatten", Signature("flatten", []), "shape", lambda shapes, a: (_prod(shapes[0]),),
+               doc="[...] -> [product of the dimensions].", example="flatten"))
+
+
+def _reshape_infer(shapes, a):
+    (s,) = shapes
+    n = _prod(s)
+    target = list(a["shape"])
+    known = _prod([d for d in target if d != -1])
+    if -1 in target:
+        if n % known:
+            raise ShapeError("E205", f"cannot reshape {fmt_shape(s)} ({n} values) to {fmt_shape(target)}",
+                             f"{n} is not a multiple of {known}")
+        target[target.index(-1)] = n // known
+    elif known != n:
+        raise ShapeError("E205", f"cannot reshape {fmt_shape(s)} ({n} values) to {fmt_shape(target)} "
+                         f"({known} values)", "the product of the new shape must stay the same; "
+                         "one entry may be -1")
+    a["shape"] = target
+    return tuple(target)
+
+
+register(OpDef("reshape", Signature("reshape", [Param("shape", ShapeList(), REQUIRED)], 1), "shape",
+               _reshape_infer, doc="Reshape each example; one entry may be -1.",
+               example="reshape([1, 28, 28])"))
+
+register(OpDef("identity", Signature("identity", []), "shape", lambda shapes, a: shapes[0],
+               input_dtype="any", doc="Passes its input through.", example="identity"))
+
+
+# ----------------------------------------------------------------------------------------------
+# regularisation and normalisation
+
+register(OpDef("dropout", Signature("dropout", [Param("rate", Float(0, 1, max_open=True), REQUIRED)], 1),
+               "regularization", lambda shapes, a: shapes[0],
+               doc="Inverted dropout while training; identity at inference.", example="dropout(0.25)"))
+
+
+def _bn_weights(shapes, a):
+    c = (shapes[0][0],)
+    return [WeightSpec("weight", c, _ONES), WeightSpec("bias", c, _ZEROS),
+            WeightSpec("running_mean", c, _ZEROS, trainable=False),
+            WeightSpec("running_var", c, _ONES, trainable=False)]
+
+
+def _bn_infer(shapes, a):
+    (s,) = shapes
+    if len(s) > 3:
+        raise ShapeError("E202", f"batchnorm expects [C], [C, L] or [C, H, W] per example, got {fmt_shape(s)}")
+    return s
+
+
+register(OpDef("batchnorm", Signature("batchnorm", [Param("momentum", Float(0, 1), 0.9),
+                                                    Param("eps", Float(0, min_open=True), 1e-5)]),
+               "norm", _bn_infer, weights=_bn_weights,
+               doc="Batch normalisation over axis 0 (channels or features); running = momentum * running "
+                   "+ (1 - momentum) * batch.", example="batchnorm"))
+
+register(OpDef("layernorm", Signature("layernorm", [Param("eps", Float(0, min_open=True), 1e-5)]),
+               "norm", lambda shapes, a: shapes[0],
+               weights=lambda shapes, a: [WeightSpec("weight", (shapes[0][-1],), _ONES),
+                                          WeightSpec("bias", (shapes[0][-1],), _ZEROS)],
+               doc="Layer normalisation over the last axis.", example="layernorm"))
+
+
+# ----------------------------------------------------------------------------------------------
+# embedding and recurrent layers
+
+def _embedding_infer(shapes, a):
+    (s,) = shapes
+    if len(s) != 1:
+        raise ShapeError("E207", f"embedding expects int64 token ids [T] per example, got {fmt_shape(s)}")
+    return (s[0], a["dim"])
+
+
+register(OpDef("embedding", Signature("embedding", [Param("vocab", Int(min=1), REQUIRED, "number of token ids"),
+                                                    Param("dim", Int(min=1), REQUIRED, "vector size"),
+                                                    _init("uniform", low=-0.05, high=0.05)], 2),
+               "layer", _embedding_infer,
+               weights=lambda shapes, a: [WeightSpec("weight", (a["vocab"], a["dim"]), a["init"])],
+               input_dtype="int64", doc="Token ids [T] -> vectors [T, dim].", example="embedding(1000, 32)"))
+
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _rnn_infer(op):
+    def infer(shapes, a):
+        (s,) = shapes
+        if len(s) != 2:
+            hint = ("reshape it to [T, F] first, e.g. `reshape([T, 1])`" if len(s) == 1 else
+                    "flatten the image rows into a sequence with `reshape([T, F])`")
+            raise ShapeError("E209", f"{op} expects a sequence [T, F] per example, got {fmt_shape(s)}", hint)
+        return (s[0], a["units"]) if a["return_sequences"] else (a["units"],)
+    return infer
+
+
+def _rnn_weights(op):
+    g = _GATES[op]
+
+    def weights(shapes, a):
+        u, f = a["units"], shapes[0][1]
+        bias_ih = init_value("zeros") if op != "lstm" else {"kind": "lstm_forget_bias"}
+        return [WeightSpec("weight_ih", (g * u, f), a["init"], blocks=g),
+                WeightSpec("weight_hh", (g * u, u), a["recurrent_init"], blocks=g),
+                WeightSpec("bias_ih", (g * u,), bias_ih, blocks=g),
+                WeightSpec("bias_hh", (g * u,), _ZEROS, blocks=g)]
+    return weights
+
+
+def _rnn_flops(op):
+    g = _GATES[op]
+    return lambda shapes, out, a: 2 * shapes[0][0] * g * a["units"] * (shapes[0][1] + a["units"])
+
+
+for _name in ("rnn", "lstm", "gru"):
+    _params = [Param("units", Int(min=1), REQUIRED, "hidden size"),
+               Param("return_sequences", Bool(), False, "output every step [T, units]")]
+    if _name == "rnn":
+        _params.append(Param("activation", Enum(("tanh", "relu"), "activation"), "tanh"))
+    _params += [_init(), Param("recurrent_init", INITIALIZERS, init_value("orthogonal"),
+                               "initializer of weight_hh")]
+    register(OpDef(_name, Signature(_name, _params, 1), "layer", _rnn_infer(_name),
+                   weights=_rnn_weights(_name), flops=_rnn_flops(_name),
+                   doc={"rnn": "Elman RNN, h = act(W_ih x + b_ih + W_hh h + b_hh).",
+                        "lstm": "LSTM with PyTorch's gate order (input, forget, cell, output).",
+                        "gru": "GRU with PyTorch's formulas (reset gate after the recurrent product)."}[_name],
+                   example=f"{_name}(32)"))
+
+
+# ----------------------------------------------------------------------------------------------
+# merges
+
+def _same_shapes(op):
+    def infer(shapes, a):
+        first = shapes[0]
+        for i, s in enumerate(shapes[1:], 1):
+            if s != first:
+                raise ShapeError("E203", f"{op} needs inputs of equal shape, got {fmt_shape(first)} "
+                                 f"(input 1) and {fmt_shape(s)} (input {i + 1})",
+                                 "project one of them with `dense(...)` or `conv2d(..., kernel=1)` to match")
+        return first
+    return infer
+
+
+def _concat_infer(shapes, a):
+    ranks = {len(s) for s in shapes}
+    if len(ranks) > 1:
+        raise ShapeError("E204", "concat needs inputs of the same rank, got "
+                         + ", ".join(fmt_shape(s) for s in shapes), "flatten or reshape them first")
+    rank = ranks.pop()
+    axis = a["axis"]
+    if axis is None:
+        if rank != 1:
+            raise ShapeError("E204", "concat of rank-" f"{rank} inputs needs `axis`: "
+                             + ", ".join(fmt_shape(s) for s in shapes),
+                             "e.g. `axis=0` to join channels, or flatten them first")
+        axis = 0
+    if not -rank <= axis < rank:
+        raise ShapeError("E204", f"concat axis {axis} is out of range for rank-{rank} inputs",
+                         f"use an axis in [{-rank}, {rank - 1}] (the batch axis is not counted)")
+    axis %= rank
+    for s in shapes[1:]:
+        for d in range(rank):
+            if d != axis and s[d] != shapes[0][d]:
+                raise ShapeError("E204", f"concat along axis {axis} needs the other dimensions equal, got "
+                                 + ", ".join(fmt_shape(x) for x in shapes),
+                                 "resize the inputs, or choose another `axis`")
+    a["axis"] = axis
+    out = list(shapes[0])
+    out[axis] = sum(s[axis] for s in shapes)
+    return tuple(out)
+
+
+for _name, _doc in (("add", "Elementwise sum of equal shapes."), ("multiply", "Elementwise product.")):
+    register(OpDef(_name, Signature(_name, []), "merge", _same_shapes(_name), merge=True, doc=_doc,
+                   example=f"{_name}(a, b) -> relu"))
+register(OpDef("concat", Signature("concat", [Param("axis", Int(), None, "axis to join (batch not counted)")]),
+               "merge", _concat_infer, merge=True, doc="Joins its inputs along `axis`.",
+               example="concat(a, b, axis=0)"))
+
+
+# ----------------------------------------------------------------------------------------------
+# activations
+
+def _axis_infer(op):
+    def infer(shapes, a):
+        (s,) = shapes
+        rank = len(s)
+        if not -rank <= a["axis"] < rank:
+            raise ShapeError("E211", f"{op} axis {a['axis']} is out of range for shape {fmt_shape(s)}",
+                             f"use an axis in [{-rank}, {rank - 1}] (the batch axis is not counted)")
+        a["axis"] %= rank
+        return s
+    return infer
+
+
+def _same(shapes, a):
+    return shapes[0]
+
+
+_ACTIVATIONS = {
+    "relu": ([], "max(x, 0)"),
+    "sigmoid": ([], "1 / (1 + exp(-x))"),
+    "tanh": ([], "tanh(x)"),
+    "softmax": ([Param("axis", Int(), -1)], "exp(x) / sum(exp(x)) along `axis`"),
+    "log_softmax": ([Param("axis", Int(), -1)], "log(softmax(x)) along `axis`"),
+    "leaky_relu": ([Param("alpha", Float(min=0), 0.01)], "x if x > 0 else alpha * x"),
+    "elu": ([Param("alpha", Float(min=0), 1.0)], "x if x > 0 else alpha * (exp(x) - 1)"),
+    "selu": ([], "scale * elu(x, 1.6733) with scale 1.0507 (PyTorch's constants)"),
+    "gelu": ([], "x * Phi(x), the exact erf form"),
+    "softplus": ([], "log(1 + exp(x)) (x itself above 20, as PyTorch)"),
+    "silu": ([], "x * sigmoid(x)"),
+    "step": ([], "1 where x > 0 else 0; the gradient passes straight through"),
+    "linear": ([], "x (no activation)"),
+}
+for _name, (_params, _doc) in _ACTIVATIONS.items():
+    register(OpDef(_name, Signature(_name, _params, 0), "activation",
+                   _axis_infer(_name) if _params and _params[0].name == "axis" else _same,
+                   doc=_doc, example=f"dense(10) -> {_name}"))
+
+ACTIVATIONS = tuple(_ACTIVATIONS)
+OP_NAMES = tuple(OPS)

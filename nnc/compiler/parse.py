@@ -1,0 +1,346 @@
+"""Source text -> syntax tree (:mod:`nnc.compiler.ast`), with syntax errors in the user's words.
+
+Every input, however broken (binary, not UTF-8, deeply nested, megabytes long), either parses or
+raises :class:`NncError`; nothing else escapes.
+"""
+from __future__ import annotations
+
+import re
+
+from lark import Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from ..grammar import get_parser
+from . import ast as A
+from .errors import Diagnostic, NncError, SourceSpan
+
+KEYWORDS = ("model", "train", "input", "output", "let", "repeat", "assert", "true", "false")
+MAX_NESTING = 64
+
+# lark terminal name -> what the user sees in "expected ..." lists
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "CMP": "a comparison (<=, <, ==, >=, >)",
+    "$END": "the end of the file",
+}
+
+
+def _describe_terminal(name: str, parser) -> str:
+    if name in _TERMINAL_WORDS:
+        return _TERMINAL_WORDS[name]
+    for term in parser.terminals:
+        if term.name == name and term.pattern.type == "str":
+            return f"`{term.pattern.value}`"
+    return name.lower()
+
+
+def _describe_token(tok: Token) -> str:
+    if tok.type == "$END":
+        return "the end of the file"
+    if tok.type == "NAME":
+        return f"name `{tok}`"
+    if tok.type == "NUMBER":
+        return f"number `{tok}`"
+    if tok.type == "STRING":
+        return f"string {tok}"
+    if str(tok) in KEYWORDS:
+        return f"keyword `{tok}`"
+    return f"`{tok}`"
+
+
+def _number(text: str) -> int | float:
+    clean = text.replace("_", "")
+    if re.fullmatch(r"-?[0-9]+", clean):
+        return int(clean)
+    return float(clean)
+
+
+def _span(meta_or_tok) -> SourceSpan:
+    return SourceSpan.of(meta_or_tok)
+
+
+@v_args(meta=True)
+class ToAst(Transformer):
+    """One method per grammar rule; a rule without a method fails loudly (``__default__``)."""
+
+    def __default__(self, data, children, meta):  # pragma: no cover - grammar/AST drift guard
+        raise NotImplementedError(f"no AST builder for grammar rule {data!r}")
+
+    # values -----------------------------------------------------------------------------------
+    def v_number(self, meta, c):
+        (tok,) = c
+        return A.Num(_number(str(tok)), str(tok), _span(tok))
+
+    def v_string(self, meta, c):
+        (tok,) = c
+        return A.Str(str(tok)[1:-1], str(tok), _span(tok))
+
+    def v_true(self, meta, c):
+        return A.Bool(True, _span(meta))
+
+    def v_false(self, meta, c):
+        return A.Bool(False, _span(meta))
+
+    def v_name(self, meta, c):
+        (tok,) = c
+        return A.Name(str(tok), _span(tok))
+
+    def v_list(self, meta, c):
+        items = [x for x in c if x is not None]
+        return A.List(items, _span(meta))
+
+    def v_call(self, meta, c):
+        name, args = c
+        return A.Call(str(name), _span(name), args or [], _span(meta))
+
+    def arglist(self, meta, c):
+        return list(c)
+
+    def arg_pos(self, meta, c):
+        return c[0]
+
+    def arg_kw(self, meta, c):
+        name, value = c
+        return A.KwArg(str(name), _span(name), value, _span(meta))
+
+    # model ------------------------------------------------------------------------------------
+    def stage_bare(self, meta, c):
+        (name,) = c
+        return A.Call(str(name), _span(name), None, _span(name))
+
+    def stage_call(self, meta, c):
+        name, args = c
+        return A.Call(str(name), _span(name), args or [], _span(meta))
+
+    def pipeline(self, meta, c):
+        return A.Pipeline(list(c), _span(meta))
+
+    def binding(self, meta, c):
+        name, pipe = c
+        return A.Binding(str(name), _span(name), pipe, _span(meta))
+
+    def dim(self, meta, c):
+        (tok,) = c
+        if tok.type == "NUMBER":
+            return A.Num(_number(str(tok)), str(tok), _span(tok))
+        return A.Name(str(tok), _span(tok))
+
+    count = dim
+
+    def input_decl(self, meta, c):
+        name, dtype, *dims = c
+        dt = A.Name(str(dtype), _span(dtype)) if dtype is not None else None
+        return A.InputDecl(str(name), _span(name), dt, dims, _span(meta))
+
+    def output_decl(self, meta, c):
+        return A.OutputDecl([A.Name(str(t), _span(t)) for t in c], _span(meta))
+
+    def quantity_name(self, meta, c):
+        (tok,) = c
+        return A.Quantity("name", str(tok), None, _span(meta))
+
+    def quantity_output(self, meta, c):
+        return A.Quantity("output", "output", None, _span(meta))
+
+    def quantity_call(self, meta, c):
+        name, arg = c
+        return A.Quantity("call", str(name), A.Name(str(arg), _span(arg)), _span(meta))
+
+    def assert_stmt(self, meta, c):
+        quantity, op, value = c
+        return A.AssertStmt(quantity, str(op), value, _span(meta))
+
+    def repeat(self, meta, c):
+        count, *body = c
+        return A.Repeat(count, body, _span(meta))
+
+    def let_stmt(self, meta, c):
+        name, value = c
+        return A.LetStmt(str(name), _span(name), value, _span(meta))
+
+    def model(self, meta, c):
+        name, *body = c
+        return A.Model(str(name), _span(name), body, _span(meta))
+
+    def entry(self, meta, c):
+        key, value = c
+        return A.Entry(str(key), _span(key), value, _span(meta))
+
+    def train(self, meta, c):
+        return A.Train(list(c), _span(meta))
+
+    def start(self, meta, c):
+        return A.File(list(c))
+
+
+_TO_AST = ToAst()
+
+
+# ----------------------------------------------------------------------------------------------
+# input sanitising
+
+def decode_source(data: bytes, path: str | None) -> str:
+    """UTF-8 text of a spec file, or an E001 diagnostic at the first bad byte."""
+    if b"\x00" in data[:8192]:
+        raise NncError.single("E001", "this is not a text file (it contains NUL bytes)",
+                              hint="nnspec files are UTF-8 text; check the path", path=path,
+                              span=SourceSpan(1, 1, 1, 2))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[:exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise NncError.single("E001", f"the file is not valid UTF-8 (byte 0x{data[exc.start]:02x})",
+                              hint="save the file as UTF-8", path=path,
+                              span=SourceSpan(line, column, line, column + 1)) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+_BRACKETS = re.compile(r"[\[\](){}]|#[^\n]*|\"[^\"\n]*\"|'[^'\n]*'")
+
+
+def _check_nesting(text: str, path: str | None) -> None:
+    """Refuse absurd nesting before the (recursive) tree transformer sees it."""
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        ch = m.group()
+        if ch in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                line = text.count("\n", 0, m.start()) + 1
+                col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+                raise NncError.single(
+                    "E106", f"brackets are nested more than {MAX_NESTING} deep",
+                    hint="no nnspec construct needs this much nesting; check for a runaway bracket",
+                    span=SourceSpan(line, col, line, col + 1), path=path)
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# syntax errors
+
+def _end_span(text: str) -> SourceSpan:
+    lines = text.split("\n")
+    # point at the last non-blank line's end, where the missing text belongs
+    idx = len(lines) - 1
+    while idx > 0 and not lines[idx].strip():
+        idx -= 1
+    col = len(lines[idx].rstrip()) + 1
+    return SourceSpan(idx + 1, col, idx + 1, col + 1)
+
+
+def _expected_words(expected, parser) -> list[str]:
+    words = sorted({_describe_terminal(e, parser) for e in expected})
+    return words
+
+
+def _hint_for(token: Token | None, expected: set[str], text: str) -> str | None:
+    if token is not None and str(token) in KEYWORDS and "NAME" in expected:
+        return f"`{token}` is a reserved word and cannot be used as a name; choose another name"
+    if token is not None and token.type == "$END":
+        if "RBRACE" in expected:
+            return "a block is not closed: add `}`"
+        if "RPAR" in expected:
+            return "a call is not closed: add `)`"
+        if "RSQB" in expected:
+            return "a list is not closed: add `]`"
+        return "the file ends in the middle of a statement"
+    if "RPAR" in expected and "COMMA" in expected:
+        return "separate arguments with `,` and close the call with `)`"
+    if "RSQB" in expected and "COMMA" in expected:
+        return "separate list items with `,` and close the list with `]`"
+    if expected == {"COLON"}:
+        return "write an input as `input NAME: [dims]`"
+    if expected == {"EQUAL"}:
+        return "write `NAME = value`"
+    if token is not None and token.type == "NUMBER" and "NAME" in expected:
+        return "a statement starts with a name or a keyword; numbers go inside `op(...)`"
+    if token is not None and str(token) == "=" and "NAME" not in expected:
+        return "`=` binds a name: write `NAME = pipeline`, or `key=value` inside `(...)`"
+    if token is not None and token.type == "NAME" and "__ANON_0" in expected:
+        return None
+    return None
+
+
+def _syntax_error(exc: UnexpectedInput, text: str, parser, path: str | None) -> NncError:
+    if isinstance(exc, UnexpectedCharacters):
+        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        line, col = exc.line, exc.column
+        if ch in "\"'":
+            return NncError.single("E104", "this string is not closed before the end of the line",
+                                   hint=f"add the closing {ch}", path=path,
+                                   span=SourceSpan(line, col, line, col + 1))
+        shown = repr(ch)[1:-1] if ch.isprintable() else f"U+{ord(ch):04X}" if ch else "end of input"
+        hint = None
+        if ch == "-":
+            hint = "a pipeline uses `->` between stages"
+        elif ch in ";":
+            hint = "statements need no separator; remove the `;`"
+        elif not ch.isascii():
+            hint = "names are ASCII letters, digits and `_`; non-ASCII text may only appear in strings and comments"
+        return NncError.single("E101", f"unexpected character `{shown}`", hint=hint, path=path,
+                               span=SourceSpan(line, col, line, col + 1))
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        expected = set(getattr(exc, "expected", None) or getattr(exc, "accepts", None) or ())
+        tok = Token("$END", "")
+        words = _expected_words(expected, parser)
+        msg = "unexpected end of file"
+        if words:
+            msg += f"; expected {', '.join(words[:6])}"
+        return NncError.single("E103", msg, hint=_hint_for(tok, expected, text), path=path,
+                               span=_end_span(text))
+    assert isinstance(exc, UnexpectedToken)
+    tok = exc.token
+    expected = set(exc.accepts or exc.expected or ())
+    words = _expected_words(expected, parser)
+    msg = f"unexpected {_describe_token(tok)}"
+    if words:
+        if len(words) > 8:
+            words = words[:8] + ["..."]
+        msg += f"; expected {', '.join(words)}"
+    span = SourceSpan(tok.line, tok.column, tok.end_line or tok.line,
+                      tok.end_column or tok.column + max(1, len(str(tok))))
+    return NncError.single("E102", msg, hint=_hint_for(tok, expected, text), path=path, span=span)
+
+
+# ----------------------------------------------------------------------------------------------
+
+def parse(source: str | bytes, path: str | None = None, *, comments: bool = False) -> A.File:
+    """Parse nnspec source into an :class:`ast.File`. Raises :class:`NncError` on any problem."""
+    text = decode_source(source, path) if isinstance(source, bytes) else source
+    _check_nesting(text, path)
+    parser, collected = get_parser(comments)
+    collected.clear()
+    try:
+        tree = parser.parse(text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, text, parser, path) from None
+    except RecursionError:  # pragma: no cover - guarded by _check_nesting
+        raise NncError.single("E106", "the file is nested too deeply to parse", path=path) from None
+    result = _TO_AST.transform(tree)
+    if comments:
+        result.comments = [(t.line, t.column, str(t)) for t in collected]
+    return result
+
+
+def parse_value(text: str, what: str = "value") -> A.Value:
+    """Parse a single nnspec value (used for ``--set KEY=VALUE``)."""
+    try:
+        file = parse(f"let __value__ = {text}", path=f"<{what}>")
+    except NncError as err:
+        for d in err.diagnostics:
+            if d.span and d.span.line == 1:  # shift past the synthetic prefix
+                shift = len("let __value__ = ")
+                d.span = SourceSpan(1, max(1, d.span.column - shift), d.span.end_line,
+                                    max(1, d.span.end_column - shift))
+        raise
+    items = file.items
+    if len(items) != 1 or not isinstance(items[0], A.LetStmt):
+        raise NncError(Diagnostic("E102", f"`{text}` is not a single value", None,
+                                  "use nnspec value syntax, e.g. 3, 0.1, \"x\", [1, 2] or adam(lr=0.01)",
+                                  f"<{what}>"))
+    return items[0].value

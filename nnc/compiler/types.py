@@ -1,0 +1,506 @@
+"""Argument types and call signatures: the typed, validated values of ops, initialisers, losses,
+optimizers, schedules and data sources.
+
+A :class:`Signature` binds a call as written (``conv2d(16, kernel=3, padding=same)``) to a dict
+of normalised Python values with every default filled in, or raises :class:`ArgError` pointing at
+the offending argument. ``let`` constants are substituted before binding (see ``lower.py``).
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from . import ast as A
+from .errors import SourceSpan
+
+REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
+
+
+class ArgError(Exception):
+    """A bad argument value: becomes a diagnostic at ``span``."""
+
+    def __init__(self, code: str, message: str, hint: str | None = None,
+                 span: SourceSpan | None = None):
+        super().__init__(message)
+        self.code, self.message, self.hint, self.span = code, message, hint, span
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str | None:
+    """"did you mean `x`?" for the closest choice, or None."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in choices}
+        if word.lower() in lowered:
+            close = [lowered[word.lower()]]
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+def show(v: A.Value) -> str:
+    """A value as the user wrote it, for messages."""
+    if isinstance(v, A.Num):
+        return v.text
+    if isinstance(v, A.Str):
+        return v.text
+    if isinstance(v, A.Bool):
+        return "true" if v.value else "false"
+    if isinstance(v, A.Name):
+        return v.name
+    if isinstance(v, A.List):
+        return "[" + ", ".join(show(x) for x in v.items) + "]"
+    if isinstance(v, A.Call):
+        if v.args is None:
+            return v.name
+        parts = [show(a) if not isinstance(a, A.KwArg) else f"{a.name}={show(a.value)}" for a in v.args]
+        return f"{v.name}({', '.join(parts)})"
+    return str(v)
+
+
+def _kind(v: A.Value) -> str:
+    return {A.Num: "a number", A.Str: "a string", A.Bool: "a boolean", A.Name: "a name",
+            A.List: "a list", A.Call: "a call"}.get(type(v), "a value")
+
+
+def fmt_number(x: float | int) -> str:
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        return str(int(x)) if abs(x) >= 1e4 else repr(x)
+    return repr(x)
+
+
+class Type:
+    """Base class: ``coerce`` turns an AST value into a normalised Python value."""
+
+    doc = "value"
+
+    def coerce(self, v: A.Value) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def bad(self, v: A.Value, hint: str | None = None) -> ArgError:
+        return ArgError("E401", f"expected {self.doc}, got {_kind(v)} `{show(v)}`", hint, v.span)
+
+    def render(self, value: Any) -> str:
+        """A normalised value back in nnspec syntax (docs, defaults in messages)."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, list):
+            return "[" + ", ".join(self.render(x) for x in value) + "]"
+        if isinstance(value, dict) and "kind" in value:
+            args = [f"{k}={self.render(x)}" for k, x in value.items() if k != "kind"]
+            return f"{value['kind']}({', '.join(args)})" if args else value["kind"]
+        if isinstance(value, float):
+            return fmt_number(value)
+        return str(value)
+
+    def json_schema(self) -> dict:
+        return {}
+
+
+@dataclass
+class Int(Type):
+    min: int | None = None
+    max: int | None = None
+
+    @property
+    def doc(self) -> str:  # type: ignore[override]
+        if self.min is not None and self.max is not None:
+            return f"an integer in [{self.min}, {self.max}]"
+        if self.min is not None:
+            return f"an integer >= {self.min}"
+        return "an integer"
+
+    def coerce(self, v):
+        if isinstance(v, A.Num) and isinstance(v.value, float) and v.value.is_integer() and "." not in v.text:
+            value = int(v.value)  # 1e3 written for 1000
+        elif isinstance(v, A.Num) and v.is_int:
+            value = v.value
+        elif isinstance(v, A.Num):
+            raise ArgError("E401", f"expected an integer, got `{v.text}`",
+                           f"write a whole number, e.g. {max(1, round(v.value))}", v.span)
+        else:
+            raise self.bad(v)
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise ArgError("E402", f"{value} is out of range: expected {self.doc}", None, v.span)
+        return value
+
+    def json_schema(self):
+        s = {"type": "integer"}
+        if self.min is not None:
+            s["minimum"] = self.min
+        if self.max is not None:
+            s["maximum"] = self.max
+        return s
+
+
+@dataclass
+class Float(Type):
+    min: float | None = None
+    max: float | None = None
+    min_open: bool = False
+    max_open: bool = False
+
+    @property
+    def doc(self) -> str:  # type: ignore[override]
+        if self.min is not None and self.max is not None:
+            lo = "(" if self.min_open else "["
+            hi = ")" if self.max_open else "]"
+            return f"a number in {lo}{fmt_number(self.min)}, {fmt_number(self.max)}{hi}"
+        if self.min is not None:
+            return f"a number {'>' if self.min_open else '>='} {fmt_number(self.min)}"
+        if self.max is not None:
+            return f"a number {'<' if self.max_open else '<='} {fmt_number(self.max)}"
+        return "a number"
+
+    def coerce(self, v):
+        if not isinstance(v, A.Num):
+            raise self.bad(v)
+        value = float(v.value)
+        if not math.isfinite(value):
+            raise ArgError("E402", f"`{v.text}` is not a finite number", None, v.span)
+        low_bad = self.min is not None and (value <= self.min if self.min_open else value < self.min)
+        high_bad = self.max is not None and (value >= self.max if self.max_open else value > self.max)
+        if low_bad or high_bad:
+            raise ArgError("E402", f"{v.text} is out of range: expected {self.doc}", None, v.span)
+        return value
+
+    def json_schema(self):
+        s: dict = {"type": "number"}
+        if self.min is not None:
+            s["exclusiveMinimum" if self.min_open else "minimum"] = self.min
+        if self.max is not None:
+            s["exclusiveMaximum" if self.max_open else "maximum"] = self.max
+        return s
+
+
+class Bool(Type):
+    doc = "`true` or `false`"
+
+    def coerce(self, v):
+        if isinstance(v, A.Bool):
+            return v.value
+        raise self.bad(v)
+
+    def json_schema(self):
+        return {"type": "boolean"}
+
+
+class Str(Type):
+    doc = "a string"
+
+    def coerce(self, v):
+        if isinstance(v, A.Str):
+            return v.value
+        hint = f'write it in quotes: "{show(v)}"' if isinstance(v, A.Name) else None
+        raise self.bad(v, hint)
+
+    def json_schema(self):
+        return {"type": "string"}
+
+
+@dataclass
+class Enum(Type):
+    choices: tuple[str, ...]
+    what: str = "value"
+
+    @property
+    def doc(self) -> str:  # type: ignore[override]
+        return "one of " + ", ".join(f"`{c}`" for c in self.choices)
+
+    def coerce(self, v):
+        if isinstance(v, (A.Name, A.Str)):
+            word = v.name if isinstance(v, A.Name) else v.value
+            if word in self.choices:
+                return word
+            raise ArgError("E310", f"unknown {self.what} `{word}`: expected {self.doc}",
+                           did_you_mean(word, self.choices), v.span)
+        if isinstance(v, A.Call) and v.args is None and v.name in self.choices:
+            return v.name
+        raise self.bad(v)
+
+    def json_schema(self):
+        return {"enum": list(self.choices)}
+
+
+@dataclass
+class Ints(Type):
+    """An integer or a list of ``n`` integers (kernel, stride, dilation) -> list of ``n`` ints."""
+
+    n: int
+    min: int = 1
+
+    @property
+    def doc(self) -> str:  # type: ignore[override]
+        return f"an integer >= {self.min} or a list of {self.n}" if self.n > 1 else f"an integer >= {self.min}"
+
+    def coerce(self, v):
+        item = Int(min=self.min)
+        if isinstance(v, A.List):
+            if len(v.items) != self.n:
+                raise ArgError("E401", f"expected {self.n} values, got {len(v.items)} in `{show(v)}`",
+                               f"write one integer, or a list of {self.n}", v.span)
+            return [item.coerce(x) for x in v.items]
+        if isinstance(v, A.Num):
+            return [item.coerce(v)] * self.n
+        raise self.bad(v)
+
+    def render(self, value):
+        return str(value[0]) if len(set(value)) == 1 else super().render(value)
+
+    def json_schema(self):
+        return {"type": "array", "items": {"type": "integer", "minimum": self.min},
+                "minItems": self.n, "maxItems": self.n}
+
+
+@dataclass
+class Padding(Type):
+    """``valid``, ``same``, an integer or a list of ``n`` -> "valid" | "same" | list of n ints."""
+
+    n: int
+
+    doc = "`valid`, `same`, an integer or a list of integers"
+
+    def coerce(self, v):
+        if isinstance(v, (A.Name, A.Str)):
+            return Enum(("valid", "same"), "padding").coerce(v)
+        return Ints(self.n, min=0).coerce(v)
+
+    def render(self, value):
+        return value if isinstance(value, str) else Ints(self.n).render(value)
+
+    def json_schema(self):
+        return {"anyOf": [{"enum": ["valid", "same"]}, Ints(self.n, 0).json_schema()]}
+
+
+class ShapeList(Type):
+    doc = "a list of positive integers (one may be -1)"
+
+    def coerce(self, v):
+        if not isinstance(v, A.List) or not v.items:
+            raise self.bad(v, "e.g. [1, 28, 28]")
+        out = []
+        for x in v.items:
+            if isinstance(x, A.Num) and x.is_int and x.value == -1:
+                out.append(-1)
+            else:
+                out.append(Int(min=1).coerce(x))
+        if out.count(-1) > 1:
+            raise ArgError("E402", "only one entry of a shape may be -1", None, v.span)
+        return out
+
+    def json_schema(self):
+        return {"type": "array", "items": {"type": "integer"}}
+
+
+@dataclass
+class ListOf(Type):
+    item: Type
+
+    @property
+    def doc(self) -> str:  # type: ignore[override]
+        return f"a list of {self.item.doc}"
+
+    def coerce(self, v):
+        if isinstance(v, A.List):
+            values = [self.item.coerce(x) for x in v.items]
+        else:  # a single item is accepted where a list goes: metrics = accuracy
+            values = [self.item.coerce(v)]
+        return list(dict.fromkeys(values))
+
+    def json_schema(self):
+        return {"type": "array", "items": self.item.json_schema()}
+
+
+@dataclass
+class OneOf(Type):
+    options: tuple[Type, ...]
+    doc_text: str = ""
+
+    @property
+    def doc(self) -> str:  # type: ignore[override]
+        return self.doc_text or " or ".join(o.doc for o in self.options)
+
+    def coerce(self, v):
+        first: ArgError | None = None
+        for opt in self.options:
+            try:
+                return opt.coerce(v)
+            except ArgError as err:
+                if err.code != "E401" and first is None:
+                    first = err  # a range error in the right kind beats a type error
+        raise first or self.bad(v)
+
+    def json_schema(self):
+        return {"anyOf": [o.json_schema() for o in self.options]}
+
+
+# ----------------------------------------------------------------------------------------------
+# signatures
+
+@dataclass
+class Param:
+    name: str
+    type: Type
+    default: Any = REQUIRED
+    doc: str = ""
+
+
+@dataclass
+class Signature:
+    """A callable's parameters: positional ones in order, then keyword-only ones."""
+
+    name: str
+    params: list[Param]
+    positional: int = 0  # how many of ``params`` may be given by position
+    doc: str = ""
+    check: Callable[[dict, A.Call], None] | None = None  # cross-parameter validation
+
+    def __post_init__(self):
+        self.by_name = {p.name: p for p in self.params}
+
+    def usage(self) -> str:
+        parts = []
+        for i, p in enumerate(self.params):
+            if i < self.positional and p.default is REQUIRED:
+                parts.append(p.name)
+            elif p.default is REQUIRED:
+                parts.append(f"{p.name}=...")
+            else:
+                parts.append(f"{p.name}={p.type.render(p.default)}")
+        return f"{self.name}({', '.join(parts)})" if parts else self.name
+
+    def bind(self, call: A.Call, what: str = "") -> dict:
+        """Validate a call's arguments; return ``{name: value}`` with defaults filled in.
+
+        Raises a list of :class:`ArgError` (as ``ArgErrors``) so that every bad argument is reported.
+        """
+        errors: list[ArgError] = []
+        out: dict[str, Any] = {}
+        given: dict[str, SourceSpan] = {}
+        what = what or f"`{self.name}`"
+        positional = call.positional
+        if len(positional) > self.positional:
+            extra = positional[self.positional]
+            names = ", ".join(p.name for p in self.params[:self.positional])
+            takes = (f"takes {self.positional} positional argument{'s' if self.positional != 1 else ''}"
+                     f" ({names})" if self.positional else "takes no positional arguments")
+            kw = [p.name for p in self.params[self.positional:]]
+            errors.append(ArgError("E404", f"{what} {takes}, got {len(positional)}",
+                                   f"pass the others by keyword: {', '.join(k + '=...' for k in kw[:4])}"
+                                   if kw else f"usage: {self.usage()}", extra.span))
+        for p, v in zip(self.params[:self.positional], positional):
+            given[p.name] = v.span
+            try:
+                out[p.name] = p.type.coerce(v)
+            except ArgError as err:
+                err.message = f"{what} `{p.name}`: {err.message}"
+                errors.append(err)
+        for kw in call.keywords:
+            p = self.by_name.get(kw.name)
+            if p is None:
+                hint = did_you_mean(kw.name, list(self.by_name)) or f"usage: {self.usage()}"
+                errors.append(ArgError("E302", f"{what} has no parameter `{kw.name}`", hint, kw.name_span))
+                continue
+            if kw.name in given:
+                errors.append(ArgError("E309", f"{what} `{kw.name}` is given twice", None, kw.span))
+                continue
+            given[kw.name] = kw.span
+            try:
+                out[p.name] = p.type.coerce(kw.value)
+            except ArgError as err:
+                err.message = f"{what} `{p.name}`: {err.message}"
+                errors.append(err)
+        for p in self.params:
+            if p.name in given:
+                continue
+            if p.default is REQUIRED:
+                errors.append(ArgError("E403", f"{what} needs `{p.name}`", f"usage: {self.usage()}",
+                                       call.span))
+            else:
+                out[p.name] = p.default
+        if not errors and self.check is not None:
+            try:
+                self.check(out, call)
+            except ArgError as err:
+                errors.append(err)
+        if errors:
+            raise ArgErrors(errors)
+        return out
+
+    def json_schema(self) -> dict:
+        props = {p.name: {**p.type.json_schema(), **({"default": p.default} if p.default is not REQUIRED
+                                                      and not callable(p.default) else {}),
+                          **({"description": p.doc} if p.doc else {})} for p in self.params}
+        return {"type": "object", "properties": props,
+                "required": [p.name for p in self.params if p.default is REQUIRED]}
+
+
+class ArgErrors(Exception):
+    def __init__(self, errors: list[ArgError]):
+        super().__init__("; ".join(e.message for e in errors))
+        self.errors = errors
+
+
+@dataclass
+class Catalogue(Type):
+    """A value that is one of a family of calls: ``adam(lr=0.01)``, ``cosine``, ``he_normal``."""
+
+    what: str
+    signatures: dict[str, Signature] = field(default_factory=dict)
+
+    @property
+    def doc(self) -> str:  # type: ignore[override]
+        return f"a {self.what}: " + ", ".join(f"`{s.usage()}`" for s in self.signatures.values())
+
+    def add(self, sig: Signature) -> Signature:
+        self.signatures[sig.name] = sig
+        return sig
+
+    def coerce(self, v):
+        if isinstance(v, A.Name):
+            v = A.Call(v.name, v.span, None, v.span)
+        if isinstance(v, A.Str) and self.what != "data source":
+            v = A.Call(v.value, v.span, None, v.span)
+        if not isinstance(v, A.Call):
+            raise ArgError("E401", f"expected a {self.what}, got {_kind(v)} `{show(v)}`",
+                           "one of: " + ", ".join(f"`{n}`" for n in self.signatures), v.span)
+        sig = self.signatures.get(v.name)
+        if sig is None:
+            raise ArgError("E310", f"unknown {self.what} `{v.name}`",
+                           did_you_mean(v.name, list(self.signatures))
+                           or "one of: " + ", ".join(f"`{n}`" for n in self.signatures), v.name_span)
+        try:
+            values = sig.bind(v, f"`{v.name}`")
+        except ArgErrors as errs:
+            raise errs.errors[0] if len(errs.errors) == 1 else errs
+        return {"kind": v.name, **values}
+
+    def json_schema(self):
+        return {"oneOf": [{"type": "object", "properties": {"kind": {"const": name},
+                                                             **sig.json_schema()["properties"]},
+                           "required": ["kind"]} for name, sig in self.signatures.items()]}
+
+
+# ----------------------------------------------------------------------------------------------
+# initialisers: one catalogue shared by every op's `init=` (the runtime implements each by name)
+
+INITIALIZERS = Catalogue("initializer")
+for _name in ("zeros", "ones", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
+              "lecun_normal"):
+    INITIALIZERS.add(Signature(_name, []))
+INITIALIZERS.add(Signature("orthogonal", [Param("gain", Float(min=0), 1.0)], 1))
+INITIALIZERS.add(Signature("constant", [Param("value", Float(), REQUIRED)], 1))
+INITIALIZERS.add(Signature("uniform", [Param("low", Float(), -0.05), Param("high", Float(), 0.05)], 2,
+                           check=lambda v, c: _ordered(v, c, "low", "high")))
+INITIALIZERS.add(Signature("normal", [Param("mean", Float(), 0.0), Param("std", Float(min=0), 0.05)], 2))
+
+
+def _ordered(values: dict, call: A.Call, lo: str, hi: str) -> None:
+    if values[lo] >= values[hi]:
+        raise ArgError("E402", f"`{call.name}` needs {lo} < {hi}, got {values[lo]} and {values[hi]}",
+                       None, call.span)
+
+
+def init_value(kind: str, **args) -> dict:
+    """A normalised initialiser value, e.g. ``init_value("uniform", low=-0.05, high=0.05)``."""
+    sig = INITIALIZERS.signatures[kind]
+    return {"kind": kind, **{p.name: args.get(p.name, p.default) for p in sig.params}}

@@ -1,0 +1,1 @@
+"""The NumPy runtime: kernels, graph executor, losses, optimizers, data and training."""
