@@ -13,7 +13,6 @@ from typing import Any
 
 from . import ast as A
 from .errors import DiagnosticSink, NncError, SourceSpan
-from .ir import Assertion, DataSource, Input, ModelIR, Node, Output, Program, Span, TrainSpec, Weight
 from .ops import OPS, ShapeError, fmt_shape
 from .parse import parse, parse_value
 from .trainspec import BUILTIN_DATASETS, CLASSIFICATION_LOSSES, TRAIN_KEYS
@@ -22,9 +21,8 @@ from .types import REQUIRED, ArgError, ArgErrors, Int, did_you_mean, show
 MAX_NODES = 100_000
 
 
-def _span(s: SourceSpan | None) -> Span:
-    s = s or SourceSpan()
-    return Span(line=s.line, column=s.column, end_line=s.end_line, end_column=s.end_column)
+def _span(s: SourceSpan | None) -> dict:
+    return (s or SourceSpan()).as_dict()
 
 
 @dataclass
@@ -150,7 +148,8 @@ class Lowerer:
     # ------------------------------------------------------------------------------------------
     # file
 
-    def lower(self, file: A.File, source: str | None) -> Program:
+    def lower(self, file: A.File, source: str | None) -> dict:
+        """The program as a plain nested dict in the shape of :class:`ir.Program`."""
         top = Scope()
         models = [i for i in file.items if isinstance(i, A.Model)]
         trains = [i for i in file.items if isinstance(i, A.Train)]
@@ -178,15 +177,15 @@ class Lowerer:
         consts = {}
         for name, v in top.consts.items():
             consts[name] = show(v)
-        return Program(path=self.path, source=source, constants=consts, model=model, train=train,
-                       seed=train.seed if train else 0)
+        return dict(path=self.path, source=source, constants=consts, model=model, train=train,
+                    seed=train["seed"] if train else 0)
 
     # ------------------------------------------------------------------------------------------
     # model
 
-    def lower_model(self, m: A.Model, top: Scope) -> ModelIR | None:
+    def lower_model(self, m: A.Model, top: Scope) -> dict | None:
         scope = Scope(parent=top)
-        self.inputs: list[Input] = []
+        self.inputs: list[dict] = []
         self.prev: Value | None = None
         self.last_binding: str | None = None
         self.outputs_decl: A.OutputDecl | None = None
@@ -197,14 +196,14 @@ class Lowerer:
             self.err("E114", f"model `{m.name}` has no layers", m.name_span,
                      "add stages after the input, e.g. `dense(10) -> softmax`")
         outputs = self.resolve_outputs(m, scope)
-        params = sum(n.params for n in self.nodes)
-        state = sum(_numel(w.shape) for n in self.nodes for w in n.weights if not w.trainable)
-        flops = sum(n.flops for n in self.nodes)
+        params = sum(n["params"] for n in self.nodes)
+        state = sum(_numel(w["shape"]) for n in self.nodes for w in n["weights"] if not w["trainable"])
+        flops = sum(n["flops"] for n in self.nodes)
         assertions = [a for a in (self.check_assert(s, scope, params, flops, outputs) for s in self.asserts) if a]
         if self.sink:
             return None
-        return ModelIR(name=m.name, inputs=self.inputs, nodes=self.nodes, outputs=outputs, params=params,
-                       state=state, flops=flops, assertions=assertions, span=_span(m.span))
+        return dict(name=m.name, inputs=self.inputs, nodes=self.nodes, outputs=outputs, params=params,
+                    state=state, flops=flops, assertions=assertions, span=_span(m.span))
 
     def statements(self, body: list, scope: Scope) -> None:
         for st in body:
@@ -265,7 +264,7 @@ class Lowerer:
         if ok:
             scope.values[st.name] = Value(st.name, shape, dtype, st.span)
         if shape is not None:
-            self.inputs.append(Input(name=st.name, shape=list(shape), dtype=dtype, span=_span(st.span)))
+            self.inputs.append(dict(name=st.name, shape=list(shape), dtype=dtype, span=_span(st.span)))
 
     def repeat(self, st: A.Repeat, scope: Scope) -> None:
         n = self.coerce(Int(min=1), st.count, scope, "repeat count")
@@ -287,8 +286,8 @@ class Lowerer:
     def implicit_source(self, stage: A.Call, scope: Scope) -> Value | None:
         if self.prev is not None:
             return self.prev
-        inputs = [v for v in self.model_scope.values.values() if v.id in {i.name for i in self.inputs}]
-        declared = [i.name for i in self.inputs]
+        declared = [i["name"] for i in self.inputs]
+        inputs = [v for v in self.model_scope.values.values() if v.id in declared]
         if len(declared) == 1:
             return self.model_scope.values.get(declared[0])
         if not declared:
@@ -386,7 +385,7 @@ class Lowerer:
         else:
             self.counters[op] = self.counters.get(op, 0) + 1
             name, span = f"{op}_{self.counters[op]}", None
-        if name in self.node_ids or name in {i.name for i in self.inputs}:
+        if name in self.node_ids or name in {i["name"] for i in self.inputs}:
             self.err("E308", f"layer name `{name}` is used twice", span,
                      "give each layer a unique `name=`; unnamed layers are called <op>_<k> in source order")
         self.node_ids[name] = span or SourceSpan()
@@ -437,11 +436,11 @@ class Lowerer:
             self.err(e.code, e.message, st.span, e.hint)
             return _poison(st.span)
         dtype = sources[0].dtype if op.input_dtype == "any" else op.output_dtype
-        weights = [Weight(name=w.name, shape=list(w.shape), trainable=w.trainable, init=w.init, blocks=w.blocks)
+        weights = [dict(name=w.name, shape=list(w.shape), trainable=w.trainable, init=w.init, blocks=w.blocks)
                    for w in op.weights([tuple(s) for s in shapes], attrs)]
-        params = sum(_numel(w.shape) for w in weights if w.trainable)
+        params = sum(_numel(w["shape"]) for w in weights if w["trainable"])
         flops = op.flops([tuple(s) for s in shapes], out_shape, attrs)
-        self.nodes.append(Node(id=node_id, op=op.name, inputs=[s.id for s in sources], attrs=attrs,
+        self.nodes.append(dict(id=node_id, op=op.name, inputs=[s.id for s in sources], attrs=attrs,
                                shape=list(out_shape), dtype=dtype, weights=weights, params=params, flops=flops,
                                span=_span(st.span)))
         return Value(node_id, out_shape, dtype, st.span)
@@ -449,8 +448,8 @@ class Lowerer:
     # ------------------------------------------------------------------------------------------
     # outputs and assertions
 
-    def resolve_outputs(self, m: A.Model, scope: Scope) -> list[Output]:
-        outs: list[Output] = []
+    def resolve_outputs(self, m: A.Model, scope: Scope) -> list[dict]:
+        outs: list[dict] = []
         if self.outputs_decl is not None:
             seen = set()
             for n in self.outputs_decl.names:
@@ -462,15 +461,15 @@ class Lowerer:
                 elif n.name in seen:
                     self.err("E304", f"`{n.name}` is listed twice in `output`", n.span, None)
                 elif v.shape is not None:
-                    outs.append(Output(name=n.name, source=v.id, shape=list(v.shape), dtype=v.dtype))
+                    outs.append(dict(name=n.name, source=v.id, shape=list(v.shape), dtype=v.dtype))
                 seen.add(n.name)
         elif self.prev is not None and self.prev.shape is not None:
             name = self.last_binding or "output"
-            outs.append(Output(name=name, source=self.prev.id, shape=list(self.prev.shape), dtype=self.prev.dtype))
+            outs.append(dict(name=name, source=self.prev.id, shape=list(self.prev.shape), dtype=self.prev.dtype))
         return outs
 
     def check_assert(self, st: A.AssertStmt, scope: Scope, params: int, flops: int,
-                     outputs: list[Output]) -> Assertion | None:
+                     outputs: list[dict]) -> dict | None:
         q = st.quantity
         value = self.subst(st.value, scope)
         if q.kind == "name":
@@ -506,7 +505,7 @@ class Lowerer:
                     self.err("E502", "`assert output` needs a model with exactly one output", q.span,
                              "use `assert shape(NAME) == [...]` for each output")
                     return None
-                actual = outputs[0].shape
+                actual = outputs[0]["shape"]
                 label = "output"
             if st.op != "==":
                 self.err("E401", f"shapes can only be compared with `==`, not `{st.op}`", st.span, None)
@@ -530,12 +529,12 @@ class Lowerer:
                        f"(the model has {actual:,} {'parameters' if q.name == 'params' else 'FLOPs'})")
                 hint = "see `nnc summary` for the largest layers"
             self.err("E501", msg, st.span, hint)
-        return Assertion(quantity=label, op=st.op, expected=expected, actual=actual, span=_span(st.span))
+        return dict(quantity=label, op=st.op, expected=expected, actual=actual, span=_span(st.span))
 
     # ------------------------------------------------------------------------------------------
     # train block
 
-    def lower_train(self, t: A.Train | None, top: Scope, model: ModelIR | None) -> TrainSpec | None:
+    def lower_train(self, t: A.Train | None, top: Scope, model: dict | None) -> dict | None:
         if t is None and not self.overrides:
             return None
         given: dict[str, A.Entry] = {}
@@ -573,47 +572,49 @@ class Lowerer:
             v = values[key]
             if isinstance(v, dict):
                 src_span = given[key].value.span if key in given else None
-                values[key] = DataSource(kind=v["kind"], args={k: x for k, x in v.items() if k != "kind"},
-                                         span=_span(src_span) if src_span else None)
-        train = TrainSpec(span=_span(span), **values)
+                values[key] = dict(kind=v["kind"], args={k: x for k, x in v.items() if k != "kind"},
+                                   span=_span(src_span) if src_span else None)
+        train = dict(span=_span(span), **values)
         if model is not None:
             self.check_train_fits(train, model, given, span)
         return train
 
-    def check_train_fits(self, train: TrainSpec, model: ModelIR, given: dict, span: SourceSpan) -> None:
+    def check_train_fits(self, train: dict, model: dict, given: dict, span: SourceSpan) -> None:
         """Static checks between the model and its train block (no data is loaded)."""
         def at(key):
             return given[key].value.span if key in given else span
 
-        if len(model.outputs) != 1:
-            self.err("E604", f"training needs exactly one output, the model has {len(model.outputs)}", at("loss"),
-                     "train a single-output model, or export this one with `nnc compile`")
+        if len(model["outputs"]) != 1:
+            self.err("E604", f"training needs exactly one output, the model has {len(model['outputs'])}",
+                     at("loss"), "train a single-output model, or export this one with `nnc compile`")
             return
-        out = model.outputs[0].shape
-        loss = train.loss["kind"]
+        out = model["outputs"][0]["shape"]
+        loss = train["loss"]["kind"]
         if loss == "cross_entropy" and out[-1] < 2:
             self.err("E602", f"cross_entropy needs at least 2 classes on the last axis, the output is {fmt_shape(out)}",
                      at("loss"), "for one output unit use `binary_cross_entropy` (with `sigmoid`)")
-        if train.patience is not None and train.validation == 0.0:
+        if train["patience"] is not None and train["validation"] == 0.0:
             self.err("E603", "`patience` (early stopping) needs validation data", at("patience"),
                      "add `validation = 0.2` or a validation data source")
-        data = train.data
-        if data is not None and data.kind == "dataset":
-            shape, dtype, classes = BUILTIN_DATASETS[data.args["name"]]
-            inp = model.inputs[0] if len(model.inputs) == 1 else None
+        data = train["data"]
+        if data is not None and data["kind"] == "dataset":
+            name = data["args"]["name"]
+            shape, dtype, classes = BUILTIN_DATASETS[name]
+            inputs = model["inputs"]
+            inp = inputs[0] if len(inputs) == 1 else None
             where = at("data")
-            if inp is not None and _numel(shape) != _numel(inp.shape):
-                self.err("E605", f'dataset("{data.args["name"]}") has examples of shape {fmt_shape(shape)}, '
-                         f"the input `{inp.name}` takes {fmt_shape(inp.shape)}", where,
-                         f"declare `input {inp.name}: {fmt_shape(shape)}`")
-            elif len(model.inputs) > 1:
-                self.err("E605", f'dataset("{data.args["name"]}") has one input, the model has {len(model.inputs)}',
+            if inp is not None and _numel(shape) != _numel(inp["shape"]):
+                self.err("E605", f'dataset("{name}") has examples of shape {fmt_shape(shape)}, '
+                         f"the input `{inp['name']}` takes {fmt_shape(inp['shape'])}", where,
+                         f"declare `input {inp['name']}: {fmt_shape(shape)}`")
+            elif len(inputs) > 1:
+                self.err("E605", f'dataset("{name}") has one input, the model has {len(inputs)}',
                          where, "train a multi-input model from an npz file")
             if classes is not None and loss == "cross_entropy" and out[-1] != classes:
-                self.err("E606", f'dataset("{data.args["name"]}") has {classes} classes, the output has '
+                self.err("E606", f'dataset("{name}") has {classes} classes, the output has '
                          f"{out[-1]} units", where, f"end the model with `dense({classes}) -> softmax`")
             if classes is None and loss in CLASSIFICATION_LOSSES:
-                self.err("E606", f'dataset("{data.args["name"]}") is a regression task; {loss} needs classes',
+                self.err("E606", f'dataset("{name}") is a regression task; {loss} needs classes',
                          at("loss"), "use `loss = mse`")
 
 
@@ -670,9 +671,22 @@ def parse_overrides(settings: list[str] | dict[str, str] | None) -> dict[str, A.
     return out
 
 
-def compile_source(source: str | bytes, path: str | None = None, *,
-                   overrides: dict[str, A.Value] | None = None) -> Program:
-    """Parse, validate and lower a spec. Raises :class:`NncError` with every diagnostic found."""
+def check_source(source: str | bytes, path: str | None = None, *,
+                 overrides: dict[str, A.Value] | None = None) -> dict:
+    """Parse, validate and lower a spec without building the pydantic IR (what ``nnc check`` needs).
+
+    Returns the program as a plain dict; raises :class:`NncError` with every diagnostic found.
+    """
     file = parse(source, path)
     text = source if isinstance(source, str) else source.decode("utf-8", "replace").lstrip("\ufeff")
     return Lowerer(path, overrides).lower(file, text)
+
+
+def compile_source(source: str | bytes, path: str | None = None, *,
+                   overrides: dict[str, A.Value] | None = None):
+    """Parse, validate and lower a spec into the IR (:class:`nnc.compiler.ir.Program`).
+
+    Raises :class:`NncError` with every diagnostic found.
+    """
+    from .ir import Program  # NOTE: pydantic is imported only when a caller wants the IR
+    return Program.model_validate(check_source(source, path, overrides=overrides))

@@ -1,0 +1,322 @@
+"""The ``nnc`` command: argparse verbs -> library calls; exit codes; text / json / github output.
+
+Exit codes (every verb): 0 success; 2 the command line itself is wrong (unknown verb or flag, a
+missing or malformed argument, a path named on the command line that does not exist); 1 every
+other error, with diagnostics printed. No input produces a traceback: an internal failure says it is
+a bug and how to report it (set ``NNC_DEBUG=1`` to see the traceback).
+
+Imports are lazy: ``nnc check`` loads only the grammar and the compiler (no numpy, onnx or
+onnxruntime) so that it starts fast in CI.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+ISSUES_URL = "https://github.com/nnc-dev/nnc/issues"
+
+
+class UsageError(Exception):
+    """The command line is wrong: exit code 2."""
+
+
+# ----------------------------------------------------------------------------------------------
+# output helpers
+
+class Reporter:
+    """Prints diagnostics in the chosen format; remembers sources so text can show the line."""
+
+    def __init__(self, fmt: str = "text", stream=None):
+        self.fmt = fmt
+        self.stream = stream or sys.stdout
+        self.sources: dict[str | None, str] = {}
+        self.diagnostics: list = []
+
+    def add(self, err, source: str | None = None) -> None:
+        from .compiler.errors import render_github, render_text
+        extra = getattr(err, "source", None)
+        for d in err.diagnostics:
+            src = self.sources.get(d.path)
+            if src is None:
+                src = extra if extra is not None and d.path != getattr(err, "spec_path", None) else source
+            self.diagnostics.append(d)
+            if self.fmt == "text":
+                print(render_text(d, src), file=self.stream)
+            elif self.fmt == "github":
+                print(render_github(d), file=self.stream)
+
+    def finish_json(self, files_checked: int) -> None:
+        from .compiler.errors import render_json
+        print(render_json(self.diagnostics, files_checked), file=self.stream)
+
+
+def _read_spec(path: str) -> bytes:
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{path}: no such file or directory")
+    if p.is_dir():
+        raise UsageError(f"{path}: is a directory (this verb takes one spec file)")
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        from .compiler.errors import NncError
+        raise NncError.single("E002", f"cannot read the file: {exc.strerror or exc}", path=path,
+                              hint="check the file's permissions") from None
+
+
+def _decode_for_display(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError:
+        return None
+
+
+def _expand_paths(paths: list[str], suffix: str = ".nnspec") -> list[Path]:
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise UsageError(f"{raw}: no such file or directory")
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob(f"*{suffix}") if q.is_file()))
+        else:
+            out.append(p)
+    return out
+
+
+def _load_program(path: str, settings: list[str] | None = None):
+    """Compile a spec file (with ``--set`` overrides); NncError carries the source for display."""
+    from .compiler.errors import NncError
+    from .compiler.lower import compile_source, parse_overrides
+    data = _read_spec(path)
+    try:
+        overrides = parse_overrides(settings)
+        return compile_source(data, path, overrides=overrides), data
+    except NncError as err:
+        err.spec_path = path
+        if getattr(err, "source", None) is None:
+            err.source = _decode_for_display(data)
+        raise
+
+
+# ----------------------------------------------------------------------------------------------
+# verbs
+
+def cmd_check(args) -> int:
+    from .compiler.errors import NncError
+    from .compiler.lower import check_source
+    files = _expand_paths(args.paths)
+    rep = Reporter(args.format)
+    failed = 0
+    for f in files:
+        data = b""
+        try:
+            data = f.read_bytes()
+            check_source(data, str(f))
+        except NncError as err:
+            failed += 1
+            rep.add(err, _decode_for_display(data))
+        except OSError as exc:
+            failed += 1
+            rep.add(NncError.single("E002", f"cannot read the file: {exc.strerror or exc}", path=str(f)))
+    if args.format == "json":
+        rep.finish_json(len(files))
+    elif args.format == "text":
+        n = len(rep.diagnostics)
+        if not files:
+            print("no .nnspec files found", file=sys.stderr)
+        elif failed:
+            print(f"checked {len(files)} file{'s' * (len(files) != 1)}: {n} error{'s' * (n != 1)} "
+                  f"in {failed} file{'s' * (failed != 1)}", file=sys.stderr)
+        else:
+            print(f"checked {len(files)} file{'s' * (len(files) != 1)}: no errors", file=sys.stderr)
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def cmd_summary(args) -> int:
+    from .compiler.summary import render_summary
+    program, _ = _load_program(args.spec, args.set)
+    print(render_summary(program))
+    return EXIT_OK
+
+
+def cmd_compile(args) -> int:
+    program, _ = _load_program(args.spec, args.set)
+    if args.emit == "ir":
+        text = program.ir_json()
+        if args.output and args.output != "-":
+            from .util import atomic_write_text
+            atomic_write_text(Path(args.output), text + "\n")
+            print(f"wrote {args.output}", file=sys.stderr)
+        else:
+            print(text)
+        return EXIT_OK
+    from . import api
+    out = Path(args.output) if args.output else Path(f"{program.model.name}.onnx")
+    report = api.export_onnx(program, out, weights=args.weights, opset=args.opset, verify=not args.no_verify)
+    print(report, file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_fmt(args) -> int:
+    from .compiler.errors import NncError
+    from .compiler.format import format_source
+    from .util import atomic_write_text
+    files = _expand_paths(args.paths)
+    rep = Reporter("text")
+    changed, failed = [], 0
+    for f in files:
+        data = f.read_bytes()
+        try:
+            from .compiler.parse import decode_source
+            text = decode_source(data, str(f))
+            new = format_source(text, str(f))
+        except NncError as err:
+            failed += 1
+            rep.add(err, _decode_for_display(data))
+            continue
+        if new != text:
+            changed.append(f)
+            if args.check:
+                print(f"would reformat {f}")
+            else:
+                atomic_write_text(f, new)
+                print(f"reformatted {f}")
+    if args.check and changed:
+        print(f"{len(changed)} file{'s' * (len(changed) != 1)} would be reformatted", file=sys.stderr)
+    return EXIT_ERROR if failed or (args.check and changed) else EXIT_OK
+
+
+def cmd_schema(args) -> int:
+    from .compiler.schema import ir_json_schema
+    import json
+    print(json.dumps(ir_json_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_train(args) -> int:
+    from . import api
+    return api.train_command(args)
+
+
+def cmd_evaluate(args) -> int:
+    from . import api
+    return api.evaluate_command(args)
+
+
+def cmd_predict(args) -> int:
+    from . import api
+    return api.predict_command(args)
+
+
+# ----------------------------------------------------------------------------------------------
+# parser
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # exit 2 with the usage, as argparse does, but never a traceback
+        self.print_usage(sys.stderr)
+        print(f"nnc: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nnc", description="nnc: check, train and export neural networks written as .nnspec files.")
+    p.add_argument("--version", action="version", version=f"nnc {__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    sub.required = True
+
+    c = sub.add_parser("check", help="parse, validate and infer shapes of spec files or folders")
+    c.add_argument("paths", nargs="+", metavar="PATH")
+    c.add_argument("--format", choices=("text", "json", "github"), default="text")
+    c.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("summary", help="table of layers, shapes, parameters and FLOPs")
+    s.add_argument("spec", metavar="SPEC")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a `let` constant")
+    s.set_defaults(func=cmd_summary)
+
+    co = sub.add_parser("compile", help="export to ONNX (default) or print the validated IR")
+    co.add_argument("spec", metavar="SPEC")
+    co.add_argument("-o", "--output", metavar="OUT", help="output file (default <model>.onnx; IR: stdout)")
+    co.add_argument("--weights", metavar="W.npz", help="trained weights (default: seeded initialisation)")
+    co.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: newest onnxruntime supports)")
+    co.add_argument("--emit", choices=("onnx", "ir"), default="onnx")
+    co.add_argument("--no-verify", action="store_true", help="skip checking the export against the runtime")
+    co.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a `let` constant")
+    co.set_defaults(func=cmd_compile)
+
+    t = sub.add_parser("train", help="train with the NumPy runtime")
+    t.add_argument("spec", metavar="SPEC")
+    t.add_argument("--data", metavar="SRC", help='data source, e.g. \'csv("x.csv", target="y")\'')
+    t.add_argument("--out", metavar="DIR", help="run directory (default runs/<model>)")
+    t.add_argument("--init", metavar="W.npz", help="start from these weights")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train key or `let` constant")
+    t.add_argument("--quiet", action="store_true", help="print only the final result")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="loss and metrics of trained weights on data")
+    e.add_argument("spec", metavar="SPEC")
+    e.add_argument("--weights", metavar="W.npz", required=True)
+    e.add_argument("--data", metavar="SRC")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE")
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="model outputs for .npy, .npz or .csv inputs")
+    pr.add_argument("spec", metavar="SPEC")
+    pr.add_argument("--weights", metavar="W.npz", required=True)
+    pr.add_argument("--input", metavar="FILE", required=True)
+    pr.add_argument("-o", "--output", metavar="OUT", help=".npy, .npz or .csv (default: print)")
+    pr.add_argument("--set", action="append", metavar="KEY=VALUE")
+    pr.set_defaults(func=cmd_predict)
+
+    f = sub.add_parser("fmt", help="rewrite spec files in canonical form")
+    f.add_argument("paths", nargs="+", metavar="PATH")
+    f.add_argument("--check", action="store_true", help="exit 1 if a file would change; write nothing")
+    f.set_defaults(func=cmd_fmt)
+
+    sc = sub.add_parser("schema", help="the JSON Schema of the IR")
+    sc.set_defaults(func=cmd_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"nnc: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("nnc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        from .compiler.errors import NncError
+        if isinstance(exc, NncError):
+            rep = Reporter(getattr(args, "format", "text") if getattr(args, "format", "text") != "json" else "text",
+                           sys.stderr)
+            rep.add(exc, getattr(exc, "source", None))
+            return EXIT_ERROR
+        if os.environ.get("NNC_DEBUG"):
+            raise
+        print(f"nnc: internal error: {type(exc).__name__}: {exc}\n"
+              f"This is a bug in nnc {__version__}, not in your spec. Please report it at {ISSUES_URL} "
+              "with the command you ran and the spec (run with NNC_DEBUG=1 to include the traceback).",
+              file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
