@@ -487,8 +487,8 @@ INITIALIZERS = Catalogue("initializer")
 for _name in ("zeros", "ones", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
               "lecun_normal"):
     INITIALIZERS.add(Signature(_name, []))
-INITIALIZERS.add(Signature("orthogonal", [Param("gain", Float(min=0), 1.0)], 1))
-INITIALIZERS.add(Signature("constant", [Param("value", Float(), REQUIRED)], 1))
+INITIALIZERS.add(Signature("orthogonal", []))
+INITIALIZERS.add(Signature("constant", [Param("v", Float(), REQUIRED)], 1))
 INITIALIZERS.add(Signature("uniform", [Param("low", Float(), -0.05), Param("high", Float(), 0.05)], 2,
                            check=lambda v, c: _ordered(v, c, "low", "high")))
 INITIALIZERS.add(Signature("normal", [Param("mean", Float(), 0.0), Param("std", Float(min=0), 0.05)], 2))

@@ -1,0 +1,104 @@
+"""Weights files: ``.npz`` archives keyed ``<layer>.<param>`` with PyTorch's names and layouts.
+
+Loading validates every key and shape against the model (the weights contract, section 4.1 of
+the language reference) and never unpickles anything (``allow_pickle=False``). Saving is atomic.
+
+Error codes: E750 unreadable weights file (missing, not an npz, corrupt, pickled objects), E751
+missing keys, E752 unexpected keys, E753 wrongly shaped arrays, E754 non-numeric or non-finite
+values.
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..compiler.errors import NncError
+from ..compiler.types import did_you_mean
+from ..util import atomic_write_with
+
+
+def _fmt(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def read_npz(path: Path, what: str = "weights file") -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` file (no pickles), or an E750 error naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise NncError.single("E750", f"{what} `{path}` does not exist", path=str(path),
+                              hint=f"looked for {path.resolve()}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise NncError.single("E750", f"{what} `{path}` is a single .npy array, not an .npz archive",
+                                      path=str(path), hint="save weights with numpy.savez(path, **arrays)")
+            return {k: z[k] for k in z.files}
+    except NncError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+            raise NncError.single("E750", f"{what} `{path}` holds pickled Python objects, which nnc never loads",
+                                  path=str(path), hint="save plain numeric arrays with numpy.savez") from None
+        raise NncError.single("E750", f"{what} `{path}` is not a valid .npz archive: {exc}", path=str(path),
+                              hint="pass a file written by `nnc train` or numpy.savez") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise NncError.single("E750", f"cannot read {what} `{path}`: {exc}", path=str(path),
+                              hint="pass a file written by `nnc train` or numpy.savez") from None
+
+
+def validate_weights(arrays: dict[str, np.ndarray], expected: dict[str, tuple[tuple[int, ...], bool]],
+                     path: str, dtype) -> dict[str, np.ndarray]:
+    """Check keys and shapes against ``expected`` (key -> (shape, trainable)); cast to ``dtype``."""
+    diags = []
+    missing = [k for k in expected if k not in arrays]
+    extra = [k for k in arrays if k not in expected]
+    errors: list[NncError] = []
+    for k in missing:
+        errors.append(NncError.single("E751", f"weights file has no `{k}` (expected shape {_fmt(expected[k][0])})",
+                                      path=path, hint=did_you_mean(k, extra) or
+                                      "the file was saved from a different model; retrain or fix the spec"))
+    for k in extra:
+        errors.append(NncError.single("E752", f"weights file has a key `{k}` that the model does not have",
+                                      path=path, hint=did_you_mean(k, missing) or
+                                      "keys are <layer>.<param>; see `nnc summary` for the layer names"))
+    out: dict[str, np.ndarray] = {}
+    for k, (shape, _) in expected.items():
+        if k not in arrays:
+            continue
+        a = arrays[k]
+        if a.dtype.kind not in "fiu" or a.dtype.kind == "b":
+            errors.append(NncError.single("E754", f"`{k}` holds {a.dtype} values, not numbers", path=path))
+            continue
+        if tuple(a.shape) != tuple(shape):
+            errors.append(NncError.single("E753", f"`{k}` has shape {_fmt(a.shape)}, the model needs {_fmt(shape)}",
+                                          path=path, hint="the layer's size in the spec differs from the "
+                                          "model these weights were trained for"))
+            continue
+        if not np.all(np.isfinite(a)):
+            errors.append(NncError.single("E754", f"`{k}` contains NaN or infinite values", path=path))
+            continue
+        out[k] = np.ascontiguousarray(a, dtype=dtype)
+    if errors:
+        for e in errors:
+            diags.extend(e.diagnostics)
+        raise NncError(diags)
+    return out
+
+
+def load_weights(path, model, dtype="float32") -> dict[str, np.ndarray]:
+    """Weights for ``model`` (a ModelIR) from an ``.npz`` file, validated against the contract."""
+    from .graph import Graph
+    expected = Graph(model, dtype).weight_shapes()
+    return validate_weights(read_npz(Path(path)), expected, str(path), np.dtype(dtype))
+
+
+def save_npz(path, arrays: dict[str, np.ndarray]) -> None:
+    """Atomically write ``arrays`` to ``path`` as an uncompressed ``.npz``."""
+    def write(fh):
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        fh.write(buf.getvalue())
+    atomic_write_with(Path(path), write)
