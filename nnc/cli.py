@@ -199,19 +199,32 @@ def cmd_schema(args) -> int:
     return EXIT_OK
 
 
+def _input_path(path: str | None) -> None:
+    if path is not None and not Path(path).exists():
+        raise UsageError(f"{path}: no such file or directory")
+
+
 def cmd_train(args) -> int:
+    _input_path(args.init)
+    _input_path(args.resume)
+    program, _ = _load_program(args.spec, args.set)
     from . import api
-    return api.train_command(args)
+    return api.train_command(program, args)
 
 
 def cmd_evaluate(args) -> int:
+    _input_path(args.weights)
+    program, _ = _load_program(args.spec, args.set)
     from . import api
-    return api.evaluate_command(args)
+    return api.evaluate_command(program, args)
 
 
 def cmd_predict(args) -> int:
+    _input_path(args.weights)
+    _input_path(args.input)
+    program, _ = _load_program(args.spec, args.set)
     from . import api
-    return api.predict_command(args)
+    return api.predict_command(program, args)
 
 
 # ----------------------------------------------------------------------------------------------

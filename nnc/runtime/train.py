@@ -1,0 +1,253 @@
+"""The training loop: batches, forward, fused loss, backward, clipping, optimizer and schedule
+steps, validation, early stopping, NaN guards and resumable, atomic checkpoints.
+
+Determinism: initial weights come from ``default_rng(seed)``; the data order and dropout masks come
+from a second generator, ``default_rng([seed, 1])``, whose state is saved in every checkpoint, so
+that ``--resume`` continues bit for bit where the run stopped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..compiler.errors import NncError
+from ..compiler.ir import TrainSpec
+from .graph import Graph
+from .losses import loss_and_grad, validate_targets
+from .metrics import metric
+from .optimizers import Optimizer, make_optimizer
+from .schedules import Schedule, make_schedule
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class EpochLog:
+    epoch: int                      # 1-based
+    loss: float
+    metrics: dict[str, float]
+    val_loss: float | None
+    val_metrics: dict[str, float]
+    lr: float
+    seconds: float
+
+    def row(self, metric_names: list[str], has_val: bool) -> list:
+        r = [self.epoch, self.loss, *(self.metrics[m] for m in metric_names)]
+        if has_val:
+            r += [self.val_loss, *(self.val_metrics[m] for m in metric_names)]
+        return r + [self.lr, self.seconds]
+
+
+def history_columns(metric_names: list[str], has_val: bool) -> list[str]:
+    cols = ["epoch", "loss", *metric_names]
+    if has_val:
+        cols += ["val_loss", *(f"val_{m}" for m in metric_names)]
+    return cols + ["lr", "seconds"]
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds: enough to continue bit for bit."""
+
+    weights: dict[str, np.ndarray]
+    optimizer: Optimizer
+    schedule: Schedule
+    rng: np.random.Generator
+    epoch: int = 0                  # epochs completed
+    best_val: float = math.inf
+    bad_epochs: int = 0
+    history: list[EpochLog] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+class Trainer:
+    """Fits a :class:`Graph` to arrays with the settings of a train block."""
+
+    def __init__(self, graph: Graph, spec: TrainSpec, x: dict[str, np.ndarray], y: np.ndarray,
+                 x_val: dict[str, np.ndarray] | None = None, y_val: np.ndarray | None = None,
+                 data_name: str = "the training data"):
+        self.graph, self.spec = graph, spec
+        self.x, self.y = x, y
+        self.x_val, self.y_val = x_val, y_val
+        self.has_val = x_val is not None and y_val is not None and len(y_val) > 0
+        self.loss_kind = spec.loss["kind"]
+        self.loss_params = {k: v for k, v in spec.loss.items() if k != "kind"}
+        self.value_id, self.fused = graph.loss_value_id(self.loss_kind)
+        self.metric_names = list(spec.metrics)
+        out = graph.model.outputs[0]
+        for name, yy in (("training", y), ("validation", y_val)):
+            if yy is not None and len(yy):
+                try:
+                    validate_targets(self.loss_kind, (None, *out.shape), yy)
+                except NncError as err:
+                    for d in err.diagnostics:
+                        d.message = f"{name} targets of {data_name}: {d.message}"
+                    raise
+
+    # ------------------------------------------------------------------------------------------
+
+    def new_state(self, weights: dict[str, np.ndarray]) -> TrainState:
+        spec = self.spec
+        trainable = {k: weights[k] for k in self.graph.trainable_keys()}
+        opt_hyper = {k: v for k, v in spec.optimizer.items() if k != "kind"}
+        optimizer = make_optimizer(spec.optimizer["kind"], trainable, opt_hyper)
+        sched_params = {k: v for k, v in spec.schedule.items() if k != "kind"}
+        schedule = make_schedule(spec.schedule["kind"], sched_params, spec.optimizer["lr"], spec.epochs)
+        return TrainState(weights, optimizer, schedule, np.random.default_rng([spec.seed, 1]))
+
+    def batches(self, n: int, rng: np.random.Generator | None):
+        order = rng.permutation(n) if rng is not None else np.arange(n)
+        bs = self.spec.batch_size
+        for start in range(0, n, bs):
+            yield order[start:start + bs]
+
+    def _take(self, x: dict[str, np.ndarray], idx) -> dict[str, np.ndarray]:
+        return {k: v[idx] for k, v in x.items()}
+
+    def train_epoch(self, state: TrainState, on_batch: Callable[[int, int, float], None] | None = None) -> EpochLog:
+        spec, graph = self.spec, self.graph
+        epoch = state.epoch + 1
+        lr = float(state.schedule.lr(state.epoch))
+        n = len(self.y)
+        t0 = time.perf_counter()
+        total, count = 0.0, 0
+        msum = {m: 0.0 for m in self.metric_names}
+        n_batches = -(-n // spec.batch_size)
+        rng = state.rng
+        for b, idx in enumerate(self.batches(n, rng if spec.shuffle else None), 1):
+            xb, yb = self._take(self.x, idx), self.y[idx]
+            outs, tape = graph.forward(xb, state.weights, training=True, rng=rng, keep=True)
+            z = tape[0][self.value_id]
+            loss, dz = loss_and_grad(self.loss_kind, self.loss_params, z, yb)
+            if not math.isfinite(loss):
+                raise NncError.single(
+                    "E761", f"the loss became {'NaN' if math.isnan(loss) else 'infinite'} at epoch {epoch}, "
+                    f"batch {b} of {n_batches}; training stopped",
+                    hint="lower the learning rate, add `clip_norm = 1.0`, or check the data for extreme values; "
+                    "the last good checkpoint is kept")
+            grads = graph.backward(tape, {self.value_id: dz})
+            if spec.clip_norm is not None:
+                clip_gradients(grads, spec.clip_norm)
+            state.optimizer.step(grads, lr)
+            k = len(idx)
+            total += loss * k
+            count += k
+            out = outs[graph.model.outputs[0].name]
+            for m in self.metric_names:
+                msum[m] += metric(m, out, yb, self.loss_kind) * k
+            if on_batch is not None:
+                on_batch(b, n_batches, total / count)
+        seconds = time.perf_counter() - t0
+        val_loss, val_metrics = (None, {})
+        if self.has_val:
+            val_loss, val_metrics = self.evaluate(state.weights, self.x_val, self.y_val)
+        log = EpochLog(epoch, total / count, {m: msum[m] / count for m in self.metric_names},
+                       val_loss, val_metrics, lr, seconds)
+        state.schedule.end_epoch(state.epoch, val_loss if val_loss is not None else log.loss)
+        state.epoch = epoch
+        state.history.append(log)
+        if spec.patience is not None and val_loss is not None:
+            if val_loss < state.best_val:
+                state.best_val, state.bad_epochs = val_loss, 0
+            else:
+                state.bad_epochs += 1
+                if state.bad_epochs >= spec.patience:
+                    state.stopped_early = True
+        return log
+
+    def evaluate(self, weights, x: dict[str, np.ndarray], y: np.ndarray) -> tuple[float, dict[str, float]]:
+        """Mean loss and metrics over ``x, y`` in inference mode, in batches."""
+        total, count = 0.0, 0
+        msum = {m: 0.0 for m in self.metric_names}
+        n = len(y)
+        for idx in self.batches(n, None):
+            xb, yb = self._take(x, idx), y[idx]
+            outs, tape = self.graph.forward(xb, weights, training=False, keep=True)
+            z = tape[0][self.value_id]
+            loss, _ = loss_and_grad(self.loss_kind, self.loss_params, z, yb)
+            out = outs[self.graph.model.outputs[0].name]
+            k = len(idx)
+            total += loss * k
+            count += k
+            for m in self.metric_names:
+                msum[m] += metric(m, out, yb, self.loss_kind) * k
+        return total / max(count, 1), {m: msum[m] / max(count, 1) for m in self.metric_names}
+
+
+def clip_gradients(grads: dict[str, np.ndarray], max_norm: float) -> float:
+    """Scale all gradients in place so their global L2 norm is at most ``max_norm`` (torch's
+    ``clip_grad_norm_``: coefficient ``max_norm / (norm + 1e-6)``, clamped to 1). Returns the norm."""
+    norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1.0:
+        for k in grads:
+            grads[k] = grads[k] * np.asarray(coef, dtype=grads[k].dtype)
+    return norm
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints
+
+def checkpoint_arrays(state: TrainState, fingerprint: str, metric_names: list[str], has_val: bool) -> dict:
+    """A checkpoint as flat npz arrays (no pickles): weights/, optimizer/, schedule/ and meta."""
+    arrays: dict[str, np.ndarray] = {}
+    for k, v in state.weights.items():
+        arrays[f"weights/{k}"] = v
+    for k, v in state.optimizer.state_dict().items():
+        arrays[f"optimizer/{k}"] = np.asarray(v)
+    for k, v in state.schedule.state_dict().items():
+        arrays[f"schedule/{k}"] = np.asarray(v)
+    meta = {
+        "version": CHECKPOINT_VERSION,
+        "fingerprint": fingerprint,
+        "epoch": state.epoch,
+        "best_val": state.best_val if math.isfinite(state.best_val) else None,
+        "bad_epochs": state.bad_epochs,
+        "stopped_early": state.stopped_early,
+        "rng": state.rng.bit_generator.state,
+        "history": [log.__dict__ for log in state.history],
+        "metric_names": metric_names,
+        "has_val": has_val,
+    }
+    arrays["meta"] = np.array(json.dumps(meta, default=_json_default))
+    return arrays
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o))
+
+
+def restore_state(state: TrainState, arrays: dict[str, np.ndarray], fingerprint: str, path: str) -> None:
+    """Load a checkpoint into a fresh :class:`TrainState` (E762 if it belongs to another run)."""
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except (KeyError, ValueError):
+        raise NncError.single("E762", f"`{path}` is not an nnc checkpoint (no metadata)", path=path,
+                              hint="resume from a run directory written by `nnc train`") from None
+    if meta.get("fingerprint") != fingerprint:
+        raise NncError.single("E762", f"the checkpoint in `{path}` was written for a different model or data type",
+                              path=path, hint="resume with the same spec (architecture and dtype) that started the run")
+    for k in state.weights:
+        src = arrays.get(f"weights/{k}")
+        if src is None or src.shape != state.weights[k].shape:
+            raise NncError.single("E762", f"the checkpoint in `{path}` lacks a matching `{k}`", path=path)
+        state.weights[k][...] = src
+    state.optimizer.load_state_dict({k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")})
+    state.schedule.load_state_dict({k[len("schedule/"):]: v for k, v in arrays.items() if k.startswith("schedule/")})
+    state.epoch = int(meta["epoch"])
+    state.best_val = math.inf if meta["best_val"] is None else float(meta["best_val"])
+    state.bad_epochs = int(meta["bad_epochs"])
+    state.stopped_early = bool(meta.get("stopped_early", False))
+    state.rng.bit_generator.state = meta["rng"]
+    state.history = [EpochLog(**h) for h in meta["history"]]
