@@ -48,6 +48,12 @@ class Graph:
 
     def init_weights(self, seed: int) -> dict[str, np.ndarray]:
         """Fresh weights from each layer's initialisers, drawn in contract order from ``seed``."""
+        params = sum(int(np.prod(s)) for s, _ in self.weight_shapes().values())
+        avail = _available_memory()
+        if avail is not None and params * self.dtype.itemsize > avail:
+            raise NncError.single(
+                "E760", f"the model's {params:,} parameters need {params * self.dtype.itemsize / 2**30:.1f} GiB, "
+                f"but only {avail / 2**30:.1f} GiB of memory is available", hint="use a smaller model")
         rng = np.random.default_rng(seed)
         out: dict[str, np.ndarray] = {}
         for n in self.nodes:
