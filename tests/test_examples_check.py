@@ -1,0 +1,163 @@
+"""The example specs in specs/: each compiles with no diagnostics, starts with a comment saying what
+it shows, and has the documented facts (parameters, FLOPs, output shape, layer names, train keys).
+
+The numbers are worked out by hand in the comments (dense: F*units + units parameters and
+2*F*units FLOPs; see tests/test_shapes.py for the rules).
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnc.compiler.lower import compile_source
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+ALL = sorted(SPECS.glob("*.nnspec"))
+
+# name -> (params, flops, output shape, layers with weights in order, train facts or None)
+FACTS = {
+    "digits_cnn": (
+        # conv 16*1*9 + 16 = 160; conv 32*16*9 + 32 = 4,640; dense 512*64 + 64 = 32,832;
+        # dense 64*10 + 10 = 650 -> 38,282
+        38_282,
+        # 2*(16*8*8)*1*9 = 18,432; 2*(32*4*4)*16*9 = 147,456; 2*512*64 = 65,536; 2*64*10 = 1,280
+        232_704, [10], ["conv2d_1", "conv2d_2", "dense_1", "dense_2"],
+        {"data": "digits", "loss": "cross_entropy", "epochs": 15, "batch_size": 32}),
+    "perceptron_and": (
+        3,                                                   # 2*1 + 1
+        4,                                                   # 2*2*1
+        [1], ["dense_1"],
+        {"data": "and", "loss": "mse", "optimizer": ("sgd", 0.1), "metrics": ["accuracy"],
+         "batch_size": 1}),
+    "xor_mlp": (
+        33,                                                  # (2*8 + 8) + (8*1 + 1)
+        48,                                                  # 2*2*8 + 2*8*1
+        [1], ["dense_1", "dense_2"],
+        {"data": "xor", "loss": "binary_cross_entropy", "optimizer": ("adam", 0.05),
+         "batch_size": 4}),
+    "iris_mlp": (
+        131,                                                 # (4*16 + 16) + (16*3 + 3)
+        224,                                                 # 2*4*16 + 2*16*3
+        [3], ["dense_1", "dense_2"],
+        {"data": "iris", "loss": "cross_entropy", "validation": 0.2}),
+    "digits_mlp": (
+        17_226,                                              # 8,320 + 8,256 + 650
+        34_048,                                              # 2*(64*128 + 128*64 + 64*10)
+        [10], ["dense_1", "dense_2", "dense_3"],
+        {"data": "digits", "loss": "cross_entropy", "validation": 0.2}),
+    "sine_lstm": (
+        4_513,                                               # 4*(32*1 + 32*32 + 2*32) + 32 + 1
+        169_024,                                             # 2*20*4*32*(1 + 32) + 2*32*1
+        [1], ["lstm_1", "dense_1"],
+        {"data": "sine", "loss": "mse", "metrics": ["mae"]}),
+    "sequence_classifier": (
+        5_186,                                               # 20*16 + 3*(32*16 + 32*32 + 64) + 66
+        110_720,                                             # 2*12*3*32*(16 + 32) + 2*32*2
+        [2], ["embedding_1", "gru_1", "dense_1"],
+        {"data": "npz", "loss": "cross_entropy", "validation": 0.2}),
+    "residual_mlp": (
+        25_347,                                              # 192 + 6*(64*64 + 64) + 195
+        49_792,                                              # 2*2*64 + 6*2*64*64 + 2*64*3
+        [3], [f"dense_{k}" for k in range(1, 9)],
+        {"data": "spirals", "loss": "cross_entropy", "validation": 0.2}),
+    "two_input_concat": (
+        89,                                                  # (4*8 + 8) + (3*8 + 8) + (16 + 1)
+        144,                                                 # 2*4*8 + 2*3*8 + 2*16*1
+        [1], ["dense_1", "dense_2", "dense_3"],
+        None),                                               # for export only
+}
+
+
+def _compile(path: Path):
+    return compile_source(path.read_text(encoding="utf-8"), str(path))
+
+
+def test_every_example_is_documented_here():
+    assert sorted(p.stem for p in ALL) == sorted(FACTS)
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
+def test_compiles_without_diagnostics(path):
+    program = _compile(path)  # raises NncError with the diagnostics otherwise
+    assert program.model.name == path.stem
+    assert all(a.actual is not None for a in program.model.assertions)
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
+def test_layout(path):
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("# "), "starts with a comment saying what it shows"
+    for i, line in enumerate(lines, 1):
+        assert len(line) <= 100, f"line {i} is longer than 100 columns"
+        assert "\t" not in line, f"line {i} has a tab"
+        indent = len(line) - len(line.lstrip(" "))
+        assert indent % 4 == 0, f"line {i} is not indented by a multiple of 4 spaces"
+
+
+@pytest.mark.parametrize("name", sorted(FACTS))
+def test_facts(name):
+    params, flops, output, layers, train = FACTS[name]
+    program = _compile(SPECS / f"{name}.nnspec")
+    model = program.model
+    assert (model.params, model.flops, model.state) == (params, flops, 0)
+    assert [o.shape for o in model.outputs] == [output]
+    assert [n.id for n in model.nodes if n.weights] == layers
+    if train is None:
+        assert program.train is None
+        return
+    t = program.train
+    assert t is not None
+    if t.data.kind == "dataset":
+        assert t.data.args["name"] == train["data"]
+    else:
+        assert t.data.kind == train["data"]
+    assert t.loss["kind"] == train["loss"]
+    if "optimizer" in train:
+        assert (t.optimizer["kind"], t.optimizer["lr"]) == train["optimizer"]
+    for key in ("metrics", "batch_size", "epochs", "validation"):
+        if key in train:
+            assert getattr(t, key) == train[key], key
+
+
+def test_digits_cnn_is_the_contract_example():
+    text = (SPECS / "digits_cnn.nnspec").read_text(encoding="utf-8")
+    model = compile_source(text, "digits_cnn.nnspec").model
+    assert [n.op for n in model.nodes] == [
+        "conv2d", "relu", "maxpool2d", "conv2d", "relu", "flatten", "dense", "relu", "dropout",
+        "dense", "softmax"]
+    assert [n.shape for n in model.nodes if n.weights] == [[16, 8, 8], [32, 4, 4], [64], [10]]
+
+
+def test_two_input_model_names_its_output():
+    model = _compile(SPECS / "two_input_concat.nnspec").model
+    assert [(i.name, i.shape) for i in model.inputs] == [("a", [4]), ("b", [3])]
+    assert [o.name for o in model.outputs] == ["score"]
+    assert model.node("concat_1").inputs == ["relu_1", "relu_2"]
+
+
+def test_residual_blocks_are_chained():
+    model = _compile(SPECS / "residual_mlp.nnspec").model
+    # block k: dense(2k) -> relu -> dense(2k+1), add(relu, dense) -> relu
+    adds = [n for n in model.nodes if n.op == "add"]
+    assert [a.inputs for a in adds] == [["relu_2", "dense_3"], ["relu_4", "dense_5"],
+                                        ["relu_6", "dense_7"]]
+    assert model.node("dense_4").inputs == ["relu_3"]  # the relu after add_1
+
+
+def test_token_data_is_reproducible():
+    """specs/data/tokens.npz is exactly what specs/data/make_tokens.py generates."""
+    script = SPECS / "data" / "make_tokens.py"
+    spec = importlib.util.spec_from_file_location("make_tokens", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x, y = module.make()
+    with np.load(SPECS / "data" / "tokens.npz", allow_pickle=False) as saved:
+        assert sorted(saved.files) == ["x", "y"]
+        assert saved["x"].dtype == np.int64 and saved["y"].dtype == np.int64
+        np.testing.assert_array_equal(saved["x"], x)
+        np.testing.assert_array_equal(saved["y"], y)
+    assert x.shape == (2000, 12) and x.min() >= 0 and x.max() < 20
+    assert (SPECS / "data" / "tokens.npz").stat().st_size < 200_000
