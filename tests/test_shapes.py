@@ -569,9 +569,6 @@ def test_assert_quantities():
     assert errors("input x: [6]\nh = dense(4)\nassert shape(h) <= [4]") == ["E401"]
 
 
-@pytest.mark.xfail(strict=True, reason="nnc bug: an `assert` inside `repeat` is checked after the "
-                   "model in the model's scope, so a value bound in the block is unknown (E303, "
-                   "reported once per repetition); it should be checked in each repetition's scope")
 def test_assert_inside_repeat_sees_the_block_values():
     model = build("""
         input x: [4]
@@ -582,3 +579,18 @@ def test_assert_inside_repeat_sees_the_block_values():
         """)
     # one check per repetition, each on that repetition's h: dense 4 -> [4]
     assert [(a.quantity, a.actual) for a in model.assertions] == [("shape(h)", [4])] * 2
+
+
+def test_a_failed_input_declaration_does_not_cascade():
+    # `input x: [0]` is one error (E402); the layer after it must not also say there is no input
+    assert errors("input x: [0]\ndense(4)") == ["E402"]
+
+
+def test_a_name_local_to_repeat_does_not_name_the_output():
+    model = build("""
+        input x: [4]
+        repeat 2 {
+            h = dense(4)
+        }
+    """)
+    assert [o.name for o in model.outputs] == ["output"]

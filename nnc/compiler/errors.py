@@ -118,6 +118,14 @@ class DiagnosticSink:
 
     def raise_if_any(self) -> None:
         if self.diagnostics:
+            seen: set = set()
+            unique = []
+            for d in self.diagnostics:  # a failed check inside `repeat` is reported once, not per pass
+                key = (d.code, d.message, d.span)
+                if key not in seen:
+                    seen.add(key)
+                    unique.append(d)
+            self.diagnostics = unique
             self.diagnostics.sort(key=lambda d: ((d.span or NO_SPAN).line, (d.span or NO_SPAN).column))
             raise NncError(self.diagnostics)
 

@@ -189,7 +189,8 @@ class Lowerer:
         self.prev: Value | None = None
         self.last_binding: str | None = None
         self.outputs_decl: A.OutputDecl | None = None
-        self.asserts: list[A.AssertStmt] = []
+        self.asserts: list[tuple[A.AssertStmt, Scope]] = []
+        self.declared: list[str] = []  # every input's name, including inputs whose declaration failed
         self.model_scope = scope
         self.statements(m.body, scope)
         if not self.nodes and self.prev is None:
@@ -199,7 +200,8 @@ class Lowerer:
         params = sum(n["params"] for n in self.nodes)
         state = sum(_numel(w["shape"]) for n in self.nodes for w in n["weights"] if not w["trainable"])
         flops = sum(n["flops"] for n in self.nodes)
-        assertions = [a for a in (self.check_assert(s, scope, params, flops, outputs) for s in self.asserts) if a]
+        # NOTE: an assertion is evaluated in the scope it was written in (a `repeat` body's own values)
+        assertions = [a for a in (self.check_assert(s, sc, params, flops, outputs) for s, sc in self.asserts) if a]
         if self.sink:
             return None
         return dict(name=m.name, inputs=self.inputs, nodes=self.nodes, outputs=outputs, params=params,
@@ -224,7 +226,7 @@ class Lowerer:
                 else:
                     self.outputs_decl = st
             elif isinstance(st, A.AssertStmt):
-                self.asserts.append(st)
+                self.asserts.append((st, scope))
             elif isinstance(st, A.Repeat):
                 self.repeat(st, scope)
             elif isinstance(st, A.Binding):
@@ -260,6 +262,7 @@ class Lowerer:
             self.err("E116", "inputs cannot be declared inside `repeat`", st.span, "declare inputs at the top of the model")
             return
         ok = self.bindable(st.name, st.name_span, scope)
+        self.declared.append(st.name)
         shape = tuple(dims) if all(d is not None for d in dims) else None
         if ok:
             scope.values[st.name] = Value(st.name, shape, dtype, st.span)
@@ -279,6 +282,8 @@ class Lowerer:
             self.statements(st.body, Scope(parent=scope))
             if len(self.sink.diagnostics) > before:
                 break  # report a body's errors once, not once per repetition
+        if self.last_binding is not None and scope.value(self.last_binding) is None:
+            self.last_binding = None  # a name local to the body does not name the model's output
 
     # ------------------------------------------------------------------------------------------
     # pipelines
@@ -286,14 +291,12 @@ class Lowerer:
     def implicit_source(self, stage: A.Call, scope: Scope) -> Value | None:
         if self.prev is not None:
             return self.prev
-        declared = [i["name"] for i in self.inputs]
-        inputs = [v for v in self.model_scope.values.values() if v.id in declared]
+        declared = self.declared
         if len(declared) == 1:
-            return self.model_scope.values.get(declared[0])
+            return self.model_scope.values.get(declared[0])  # None (poisoned) if its declaration failed
         if not declared:
-            if not inputs:
-                self.err("E113", "the model has no input before its first layer", stage.span,
-                         "declare one first, e.g. `input x: [4]`")
+            self.err("E113", "the model has no input before its first layer", stage.span,
+                     "declare one first, e.g. `input x: [4]`")
             return None
         self.err("E306", f"`{stage.name}` could take any of the inputs "
                  + ", ".join(f"`{d}`" for d in declared), stage.span,
