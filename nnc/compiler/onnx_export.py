@@ -1,0 +1,509 @@
+"""IR + weights -> ONNX ``ModelProto``: one emitter per op of the catalogue.
+
+Every op of ``nnc.compiler.ops.OPS`` has an emitter in :data:`EMITTERS`, registered under the same
+name (``tests/test_catalogue.py`` walks the catalogue). An emitter receives an :class:`Emit` for one
+IR node: its input value names, its weights (the contract's PyTorch layouts, section 4.1 of the
+language reference) and the target opset; it adds ONNX nodes and initializers and returns the name
+of the value that holds the node's result.
+
+Conventions of the exported graph (section 7 of the language reference):
+
+- graph inputs are the spec's inputs (``int64`` for token inputs), graph outputs the IR's outputs
+  by name; every tensor's first axis is the symbolic batch dimension ``N``;
+- a node's result is the value named after its IR node (``dense_1``), or after the output it
+  feeds; a one-node emitter names its node after the IR node, a multi-node one ``<id>/<OpType>``;
+- initializers are ``<layer>.<param>`` in the contract's layout; arrays that ONNX needs in another
+  layout get a derived name and say so in their ``doc_string`` (``dense_1.weight_t``,
+  ``lstm_1.W`` / ``.R`` / ``.B`` with the gate blocks reordered); small constants are
+  ``<node>.<what>`` (``reshape_1.shape``);
+- inference semantics: dropout, identity and linear are elided (an Identity node is added only
+  where such a value is a graph output), batchnorm uses the running statistics.
+
+Opsets: :data:`MIN_OPSET` (11) up to whatever the onnx package knows; the exporter picks the best
+form per opset (``LayerNormalization`` from 17 and a decomposition before it; ``Gelu`` from 20 and
+``Erf`` arithmetic before; ``ReduceMean`` axes as an attribute before 18, an input from 18; ``Squeeze``
+axes as an attribute before 13). An op whose semantics an opset cannot express (softmax over a
+non-last axis before 13: the old ``Softmax`` flattens to 2-D) is an E801 error naming it.
+
+This module imports onnx only when a model is built, and is never imported by ``nnc check``. It
+reads the IR only: the runtime (which supplies default weights and verifies) is ``nnc.export``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from .errors import Diagnostic, NncError, SourceSpan
+from .ir import ModelIR, Node, Program
+
+MIN_OPSET = 11          # the oldest opset nnc exports (every op but softmax over a non-last axis)
+BATCH = "N"             # the symbolic batch dimension of every input and output
+
+EMITTERS: dict[str, Callable[["Emit"], str]] = {}
+
+
+def emitter(*names: str, min_opset: Callable[[Node], int] | None = None):
+    """Register ``fn(e: Emit) -> result value name`` under each op name.
+
+    ``min_opset(node)`` is the oldest opset that can express that node (default :data:`MIN_OPSET`).
+    """
+    def deco(fn):
+        fn.min_opset = min_opset or (lambda node: MIN_OPSET)
+        for name in names:
+            EMITTERS[name] = fn
+        return fn
+    return deco
+
+
+def required_opset(node: Node) -> int:
+    return EMITTERS[node.op].min_opset(node)
+
+
+def max_known_opset() -> int:
+    """The newest opset of the installed onnx package."""
+    import onnx.defs
+    return onnx.defs.onnx_opset_version()
+
+
+def check_opset(model: ModelIR, opset: int, max_opset: int | None = None, why_max: str = "") -> None:
+    """Raise E802 if ``opset`` is outside [MIN_OPSET, max_opset], E801 if some node needs more."""
+    top = max_opset if max_opset is not None else max_known_opset()
+    if not MIN_OPSET <= opset <= top:
+        raise NncError.single(
+            "E802", f"opset {opset} is not supported: nnc exports opsets {MIN_OPSET} to {top}{why_max}",
+            hint=f"use --opset between {MIN_OPSET} and {top}, or leave it out for {top}")
+    needs = [(n, required_opset(n)) for n in model.nodes]
+    bad = [(n, v) for n, v in needs if v > opset]
+    if bad:
+        least = max(v for _, v in bad)
+        hint = f"use --opset {least} or newer (the default is the newest that onnxruntime supports)"
+        raise NncError([Diagnostic("E801", f"opset {opset} cannot express {n.id} ({_describe(n)}): it needs "
+                                   f"opset {v}", SourceSpan(n.span.line, n.span.column, n.span.end_line,
+                                                             n.span.end_column), hint)
+                        for n, v in bad])
+
+
+def _describe(node: Node) -> str:
+    if node.op in ("softmax", "log_softmax"):
+        return f"{node.op} over axis {node.attrs['axis']} of {list(node.shape)}"
+    return node.op
+
+
+# ----------------------------------------------------------------------------------------------
+# the builder: collects nodes and initializers with unique names
+
+class _Builder:
+    def __init__(self, opset: int):
+        import onnx
+        from onnx import helper, numpy_helper
+        self.onnx, self.helper, self.numpy_helper = onnx, helper, numpy_helper
+        self.opset = opset
+        self.nodes: list = []
+        self.initializers: list = []
+        self.names: set[str] = set()          # every value and initializer name in use
+        self.node_names: set[str] = set()
+
+    def reserve(self, name: str) -> str:
+        self.names.add(name)
+        return name
+
+    def fresh(self, base: str) -> str:
+        """A value name not used yet: ``base``, else ``base_2``, ``base_3``, ..."""
+        name, k = base, 1
+        while name in self.names:
+            k += 1
+            name = f"{base}_{k}"
+        return self.reserve(name)
+
+    def node_name(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.node_names:
+            k += 1
+            name = f"{base}_{k}"
+        self.node_names.add(name)
+        return name
+
+    def initializer(self, name: str, array: np.ndarray, doc: str | None = None) -> str:
+        name = self.fresh(name)
+        t = self.numpy_helper.from_array(np.ascontiguousarray(array), name)
+        if doc:
+            t.doc_string = doc
+        self.initializers.append(t)
+        return name
+
+
+class Emit:
+    """What an emitter sees of one IR node, and how it adds ONNX nodes.
+
+    ``x`` / ``xs``: input value names; ``in_shapes``: their per-example shapes; ``w``: the node's
+    weights by contract name (PyTorch layouts); ``attrs``: the catalogue's normalised attributes.
+    """
+
+    def __init__(self, b: _Builder, node: Node, xs: list[str], in_shapes: list[list[int]],
+                 w: dict[str, np.ndarray]):
+        self.b, self.node, self.xs, self.in_shapes, self.w = b, node, xs, in_shapes, w
+        self.x = xs[0]
+        self.attrs = node.attrs
+        self.opset = b.opset
+        self.created: list = []     # the ONNX nodes this emitter added
+
+    def op(self, op_type: str, inputs: list[str], n_out: int = 1, skip: tuple[int, ...] = (), **attrs):
+        """Add one ONNX node; returns its output name (or names if ``n_out`` > 1). Outputs whose
+        index is in ``skip`` are left unnamed (optional outputs not computed)."""
+        outs = ["" if i in skip else self.b.fresh(f"{self.node.id}/{op_type}") for i in range(n_out)]
+        node = self.b.helper.make_node(op_type, inputs, outs, **attrs)
+        self.created.append(node)
+        return outs[0] if n_out == 1 else outs
+
+    def param(self, key: str, array: np.ndarray | None = None, doc: str | None = None) -> str:
+        """An initializer ``<layer>.<key>``: the contract's weight ``key``, or a derived array."""
+        arr = self.w[key] if array is None else array
+        return self.b.initializer(f"{self.node.id}.{key}", np.asarray(arr, dtype=np.float32), doc)
+
+    def const(self, what: str, value, dtype=np.int64) -> str:
+        return self.b.initializer(f"{self.node.id}.{what}", np.asarray(value, dtype=dtype))
+
+    def scalar(self, what: str, value: float) -> str:
+        return self.const(what, np.float32(value), np.float32)
+
+    # -- helpers whose form depends on the opset
+
+    def squeeze(self, x: str, axes: list[int]) -> str:
+        if self.opset >= 13:
+            return self.op("Squeeze", [x, self.const("axes", axes)])
+        return self.op("Squeeze", [x], axes=axes)
+
+    def reduce_mean(self, x: str, axes: list[int], keepdims: int) -> str:
+        if self.opset >= 18:
+            return self.op("ReduceMean", [x, self.const("axes", axes)], keepdims=keepdims)
+        return self.op("ReduceMean", [x], axes=axes, keepdims=keepdims)
+
+
+# ----------------------------------------------------------------------------------------------
+# emitters: layers
+
+@emitter("dense")
+def _dense(e: Emit) -> str:
+    """x: (N, F) -> Gemm(x, weight [units, F], bias, transB=1);
+    x: (N, T, F) -> MatMul(x, weight^T [F, units]) + bias, applied at every time step."""
+    bias = [e.param("bias")] if "bias" in e.w else []
+    if len(e.in_shapes[0]) == 1:
+        return e.op("Gemm", [e.x, e.param("weight"), *bias], transB=1)
+    wt = e.param("weight_t", e.w["weight"].T,
+                 doc=f"{e.node.id}.weight transposed to [F, units] for MatMul")
+    y = e.op("MatMul", [e.x, wt])
+    return e.op("Add", [y, bias[0]]) if bias else y
+
+
+@emitter("conv2d", "conv1d")
+def _conv(e: Emit) -> str:
+    """x: (N, C, H, W) or (N, C, L); weight [filters, C, k...]; pads in ONNX order (explicit, so
+    `same` with an odd total pads the end, as SAME_UPPER)."""
+    a = e.attrs
+    ins = [e.x, e.param("weight")] + ([e.param("bias")] if "bias" in e.w else [])
+    return e.op("Conv", ins, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
+                dilations=list(a["dilation"]), pads=list(a["pads"]))
+
+
+@emitter("maxpool2d")
+def _maxpool(e: Emit) -> str:
+    """x: (N, C, H, W); padding never wins (ONNX pads MaxPool with -inf)."""
+    a = e.attrs
+    return e.op("MaxPool", [e.x], kernel_shape=list(a["size"]), strides=list(a["stride"]),
+                pads=list(a["pads"]))
+
+
+@emitter("avgpool2d")
+def _avgpool(e: Emit) -> str:
+    """x: (N, C, H, W); padded zeros count in the average (count_include_pad=1, as PyTorch)."""
+    a = e.attrs
+    return e.op("AveragePool", [e.x], kernel_shape=list(a["size"]), strides=list(a["stride"]),
+                pads=list(a["pads"]), count_include_pad=1)
+
+
+@emitter("globalavgpool2d")
+def _gap(e: Emit) -> str:
+    """x: (N, C, H, W) -> (N, C): one ReduceMean over H and W."""
+    return e.reduce_mean(e.x, [2, 3], keepdims=0)
+
+
+@emitter("batchnorm")
+def _batchnorm(e: Emit) -> str:
+    """x: (N, C, ...); inference form with the running statistics."""
+    ins = [e.x] + [e.param(k) for k in ("weight", "bias", "running_mean", "running_var")]
+    return e.op("BatchNormalization", ins, epsilon=float(e.attrs["eps"]),
+                momentum=float(e.attrs["momentum"]))
+
+
+@emitter("layernorm")
+def _layernorm(e: Emit) -> str:
+    """x: (N, ..., D), normalised over the last axis. Opset >= 17: LayerNormalization; before it
+    the same arithmetic: (x - mean) / sqrt(var + eps) * weight + bias with the biased variance."""
+    eps = float(e.attrs["eps"])
+    w, b = e.param("weight"), e.param("bias")
+    if e.opset >= 17:
+        return e.op("LayerNormalization", [e.x, w, b], axis=-1, epsilon=eps)
+    d = e.op("Sub", [e.x, e.reduce_mean(e.x, [-1], keepdims=1)])
+    var = e.reduce_mean(e.op("Mul", [d, d]), [-1], keepdims=1)
+    std = e.op("Sqrt", [e.op("Add", [var, e.scalar("eps", eps)])])
+    y = e.op("Div", [d, std])
+    return e.op("Add", [e.op("Mul", [y, w]), b])
+
+
+@emitter("embedding")
+def _embedding(e: Emit) -> str:
+    """x: int64 (N, T) -> (N, T, dim): rows of weight [vocab, dim]."""
+    return e.op("Gather", [e.param("weight"), e.x], axis=0)
+
+
+# PyTorch gate blocks -> ONNX gate blocks: lstm (i, f, g, o) -> (i, o, f, c); gru (r, z, n) -> (z, r, h)
+_GATE_ORDER = {"rnn": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}
+_TORCH_GATES = {"rnn": "", "lstm": "(i, f, g, o)", "gru": "(r, z, n)"}
+_ONNX_GATES = {"rnn": "", "lstm": "(i, o, f, c)", "gru": "(z, r, h)"}
+
+
+@emitter("rnn", "lstm", "gru")
+def _recurrent(e: Emit) -> str:
+    """x: (N, T, F) -> Transpose -> (T, N, F) -> RNN/LSTM/GRU (h_0 = c_0 = 0);
+    Y: (T, 1, N, u) -> (N, T, u) with return_sequences, else Y_h: (1, N, u) -> (N, u).
+
+    W = weight_ih [1, G*u, F], R = weight_hh [1, G*u, u], B = [bias_ih, bias_hh] [1, 2*G*u], each
+    with its gate blocks reordered from PyTorch's order to ONNX's."""
+    kind, a = e.node.op, e.attrs
+    u = int(a["units"])
+    order = _GATE_ORDER[kind]
+
+    def gates(arr: np.ndarray) -> np.ndarray:    # (G*u, ...) PyTorch order -> ONNX order
+        return arr.reshape(len(order), u, *arr.shape[1:])[order].reshape(arr.shape)
+
+    note = (f", gate blocks reordered from PyTorch {_TORCH_GATES[kind]} to ONNX {_ONNX_GATES[kind]}"
+            if kind != "rnn" else "")
+    lid = e.node.id
+    W = e.param("W", gates(e.w["weight_ih"])[None], doc=f"{lid}.weight_ih as [1, G*u, F]{note}")
+    R = e.param("R", gates(e.w["weight_hh"])[None], doc=f"{lid}.weight_hh as [1, G*u, u]{note}")
+    B = e.param("B", np.concatenate([gates(e.w["bias_ih"]), gates(e.w["bias_hh"])])[None],
+                doc=f"[{lid}.bias_ih, {lid}.bias_hh] as [1, 2*G*u]{note}")
+    attrs: dict = {"hidden_size": u}
+    if kind == "rnn":
+        attrs["activations"] = ["Relu" if a.get("activation") == "relu" else "Tanh"]
+    if kind == "gru":
+        attrs["linear_before_reset"] = 1    # PyTorch: the reset gate multiplies (W_hn h + b_hn)
+    op_type = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[kind]
+    # NOTE: layout=1 (batch-first, opset 14) would spare the Transposes, but onnxruntime's CPU
+    # kernels refuse it; time-major is what every runtime implements.
+    xt = e.op("Transpose", [e.x], perm=[1, 0, 2])
+    n_out = 3 if kind == "lstm" else 2
+    if a["return_sequences"]:
+        y = e.op(op_type, [xt, W, R, B], n_out=n_out, skip=tuple(range(1, n_out)), **attrs)[0]
+        return e.op("Transpose", [e.squeeze(y, [1])], perm=[1, 0, 2])
+    y_h = e.op(op_type, [xt, W, R, B], n_out=n_out, skip=(0,) + tuple(range(2, n_out)), **attrs)[1]
+    return e.squeeze(y_h, [0])
+
+
+# ----------------------------------------------------------------------------------------------
+# emitters: shapes, merges, elided ops
+
+@emitter("flatten")
+def _flatten(e: Emit) -> str:
+    """x: (N, ...) -> (N, prod(...)); already (N, F): nothing to do."""
+    if len(e.in_shapes[0]) == 1:
+        return e.x
+    return e.op("Flatten", [e.x], axis=1)
+
+
+@emitter("reshape")
+def _reshape(e: Emit) -> str:
+    """x: (N, ...) -> (N, *shape). The shape starts with 0 (copy the input's batch dimension, as
+    allowzero=0 defines it) so the batch stays symbolic."""
+    target = list(e.attrs["shape"])
+    if target == list(e.in_shapes[0]):
+        return e.x
+    return e.op("Reshape", [e.x, e.const("shape", [0] + target)])
+
+
+@emitter("dropout", "identity", "linear")
+def _elided(e: Emit) -> str:
+    """Identity at inference: no node (an Identity is added only if the value is a graph output)."""
+    return e.x
+
+
+@emitter("add")
+def _add(e: Emit) -> str:
+    return e.op("Add", e.xs) if len(e.xs) == 2 else e.op("Sum", e.xs)
+
+
+@emitter("multiply")
+def _multiply(e: Emit) -> str:
+    y = e.xs[0]
+    for other in e.xs[1:]:
+        y = e.op("Mul", [y, other])
+    return y
+
+
+@emitter("concat")
+def _concat(e: Emit) -> str:
+    return e.op("Concat", e.xs, axis=int(e.attrs["axis"]) + 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# emitters: activations
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _unary(name: str, op_type: str):
+    emitter(name)(lambda e: e.op(op_type, [e.x]))
+
+
+for _name, _op in (("relu", "Relu"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh"), ("softplus", "Softplus")):
+    _unary(_name, _op)
+
+
+def _axis_min_opset(node: Node) -> int:
+    # NOTE: before opset 13 Softmax/LogSoftmax flatten the input to 2-D at `axis`: the same as a
+    # softmax over one axis only when that axis is the last.
+    return MIN_OPSET if node.attrs["axis"] == len(node.shape) - 1 else 13
+
+
+@emitter("softmax", min_opset=_axis_min_opset)
+def _softmax(e: Emit) -> str:
+    return e.op("Softmax", [e.x], axis=int(e.attrs["axis"]) + 1)
+
+
+@emitter("log_softmax", min_opset=_axis_min_opset)
+def _log_softmax(e: Emit) -> str:
+    return e.op("LogSoftmax", [e.x], axis=int(e.attrs["axis"]) + 1)
+
+
+@emitter("leaky_relu")
+def _leaky_relu(e: Emit) -> str:
+    return e.op("LeakyRelu", [e.x], alpha=float(e.attrs["alpha"]))
+
+
+@emitter("elu")
+def _elu(e: Emit) -> str:
+    return e.op("Elu", [e.x], alpha=float(e.attrs["alpha"]))
+
+
+@emitter("selu")
+def _selu(e: Emit) -> str:
+    return e.op("Selu", [e.x], alpha=_SELU_ALPHA, gamma=_SELU_SCALE)
+
+
+@emitter("gelu")
+def _gelu(e: Emit) -> str:
+    """Exact GELU: opset >= 20 Gelu; before it x * 0.5 * (1 + erf(x / sqrt 2))."""
+    if e.opset >= 20:
+        return e.op("Gelu", [e.x], approximate="none")
+    erf = e.op("Erf", [e.op("Div", [e.x, e.scalar("sqrt2", math.sqrt(2))])])
+    y = e.op("Mul", [e.x, e.op("Add", [erf, e.scalar("one", 1.0)])])
+    return e.op("Mul", [y, e.scalar("half", 0.5)])
+
+
+@emitter("silu")
+def _silu(e: Emit) -> str:
+    return e.op("Mul", [e.x, e.op("Sigmoid", [e.x])])
+
+
+@emitter("step")
+def _step(e: Emit) -> str:
+    """1.0 where x > 0 else 0.0."""
+    return e.op("Cast", [e.op("Greater", [e.x, e.scalar("zero", 0.0)])], to=e.b.onnx.TensorProto.FLOAT)
+
+
+# ----------------------------------------------------------------------------------------------
+# the model
+
+def elem_type(dtype: str) -> int:
+    from onnx import TensorProto
+    return TensorProto.INT64 if dtype == "int64" else TensorProto.FLOAT
+
+
+def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
+                max_opset: int | None = None):
+    """The ONNX model of ``program.model`` with ``weights`` (``"<layer>.<param>"`` -> array, the
+    contract's layouts; validated by the caller) at ``opset``.
+
+    Returns ``(model_proto, values)`` where ``values`` maps every IR value (input name or node id)
+    to the ONNX value that holds it. Raises E801/E802 for an opset that cannot express the model.
+    """
+    from .. import __version__
+    model = program.model
+    check_opset(model, opset, max_opset)
+    b = _Builder(opset)
+    helper = b.helper
+
+    input_names = [i.name for i in model.inputs]
+    for name in input_names:
+        b.reserve(name)
+    for o in model.outputs:
+        b.reserve(o.name)
+    # a node that feeds an output writes that output directly (the first output, if several)
+    claimed: dict[str, str] = {}
+    for o in model.outputs:
+        if o.source not in input_names and o.source not in claimed:
+            claimed[o.source] = o.name
+
+    values: dict[str, str] = {name: name for name in input_names}
+    shapes: dict[str, list[int]] = {i.name: list(i.shape) for i in model.inputs}
+    for node in model.nodes:
+        xs = [values[s] for s in node.inputs]
+        w = {wt.name: weights[f"{node.id}.{wt.name}"] for wt in node.weights}
+        e = Emit(b, node, xs, [shapes[s] for s in node.inputs], w)
+        result = EMITTERS[node.op](e)
+        own = {out for n in e.created for out in n.output}
+        if result in own:
+            final = claimed.get(node.id) or b.fresh(node.id)
+            _rename(e.created, result, final)
+            result = final
+        if len(e.created) == 1:
+            e.created[0].name = b.node_name(node.id)
+        else:
+            for n in e.created:
+                n.name = b.node_name(f"{node.id}/{n.op_type}")
+        b.nodes.extend(e.created)
+        values[node.id] = result
+        shapes[node.id] = list(node.shape)
+
+    outputs = []
+    for o in model.outputs:
+        src = values[o.source]
+        if src != o.name:     # an elided node, an input, or a second output of the same value
+            base = o.name if o.source in input_names else o.source
+            if base in b.node_names:
+                base = f"{base}/Identity"
+            b.nodes.append(helper.make_node("Identity", [src], [o.name], name=b.node_name(base)))
+        outputs.append(helper.make_tensor_value_info(o.name, elem_type(o.dtype), [BATCH, *o.shape]))
+    inputs = [helper.make_tensor_value_info(i.name, elem_type(i.dtype), [BATCH, *i.shape])
+              for i in model.inputs]
+
+    graph = helper.make_graph(b.nodes, model.name, inputs, outputs, initializer=b.initializers,
+                              doc_string=f"{model.name}: compiled by nnc {__version__}"
+                              + (f" from {_basename(program.path)}" if program.path else ""))
+    opsets = [helper.make_opsetid("", opset)]
+    mp = helper.make_model(graph, opset_imports=opsets, producer_name="nnc", producer_version=__version__,
+                           ir_version=helper.find_min_ir_version_for(opsets))
+    mp.doc_string = f"nnc model `{model.name}`"
+    props = {"nnc.model": model.name, "nnc.version": __version__}
+    if program.source is not None:
+        props["nnc.source"] = program.source
+    helper.set_model_props(mp, props)
+    return mp, values
+
+
+def _basename(path: str) -> str:
+    # NOTE: only the file name: a model file may travel, the user's directories should not
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _rename(nodes: list, old: str, new: str) -> None:
+    for n in nodes:
+        for i, name in enumerate(n.output):
+            if name == old:
+                n.output[i] = new
+        for i, name in enumerate(n.input):
+            if name == old:
+                n.input[i] = new
