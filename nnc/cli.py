@@ -38,12 +38,20 @@ class Reporter:
         self.diagnostics: list = []
 
     def add(self, err, source: str | None = None) -> None:
+        """Print ``err``'s diagnostics. ``source`` is the text of the spec being processed; a
+        diagnostic located in another text (a data file, a ``--set`` value) finds it in
+        ``err.sources`` or, for the data layer, ``err.source``."""
         from .compiler.errors import render_github, render_text
-        extra = getattr(err, "source", None)
+        sources = dict(getattr(err, "sources", None) or {})
+        spec_path = getattr(err, "spec_path", None)
         for d in err.diagnostics:
-            src = self.sources.get(d.path)
-            if src is None:
-                src = extra if extra is not None and d.path != getattr(err, "spec_path", None) else source
+            src = sources.get(d.path)
+            if src is None and d.path is not None and d.path == spec_path:
+                src = source
+            elif src is None and d.path is not None and not d.path.startswith("<"):
+                src = getattr(err, "source", None) if d.path != spec_path else source
+            if src is None and spec_path is None:
+                src = source
             self.diagnostics.append(d)
             if self.fmt == "text":
                 print(render_text(d, src), file=self.stream)
@@ -99,8 +107,8 @@ def _load_program(path: str, settings: list[str] | None = None):
         return compile_source(data, path, overrides=overrides), data
     except NncError as err:
         err.spec_path = path
-        if getattr(err, "source", None) is None:
-            err.source = _decode_for_display(data)
+        err.sources = {**{f"<--set {k.strip()}>": v.strip() for k, _, v in (s.partition("=") for s in settings or [])},
+                       **(getattr(err, "sources", None) or {}), path: _decode_for_display(data)}
         raise
 
 
@@ -146,6 +154,7 @@ def cmd_summary(args) -> int:
 
 
 def cmd_compile(args) -> int:
+    _input_path(args.weights)
     program, _ = _load_program(args.spec, args.set)
     if args.emit == "ir":
         text = program.ir_json()
@@ -320,7 +329,11 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, NncError):
             rep = Reporter(getattr(args, "format", "text") if getattr(args, "format", "text") != "json" else "text",
                            sys.stderr)
-            rep.add(exc, getattr(exc, "source", None))
+            spec = getattr(args, "spec", None)
+            for d in exc.diagnostics:  # errors of training, evaluation, export: about this spec
+                if d.path is None and spec is not None:
+                    d.path = spec
+            rep.add(exc, (getattr(exc, "sources", None) or {}).get(spec))
             return EXIT_ERROR
         if os.environ.get("NNC_DEBUG"):
             raise

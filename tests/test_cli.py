@@ -406,16 +406,12 @@ def test_set_bad_value_is_reported_at_its_use(capsys):
     assert "digits_cnn.nnspec:9:12: error[E401]" in err
 
 
-@pytest.mark.xfail(strict=True, reason="cli bug: a diagnostic about the --set text is shown under the spec's "
-                   "first line (Reporter picks the spec source for paths like `<--set width>`)")
 def test_set_syntax_error_shows_the_value_not_the_spec(capsys):
     _, _, err = run(["summary", CNN, "--set", "width=("], capsys)
     assert "# Small CNN" not in err
     assert "(" in err.splitlines()[1]
 
 
-@pytest.mark.xfail(strict=True, reason="lower bug: a bad --set train value is reported at the column of the "
-                   "value text but in the spec file (specs/digits_cnn.nnspec:1:17, a comment)")
 def test_set_bad_train_value_is_not_placed_in_the_spec(capsys):
     _, _, err = run(["summary", CNN, "--set", "epochs=0"], capsys)
     assert "digits_cnn.nnspec:1:17" not in err

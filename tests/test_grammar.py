@@ -241,7 +241,7 @@ def test_comments_are_collected_for_the_formatter():
 
 BAD = {
     "keyword as let name": ("let model = 3", "E102", 1, 5),
-    "keyword as value name": ("model m { input x: [4]\n repeat = dense(2) }", "E102", 2, 9),
+    "keyword as value name": ("model m { input x: [4]\n repeat = dense(2) }", "E102", 2, 2),
     "keyword as input name": ("model m { input input: [4] dense(1) }", "E102", 1, 17),
     "keyword as train key": ("model m { input x: [4] dense(1) }\ntrain { input = 3 }", "E102", 2, 9),
     "true as a name": ("model m { input x: [4]\n true = dense(2) }", "E102", 2, 2),
@@ -351,9 +351,6 @@ def test_unexpected_end_of_file_hints():
         assert closer in d.hint, (src, d.hint)
 
 
-@pytest.mark.xfail(strict=True, reason="compiler bug: positional arguments after keyword arguments are "
-                   "accepted and bound by position (`conv2d(4, padding=same, 3)` checks as kernel=3); "
-                   "section 3 says positional values come first")
 @pytest.mark.parametrize("source", ["model m { input x: [4]\n dense(bias=false, 3) }",
                                     "model m { input x: [1, 8, 8]\n conv2d(4, padding=same, 3) }"])
 def test_positional_after_keyword_is_an_error(source):
@@ -364,8 +361,6 @@ def test_positional_after_keyword_is_an_error(source):
     assert "positional" in d.message
 
 
-@pytest.mark.xfail(strict=True, reason="compiler bug: parse.py cuts the E103 expected list at 6 words "
-                   "without `...`, dropping `}`")
 def test_eof_expected_list_is_not_cut_silently():
     """An unexpected end of file lists what could come next; a cut list ends in `...`."""
     with pytest.raises(NncError) as info:

@@ -108,9 +108,6 @@ def test_missing_spec_is_a_usage_error(tmp_path, capsys):
     assert code == 2
 
 
-@pytest.mark.xfail(reason="docs/language.md section 6: a path named on the command line that does not "
-                          "exist is exit 2; cli.cmd_compile does not check --weights with _input_path yet",
-                   strict=False)
 def test_missing_weights_file_is_a_usage_error(tmp_path, capsys):
     code, _, err = run(["compile", XOR, "-o", tmp_path / "m.onnx", "--weights", tmp_path / "nope.npz"], capsys)
     assert code == 2

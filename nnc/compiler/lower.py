@@ -97,7 +97,7 @@ class Lowerer:
     def arg_errors(self, errors: list[ArgError], scope: Scope) -> None:
         for e in errors:
             name = self.unresolved.get(_key(e.span))
-            if e.code == "E401" and name is not None and "got a name" in e.message:
+            if e.code == "E401" and name is not None and "got a name" in e.message and e.hint is None:
                 consts = [n for n in scope.all_names() if scope.const(n) is not None]
                 self.err("E303", f"unknown constant `{name}`", e.span,
                          did_you_mean(name, consts) or "define it first with `let " + name + " = ...`")
@@ -193,14 +193,16 @@ class Lowerer:
         self.declared: list[str] = []  # every input's name, including inputs whose declaration failed
         self.model_scope = scope
         self.statements(m.body, scope)
-        if not self.nodes and self.prev is None:
+        if not self.nodes and self.prev is None and not self.sink:
             self.err("E114", f"model `{m.name}` has no layers", m.name_span,
                      "add stages after the input, e.g. `dense(10) -> softmax`")
         outputs = self.resolve_outputs(m, scope)
         params = sum(n["params"] for n in self.nodes)
         state = sum(_numel(w["shape"]) for n in self.nodes for w in n["weights"] if not w["trainable"])
         flops = sum(n["flops"] for n in self.nodes)
-        # NOTE: an assertion is evaluated in the scope it was written in (a `repeat` body's own values)
+        # NOTE: an assertion is evaluated in the scope it was written in (a `repeat` body's own values);
+        # budgets are skipped while a layer failed to check, since the totals would be wrong
+        self.totals_valid = not self.sink
         assertions = [a for a in (self.check_assert(s, sc, params, flops, outputs) for s, sc in self.asserts) if a]
         if self.sink:
             return None
@@ -250,11 +252,12 @@ class Lowerer:
         return True
 
     def input_decl(self, st: A.InputDecl, scope: Scope) -> None:
-        dtype = "float32"
+        dtype, dtype_ok = "float32", True
         if st.dtype is not None:
             if st.dtype.name in ("float32", "int64"):
                 dtype = st.dtype.name
             else:
+                dtype_ok = False
                 self.err("E405", f"unknown input dtype `{st.dtype.name}`", st.dtype.span,
                          did_you_mean(st.dtype.name, ["float32", "int64"]) or "use `float32` or `int64`")
         dims = [self.coerce(Int(min=1), d, scope, "input dimension") for d in st.dims]
@@ -262,8 +265,9 @@ class Lowerer:
             self.err("E116", "inputs cannot be declared inside `repeat`", st.span, "declare inputs at the top of the model")
             return
         ok = self.bindable(st.name, st.name_span, scope)
-        self.declared.append(st.name)
-        shape = tuple(dims) if all(d is not None for d in dims) else None
+        if ok:
+            self.declared.append(st.name)
+        shape = tuple(dims) if all(d is not None for d in dims) and dtype_ok else None
         if ok:
             scope.values[st.name] = Value(st.name, shape, dtype, st.span)
         if shape is not None:
@@ -274,7 +278,7 @@ class Lowerer:
         if n is None:
             return
         if n * max(1, _count_stages(st.body)) > MAX_NODES:
-            self.err("E402", f"`repeat {n}` expands to more than {MAX_NODES:,} layers", st.count.span,
+            self.err("E402", f"`repeat {show(st.count)}` expands to more than {MAX_NODES:,} layers", st.count.span,
                      "use a smaller count")
             return
         for _ in range(n):
@@ -318,6 +322,10 @@ class Lowerer:
             current = self.implicit_source(first, scope) if self._is_op_stage(first, scope) else None
         poisoned = current is None or current.shape is None
         for st in stages:
+            if len(self.nodes) > MAX_NODES:
+                self.err("E402", f"the model expands to more than {MAX_NODES:,} layers", st.span,
+                         "split the model, or use fewer stages")
+                return _poison(pipe.span)
             st = self.resolve_stage_const(st, scope)
             if st.name not in OPS:
                 if scope.value(st.name) is not None:
@@ -382,12 +390,12 @@ class Lowerer:
         call = A.Call(st.name, st.name_span, [a for a in (st.args or []) if isinstance(a, A.KwArg)], st.span)
         return self.apply(call, sources if ok else None, scope)
 
-    def next_id(self, op: str, explicit: tuple[str, SourceSpan] | None) -> str:
+    def next_id(self, op: str, explicit: tuple[str, SourceSpan] | None, stage_span: SourceSpan) -> str:
         if explicit is not None:
             name, span = explicit
         else:
             self.counters[op] = self.counters.get(op, 0) + 1
-            name, span = f"{op}_{self.counters[op]}", None
+            name, span = f"{op}_{self.counters[op]}", stage_span
         if name in self.node_ids or name in {i["name"] for i in self.inputs}:
             self.err("E308", f"layer name `{name}` is used twice", span,
                      "give each layer a unique `name=`; unnamed layers are called <op>_<k> in source order")
@@ -418,7 +426,7 @@ class Lowerer:
             attrs = op.sig.bind(call)
         except ArgErrors as es:
             self.arg_errors(es.errors, scope)
-        node_id = self.next_id(op.name, explicit)
+        node_id = self.next_id(op.name, explicit, st.span)
         if attrs is None or sources is None:
             return _poison(st.span)
         shapes = [s.shape for s in sources]
@@ -484,7 +492,7 @@ class Lowerer:
                 self.err("E401", f"`assert {q.name}` compares with a number, got `{show(value)}`", value.span,
                          f"e.g. assert {q.name} <= 100_000")
                 return None
-            if self.sink:
+            if not self.totals_valid:
                 return None  # totals are meaningless while some layer failed to check
             actual = params if q.name == "params" else flops
             expected: Any = value.value
@@ -550,20 +558,27 @@ class Lowerer:
                 self.err("E311", f"train key `{e.key}` is given twice", e.key_span, "keep one of them")
                 continue
             given[e.key] = e
-        span = t.span if t else SourceSpan()
+        span = t.span if t else None
         for key, value in self.overrides.items():
             given[key] = A.Entry(key, value.span, value, value.span)
         values: dict[str, Any] = {}
         bad = False
         for key, p in TRAIN_KEYS.items():
             if key in given:
+                # NOTE: a `--set` value's positions are in the value's own text, not in the spec
+                self.sink.path = f"<--set {key}>" if key in self.overrides else self.path
                 v = self.coerce(p.type, given[key].value, top, f"train `{key}`")
+                self.sink.path = self.path
                 if v is None:
                     bad = True
                 values[key] = v
             elif p.default is REQUIRED:
-                self.err("E601", f"the train block needs `{key}`", span,
-                         f"e.g. `{key} = cross_entropy`" if key == "loss" else None)
+                if t is None:
+                    self.err("E601", f"the spec has no train block, so it has no `{key}`", None,
+                             f"add a train block, or `--set {key}=...`")
+                else:
+                    self.err("E601", f"the train block needs `{key}`", span,
+                             f"e.g. `{key} = cross_entropy`" if key == "loss" else None)
                 bad = True
             else:
                 values[key] = copy.deepcopy(p.default)
@@ -577,7 +592,7 @@ class Lowerer:
                 src_span = given[key].value.span if key in given else None
                 values[key] = dict(kind=v["kind"], args={k: x for k, x in v.items() if k != "kind"},
                                    span=_span(src_span) if src_span else None)
-        train = dict(span=_span(span), **values)
+        train = dict(span=_span(span) if span else None, **values)
         if model is not None:
             self.check_train_fits(train, model, given, span)
         return train

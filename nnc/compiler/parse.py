@@ -5,6 +5,8 @@ raises :class:`NncError`; nothing else escapes.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
 
 from lark import Token, Transformer, v_args
@@ -16,6 +18,7 @@ from .errors import Diagnostic, NncError, SourceSpan
 
 KEYWORDS = ("model", "train", "input", "output", "let", "repeat", "assert", "true", "false")
 MAX_NESTING = 64
+MAX_SOURCE_BYTES = 1 << 20  # 1 MiB: parsing costs about 4 s per MiB, and no real spec comes close
 
 # lark terminal name -> what the user sees in "expected ..." lists
 _TERMINAL_WORDS = {
@@ -53,7 +56,10 @@ def _describe_token(tok: Token) -> str:
 def _number(text: str) -> int | float:
     clean = text.replace("_", "")
     if re.fullmatch(r"-?[0-9]+", clean):
-        return int(clean)
+        try:
+            return int(clean)
+        except ValueError:  # more digits than Python converts: an out-of-range value, not a crash
+            return float(clean)
     return float(clean)
 
 
@@ -238,7 +244,20 @@ def _expected_words(expected, parser) -> list[str]:
     return words
 
 
+def _before(text: str, tok: Token) -> str:
+    """The source text before ``tok``, without trailing comments and white space."""
+    start = getattr(tok, "start_pos", None)
+    head = text[:start] if start is not None else ""
+    return re.sub(r"#[^\n]*", "", head).rstrip()
+
+
 def _hint_for(token: Token | None, expected: set[str], text: str) -> str | None:
+    if token is not None and str(token) in ("train", "model") and "RBRACE" in expected:
+        return f"the `{token}` block goes after the model block's closing `}}`"
+    if token is not None and str(token) == "=" and "CMP" in expected:
+        return "compare with `==` (or `<=`, `<`, `>=`, `>`); `=` binds a name"
+    if token is not None and token.type != "$END" and expected == {"NAME"} and _before(text, token).endswith("->"):
+        return "the pipeline ends with `->`; add a stage after it or remove the `->`"
     if token is not None and str(token) in KEYWORDS and "NAME" in expected:
         return f"`{token}` is a reserved word and cannot be used as a name; choose another name"
     if token is not None and token.type == "$END":
@@ -274,11 +293,17 @@ def _syntax_error(exc: UnexpectedInput, text: str, parser, path: str | None) -> 
             return NncError.single("E104", "this string is not closed before the end of the line",
                                    hint=f"add the closing {ch}", path=path,
                                    span=SourceSpan(line, col, line, col + 1))
-        shown = repr(ch)[1:-1] if ch.isprintable() else f"U+{ord(ch):04X}" if ch else "end of input"
+        shown = ch if ch.isprintable() else f"U+{ord(ch):04X}" if ch else "end of input"
         hint = None
         if ch == "-":
             hint = "a pipeline uses `->` between stages"
-        elif ch in ";":
+        elif ch and ch in "→⟶➔➜⇒":
+            hint = "write the arrow as `->`"
+        elif ch and ch in "“”‘’":
+            hint = "use plain ASCII quotes: \" or '"
+        elif ch == "\\":
+            hint = "statements may span lines without a continuation character; remove the `\\`"
+        elif ch == ";":
             hint = "statements need no separator; remove the `;`"
         elif not ch.isascii():
             hint = "names are ASCII letters, digits and `_`; non-ASCII text may only appear in strings and comments"
@@ -290,12 +315,22 @@ def _syntax_error(exc: UnexpectedInput, text: str, parser, path: str | None) -> 
         words = _expected_words(expected, parser)
         msg = "unexpected end of file"
         if words:
-            msg += f"; expected {', '.join(words[:6])}"
+            msg += f"; expected {', '.join(words[:8] + (['...'] if len(words) > 8 else []))}"
         return NncError.single("E103", msg, hint=_hint_for(tok, expected, text), path=path,
                                span=_end_span(text))
     assert isinstance(exc, UnexpectedToken)
     tok = exc.token
     expected = set(exc.accepts or exc.expected or ())
+    prev = re.search(r"([A-Za-z_][A-Za-z0-9_]*)$", _before(text, tok))
+    if str(tok) == "=" and prev and prev.group(1) in KEYWORDS:
+        # `output = dense(3)`: the mistake is the reserved word, not the `=` after it
+        word = prev.group(1)
+        head = _before(text, tok)
+        line = head.count("\n") + 1
+        col = len(head) - (head.rfind("\n") + 1) - len(word) + 1
+        return NncError.single("E102", f"unexpected keyword `{word}`", path=path,
+                               hint=f"`{word}` is a reserved word and cannot be used as a name; choose another name",
+                               span=SourceSpan(line, col, line, col + len(word)))
     words = _expected_words(expected, parser)
     msg = f"unexpected {_describe_token(tok)}"
     if words:
@@ -309,19 +344,38 @@ def _syntax_error(exc: UnexpectedInput, text: str, parser, path: str | None) -> 
 
 # ----------------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector: building big trees of small objects otherwise triggers
+    collections whose cost grows with the tree (quadratic overall on megabyte inputs)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def parse(source: str | bytes, path: str | None = None, *, comments: bool = False) -> A.File:
     """Parse nnspec source into an :class:`ast.File`. Raises :class:`NncError` on any problem."""
+    if len(source) > MAX_SOURCE_BYTES:
+        raise NncError.single(
+            "E107", f"the file is {len(source) / 2**20:.1f} MiB; nnc reads spec files of at most 1 MiB",
+            hint="a spec this large is almost certainly generated by mistake (a 1,000-layer spec is about "
+            "20 KiB); use `repeat` instead of copies", path=path, span=SourceSpan(1, 1, 1, 2))
     text = decode_source(source, path) if isinstance(source, bytes) else source
     _check_nesting(text, path)
     parser, collected = get_parser(comments)
     collected.clear()
-    try:
-        tree = parser.parse(text)
-    except UnexpectedInput as exc:
-        raise _syntax_error(exc, text, parser, path) from None
-    except RecursionError:  # pragma: no cover - guarded by _check_nesting
-        raise NncError.single("E106", "the file is nested too deeply to parse", path=path) from None
-    result = _TO_AST.transform(tree)
+    with gc_paused():
+        try:
+            tree = parser.parse(text)
+        except UnexpectedInput as exc:
+            raise _syntax_error(exc, text, parser, path) from None
+        except RecursionError:  # pragma: no cover - guarded by _check_nesting
+            raise NncError.single("E106", "the file is nested too deeply to parse", path=path) from None
+        result = _TO_AST.transform(tree)
     if comments:
         result.comments = [(t.line, t.column, str(t)) for t in collected]
     return result
@@ -332,6 +386,7 @@ def parse_value(text: str, what: str = "value") -> A.Value:
     try:
         file = parse(f"let __value__ = {text}", path=f"<{what}>")
     except NncError as err:
+        err.sources = {f"<{what}>": text}
         for d in err.diagnostics:
             if d.span and d.span.line == 1:  # shift past the synthetic prefix
                 shift = len("let __value__ = ")

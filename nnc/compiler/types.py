@@ -57,6 +57,11 @@ def show(v: A.Value) -> str:
     return str(v)
 
 
+def _short(text: str, limit: int = 24) -> str:
+    """A literal for a message: megabyte-long numbers are shown by their start and length."""
+    return text if len(text) <= limit else f"{text[:12]}... ({len(text):,} characters)"
+
+
 def _kind(v: A.Value) -> str:
     return {A.Num: "a number", A.Str: "a string", A.Bool: "a boolean", A.Name: "a name",
             A.List: "a list", A.Call: "a call"}.get(type(v), "a value")
@@ -110,6 +115,8 @@ class Int(Type):
         return "an integer"
 
     def coerce(self, v):
+        if isinstance(v, A.Num) and isinstance(v.value, float) and not math.isfinite(v.value):
+            raise ArgError("E402", f"`{_short(v.text)}` is not a finite number", f"expected {self.doc}", v.span)
         if isinstance(v, A.Num) and isinstance(v.value, float) and v.value.is_integer() and "." not in v.text:
             value = int(v.value)  # 1e3 written for 1000
         elif isinstance(v, A.Num) and v.is_int:
@@ -154,9 +161,12 @@ class Float(Type):
     def coerce(self, v):
         if not isinstance(v, A.Num):
             raise self.bad(v)
-        value = float(v.value)
+        try:
+            value = float(v.value)
+        except OverflowError:
+            value = math.inf
         if not math.isfinite(value):
-            raise ArgError("E402", f"`{v.text}` is not a finite number", None, v.span)
+            raise ArgError("E402", f"`{_short(v.text)}` is not a finite number", f"expected {self.doc}", v.span)
         low_bad = self.min is not None and (value <= self.min if self.min_open else value < self.min)
         high_bad = self.max is not None and (value >= self.max if self.max_open else value > self.max)
         if low_bad or high_bad:
@@ -178,6 +188,11 @@ class Bool(Type):
     def coerce(self, v):
         if isinstance(v, A.Bool):
             return v.value
+        if isinstance(v, (A.Name, A.Str)):
+            word = v.name if isinstance(v, A.Name) else v.value
+            if word.lower() in ("true", "false", "yes", "no", "on", "off"):
+                fix = "true" if word.lower() in ("true", "yes", "on") else "false"
+                raise self.bad(v, f"did you mean `{fix}`?")
         raise self.bad(v)
 
     def json_schema(self):
@@ -378,6 +393,14 @@ class Signature:
         given: dict[str, SourceSpan] = {}
         what = what or f"`{self.name}`"
         positional = call.positional
+        seen_kw = False
+        for a in call.args or []:
+            if isinstance(a, A.KwArg):
+                seen_kw = True
+            elif seen_kw:
+                errors.append(ArgError("E404", f"{what}: positional argument `{show(a)}` after keyword arguments",
+                                       f"put positional arguments first: usage: {self.usage()}", a.span))
+                break
         if len(positional) > self.positional:
             extra = positional[self.positional]
             names = ", ".join(p.name for p in self.params[:self.positional])
@@ -394,9 +417,12 @@ class Signature:
             except ArgError as err:
                 err.message = f"{what} `{p.name}`: {err.message}"
                 errors.append(err)
+        suggested: set[str] = set()
         for kw in call.keywords:
             p = self.by_name.get(kw.name)
             if p is None:
+                close = difflib.get_close_matches(kw.name, list(self.by_name), n=1, cutoff=0.6)
+                suggested.update(close)
                 hint = did_you_mean(kw.name, list(self.by_name)) or f"usage: {self.usage()}"
                 errors.append(ArgError("E302", f"{what} has no parameter `{kw.name}`", hint, kw.name_span))
                 continue
@@ -412,6 +438,8 @@ class Signature:
         for p in self.params:
             if p.name in given:
                 continue
+            if p.default is REQUIRED and p.name in suggested:
+                continue  # `kernal=3` already says "did you mean `kernel`?"
             if p.default is REQUIRED:
                 errors.append(ArgError("E403", f"{what} needs `{p.name}`", f"usage: {self.usage()}",
                                        call.span))
