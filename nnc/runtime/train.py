@@ -110,7 +110,7 @@ class Trainer:
         return {k: v[idx] for k, v in x.items()}
 
     def train_epoch(self, state: TrainState, on_batch: Callable[[int, int, float], None] | None = None) -> EpochLog:
-        spec, graph = self.spec, self.graph
+        spec = self.spec
         epoch = state.epoch + 1
         lr = float(state.schedule.lr(state.epoch))
         n = len(self.y)
@@ -118,30 +118,17 @@ class Trainer:
         total, count = 0.0, 0
         msum = {m: 0.0 for m in self.metric_names}
         n_batches = -(-n // spec.batch_size)
-        rng = state.rng
-        for b, idx in enumerate(self.batches(n, rng if spec.shuffle else None), 1):
-            xb, yb = self._take(self.x, idx), self.y[idx]
-            outs, tape = graph.forward(xb, state.weights, training=True, rng=rng, keep=True)
-            z = tape[0][self.value_id]
-            loss, dz = loss_and_grad(self.loss_kind, self.loss_params, z, yb)
-            if not math.isfinite(loss):
-                raise NncError.single(
-                    "E761", f"the loss became {'NaN' if math.isnan(loss) else 'infinite'} at epoch {epoch}, "
-                    f"batch {b} of {n_batches}; training stopped",
-                    hint="lower the learning rate, add `clip_norm = 1.0`, or check the data for extreme values; "
-                    "the last good checkpoint is kept")
-            grads = graph.backward(tape, {self.value_id: dz})
-            if spec.clip_norm is not None:
-                clip_gradients(grads, spec.clip_norm)
-            state.optimizer.step(grads, lr)
-            k = len(idx)
-            total += loss * k
-            count += k
-            out = outs[graph.model.outputs[0].name]
-            for m in self.metric_names:
-                msum[m] += metric(m, out, yb, self.loss_kind) * k
-            if on_batch is not None:
-                on_batch(b, n_batches, total / count)
+        # NOTE: a diverging run is reported once as E761, not as a stream of NumPy warnings
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for b, idx in enumerate(self.batches(n, state.rng if spec.shuffle else None), 1):
+                loss, out, yb = self.train_step(state, idx, lr, epoch, b, n_batches)
+                k = len(idx)
+                total += loss * k
+                count += k
+                for m in self.metric_names:
+                    msum[m] += metric(m, out, yb, self.loss_kind) * k
+                if on_batch is not None:
+                    on_batch(b, n_batches, total / count)
         seconds = time.perf_counter() - t0
         val_loss, val_metrics = (None, {})
         if self.has_val:
@@ -159,6 +146,25 @@ class Trainer:
                 if state.bad_epochs >= spec.patience:
                     state.stopped_early = True
         return log
+
+    def train_step(self, state: TrainState, idx, lr: float, epoch: int, b: int, n_batches: int):
+        """One optimizer step on the examples ``idx``. Returns (loss, output, targets) of the batch."""
+        graph = self.graph
+        xb, yb = self._take(self.x, idx), self.y[idx]
+        outs, tape = graph.forward(xb, state.weights, training=True, rng=state.rng, keep=True)
+        z = tape[0][self.value_id]
+        loss, dz = loss_and_grad(self.loss_kind, self.loss_params, z, yb)
+        if not math.isfinite(loss):
+            raise NncError.single(
+                "E761", f"the loss became {'NaN' if math.isnan(loss) else 'infinite'} at epoch {epoch}, "
+                f"batch {b} of {n_batches}; training stopped",
+                hint="lower the learning rate, add `clip_norm = 1.0`, or check the data for extreme values; "
+                "the last good checkpoint is kept")
+        grads = graph.backward(tape, {self.value_id: dz})
+        if self.spec.clip_norm is not None:
+            clip_gradients(grads, self.spec.clip_norm)
+        state.optimizer.step(grads, lr)
+        return loss, outs[graph.model.outputs[0].name], yb
 
     def evaluate(self, weights, x: dict[str, np.ndarray], y: np.ndarray) -> tuple[float, dict[str, float]]:
         """Mean loss and metrics over ``x, y`` in inference mode, in batches."""

@@ -30,23 +30,29 @@ def read_npz(path: Path, what: str = "weights file") -> dict[str, np.ndarray]:
     if not path.exists():
         raise NncError.single("E750", f"{what} `{path}` does not exist", path=str(path),
                               hint=f"looked for {path.resolve()}")
+    hint = "pass a file written by `nnc train` or numpy.savez"
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise NncError.single("E750", f"cannot read {what} `{path}`: {exc.strerror or exc}", path=str(path),
+                              hint=hint) from None
+    if magic.startswith(b"\x93NUMPY"):
+        raise NncError.single("E750", f"{what} `{path}` is a single .npy array, not an .npz archive",
+                              path=str(path), hint="save weights with numpy.savez(path, **arrays)")
+    if not magic.startswith(b"PK"):
+        raise NncError.single("E750", f"{what} `{path}` is not an .npz archive", path=str(path), hint=hint)
     try:
         with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise NncError.single("E750", f"{what} `{path}` is a single .npy array, not an .npz archive",
-                                      path=str(path), hint="save weights with numpy.savez(path, **arrays)")
             return {k: z[k] for k in z.files}
-    except NncError:
-        raise
     except ValueError as exc:
         if "pickle" in str(exc).lower() or "object" in str(exc).lower():
             raise NncError.single("E750", f"{what} `{path}` holds pickled Python objects, which nnc never loads",
                                   path=str(path), hint="save plain numeric arrays with numpy.savez") from None
         raise NncError.single("E750", f"{what} `{path}` is not a valid .npz archive: {exc}", path=str(path),
-                              hint="pass a file written by `nnc train` or numpy.savez") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise NncError.single("E750", f"cannot read {what} `{path}`: {exc}", path=str(path),
-                              hint="pass a file written by `nnc train` or numpy.savez") from None
+                              hint=hint) from None
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise NncError.single("E750", f"cannot read {what} `{path}`: {exc}", path=str(path), hint=hint) from None
 
 
 def validate_weights(arrays: dict[str, np.ndarray], expected: dict[str, tuple[tuple[int, ...], bool]],
