@@ -251,6 +251,11 @@ class Model:
         program = self.program
         if settings:
             program = Program.model_validate(_recompile(program, settings))
+            if fingerprint(program, self.dtype) != fingerprint(self.program, self.dtype):
+                changed = ", ".join(sorted(k for k in settings if k in self.program.constants))
+                raise NncError.single("E763", f"fit() settings change the model's architecture ({changed}); "
+                                      "a model's layers are fixed once it is loaded",
+                                      hint=f"pass them when loading: nnc.load(path, {changed}=...)")
         spec = _train_spec(program)
         xs = self._inputs(x)
         y = np.asarray(y)
@@ -331,7 +336,12 @@ def train_command(program: Program, args) -> int:
     state = trainer.new_state(weights)
     fp = fingerprint(program, dtype)
     if resume is not None:
-        restore_state(state, read_npz(resume / "checkpoint.npz", "checkpoint"), fp, str(resume / "checkpoint.npz"))
+        restore_state(state, read_npz(resume / "checkpoint.npz", "checkpoint"), fp, str(resume / "checkpoint.npz"),
+                      trainer.metric_names, trainer.has_val)
+        if state.epoch >= spec.epochs or state.stopped_early:
+            print(f"nothing to do: {out} has already completed {state.epoch} of {spec.epochs} epochs"
+                  + (" (stopped early)" if state.stopped_early else ""))
+            return 0
         progress.info(f"resuming {out} from epoch {state.epoch}")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -351,13 +361,9 @@ def train_command(program: Program, args) -> int:
         progress.start_epoch(state.epoch + 1, spec.epochs)
         log = trainer.train_epoch(state, progress.batch)
         progress.end_epoch(_fmt_log(log, spec.epochs, trainer.metric_names))
-        save_npz(out / "checkpoint.npz", checkpoint_arrays(state, fp, trainer.metric_names, trainer.has_val))
-        save_npz(out / "weights.npz", state.weights)
-        atomic_write_text(out / "history.csv", _history_csv(state, trainer.metric_names, trainer.has_val))
+        _write_run_files(out, state, fp, trainer)
     if state.stopped_early:
         progress.info(f"early stopping: validation loss did not improve for {spec.patience} epochs")
-    if not state.history:
-        progress.info(f"nothing to do: {out} has already completed {state.epoch} of {spec.epochs} epochs")
     final = state.history[-1] if state.history else None
     try:
         report = export_onnx(program, out / "model.onnx", weights=state.weights, verify=True)
@@ -371,6 +377,22 @@ def train_command(program: Program, args) -> int:
         print(f"{program.model.name}: {state.epoch} epochs, loss {final.loss:.4f}"
               + (", " + ", ".join(keys) if keys else "") + f"; run in {out}")
     return 0
+
+
+def _write_run_files(out: Path, state: TrainState, fp: str, trainer: Trainer) -> None:
+    """The checkpoint, weights and history of the epoch just finished, each written atomically."""
+    files = [("checkpoint.npz", lambda p: save_npz(p, checkpoint_arrays(state, fp, trainer.metric_names,
+                                                                         trainer.has_val))),
+             ("weights.npz", lambda p: save_npz(p, state.weights)),
+             ("history.csv", lambda p: atomic_write_text(p, _history_csv(state, trainer.metric_names,
+                                                                         trainer.has_val)))]
+    for name, write in files:
+        try:
+            write(out / name)
+        except OSError as exc:
+            raise NncError.single("E764", f"cannot write `{out / name}`: {exc.strerror or exc}", path=str(out / name),
+                                  hint="free some disk space or choose another directory with --out; "
+                                  "the previous checkpoint is intact") from None
 
 
 def evaluate_command(program: Program, args) -> int:

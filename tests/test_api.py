@@ -100,9 +100,6 @@ def test_fit_with_settings_overrides():
     assert e.value.diagnostics[0].code == "E307"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (nnc/api.py Model.fit): a `let` constant passed to fit (hidden=8) is "
-                   "recompiled into the train spec but the model keeps its old graph and weights: the override is "
-                   "silently ignored; it should change the model or be refused (\"pass it to nnc.load\")")
 def test_fit_with_an_architecture_override_is_not_silently_ignored(tmp_path):
     spec = tmp_path / "iris.nnspec"
     spec.write_text("\n".join(l for l in (SPECS / "iris_mlp.nnspec").read_text().splitlines()

@@ -193,9 +193,6 @@ def test_resume_of_a_finished_run_exits_0_and_changes_nothing(tmp_path, capsys):
         assert (run_dir / name).read_bytes() == before[name], f"{name} was rewritten"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (nnc/api.py train_command): resuming a finished run prints "
-                   "'resuming ... training ... writing to' and the final summary, never 'nothing to do': "
-                   "the check is `if not state.history`, but the history was restored from the checkpoint")
 def test_resume_of_a_finished_run_says_nothing_to_do(tmp_path, capsys):
     spec = write_spec(tmp_path)
     run_dir = tmp_path / "run"
@@ -205,10 +202,6 @@ def test_resume_of_a_finished_run_says_nothing_to_do(tmp_path, capsys):
     assert "nothing to do" in out, out
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (nnc/api.py _history_csv / nnc/runtime/train.py restore_state): "
-                   "resuming with other `metrics` crashes with 'internal error: KeyError' after epoch 3's checkpoint "
-                   "was written (the restored history rows lack the new metric), and every later resume crashes "
-                   "again; it should be refused up front (E762) or the old rows filled in")
 def test_resume_with_other_metrics_is_not_an_internal_error(tmp_path, capsys):
     spec = write_spec(tmp_path)
     run_dir = tmp_path / "run"
@@ -314,9 +307,6 @@ def test_failure_while_writing_keeps_the_previous_checkpoint(tmp_path, capsys, m
     assert_same_run(straight, run_dir)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (nnc/api.py train_command): an OSError while writing the run "
-                   "directory (disk full) is reported as 'internal error ... This is a bug in nnc' instead of "
-                   "an E764 'cannot write' error naming the file")
 def test_disk_full_while_writing_the_checkpoint_is_a_write_error(tmp_path, capsys, monkeypatch):
     spec = write_spec(tmp_path)
     state = {"dir": tmp_path / "run"}

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..compiler.errors import NncError
 from ..compiler.ir import TrainSpec
+from .alloc import keep_freed_memory
 from .graph import Graph
 from .losses import loss_and_grad, validate_targets
 from .metrics import metric
@@ -92,6 +93,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
 
     def new_state(self, weights: dict[str, np.ndarray]) -> TrainState:
+        keep_freed_memory()
         spec = self.spec
         trainable = {k: weights[k] for k in self.graph.trainable_keys()}
         opt_hyper = {k: v for k, v in spec.optimizer.items() if k != "kind"}
@@ -234,8 +236,10 @@ def _json_default(o):
     raise TypeError(type(o))
 
 
-def restore_state(state: TrainState, arrays: dict[str, np.ndarray], fingerprint: str, path: str) -> None:
-    """Load a checkpoint into a fresh :class:`TrainState` (E762 if it belongs to another run)."""
+def restore_state(state: TrainState, arrays: dict[str, np.ndarray], fingerprint: str, path: str,
+                  metric_names: list[str] | None = None, has_val: bool | None = None) -> None:
+    """Load a checkpoint into a fresh :class:`TrainState` (E762 if it belongs to another run, or
+    if the metrics or validation data differ: the history could not continue in the same columns)."""
     try:
         meta = json.loads(str(arrays["meta"]))
     except (KeyError, ValueError):
@@ -244,6 +248,14 @@ def restore_state(state: TrainState, arrays: dict[str, np.ndarray], fingerprint:
     if meta.get("fingerprint") != fingerprint:
         raise NncError.single("E762", f"the checkpoint in `{path}` was written for a different model or data type",
                               path=path, hint="resume with the same spec (architecture and dtype) that started the run")
+    if metric_names is not None and meta.get("metric_names") != metric_names:
+        raise NncError.single("E762", f"the run in `{path}` tracked metrics {meta.get('metric_names')}, "
+                              f"not {metric_names}", path=path,
+                              hint="resume with the run's metrics, or start a new run with --out")
+    if has_val is not None and meta.get("has_val") != has_val:
+        raise NncError.single("E762", f"the run in `{path}` was {'' if meta.get('has_val') else 'not '}"
+                              "validated; resuming must keep the same validation data", path=path,
+                              hint="resume with the run's `validation`, or start a new run with --out")
     for k in state.weights:
         src = arrays.get(f"weights/{k}")
         if src is None or src.shape != state.weights[k].shape:
