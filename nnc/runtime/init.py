@@ -41,7 +41,8 @@ import numpy as np
 
 from nnc.compiler.errors import NncError
 
-E_PARAM = "E741"
+from .params import E_PARAM, check_number, merge_params
+
 
 #: name -> positional parameters with their defaults (dict order = positional order; None = required)
 INITIALIZERS: dict[str, dict] = {
@@ -163,26 +164,9 @@ assert tuple(_DRAW) == tuple(INITIALIZERS)
 
 
 def _checked_args(kind: str, args: dict | None) -> dict:
-    if kind not in INITIALIZERS:
-        raise NncError.single(E_PARAM, f"unknown initialiser `{kind}`",
-                              hint="choose one of " + ", ".join(INITIALIZERS))
-    defaults = INITIALIZERS[kind]
-    args = dict(args or {})
-    for key in args:
-        if key not in defaults:
-            known = ", ".join(defaults) or "none"
-            raise NncError.single(E_PARAM, f"initialiser `{kind}` has no parameter `{key}`",
-                                  hint=f"its parameters: {known}")
-    merged = {**defaults, **args}
+    merged = merge_params("initialiser", kind, INITIALIZERS, args, f"{kind}({', '.join(INITIALIZERS.get(kind, {}))})")
     for key, value in merged.items():
-        if value is None:
-            raise NncError.single(E_PARAM, f"initialiser `{kind}` needs `{key}`",
-                                  hint=f"{kind}({', '.join(defaults)})")
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(value):
-            raise NncError.single(E_PARAM, f"initialiser `{kind}` {key} must be a number, "
-                                  f"got {value!r}")
-        merged[key] = float(value)
+        merged[key] = check_number(f"initialiser `{kind}`", key, value, -math.inf)
     if kind == "uniform" and not merged["low"] <= merged["high"]:
         raise NncError.single(E_PARAM, f"uniform needs low <= high, got "
                               f"uniform({merged['low']:g}, {merged['high']:g})")

@@ -38,24 +38,9 @@ import numpy as np
 
 from nnc.compiler.errors import NncError
 
-E_PARAM = "E741"
+from .params import E_PARAM, check_number as _number
+
 E_STATE = "E742"
-
-
-def _number(kind: str, key: str, value, lo: float, hi: float | None = None,
-            lo_open: bool = False, hi_open: bool = True) -> float:
-    """``value`` as a float after checking lo <= value (<) hi; raises E741 otherwise."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = np.isfinite(v) and (v > lo if lo_open else v >= lo)
-        if ok and hi is not None:
-            ok = v < hi if hi_open else v <= hi
-    if not ok:
-        rng = f"{'(' if lo_open else '['}{lo:g}, " + \
-              (f"{hi:g}{')' if hi_open else ']'}" if hi is not None else "inf)")
-        raise NncError.single(E_PARAM, f"{kind} {key} must be a number in {rng}, got {value!r}")
-    return v
 
 
 class Optimizer:

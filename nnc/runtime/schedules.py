@@ -25,31 +25,12 @@ import numpy as np
 
 from nnc.compiler.errors import NncError
 
-E_PARAM = "E741"
+from .params import check_number as _number, merge_params
 E_STATE = "E742"
 
 #: every key a schedule's state_dict may hold (other keys in a checkpoint belong to others)
 STATE_KEYS = frozenset({"schedule.lr", "schedule.best", "schedule.num_bad_epochs",
                         "schedule.last_epoch"})
-
-
-def _number(kind: str, key: str, value, lo: float, hi: float | None = None, *,
-            lo_open: bool = False, hi_open: bool = True, integer: bool = False) -> float:
-    """``value`` checked against the range; raises E741 with the range in the message."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if ok and integer:
-        ok = float(value) == int(value)
-    if ok:
-        v = float(value)
-        ok = math.isfinite(v) and (v > lo if lo_open else v >= lo)
-        if ok and hi is not None:
-            ok = v < hi if hi_open else v <= hi
-    if not ok:
-        what = "an integer" if integer else "a number"
-        rng = f"{'(' if lo_open else '['}{lo:g}, " + \
-              (f"{hi:g}{')' if hi_open else ']'}" if hi is not None else "inf)")
-        raise NncError.single(E_PARAM, f"{kind} {key} must be {what} in {rng}, got {value!r}")
-    return int(v) if integer else v
 
 
 class Schedule:
@@ -222,19 +203,5 @@ SCHEDULES: dict[str, dict] = {kind: dict(cls.defaults) for kind, cls in _CLASSES
 
 def make_schedule(kind: str, params: dict, base_lr: float, epochs: int) -> Schedule:
     """The schedule ``kind`` with ``params`` over its defaults, for ``epochs`` epochs from base_lr."""
-    if kind not in _CLASSES:
-        raise NncError.single(E_PARAM, f"unknown schedule `{kind}`",
-                              hint="choose one of " + ", ".join(_CLASSES))
-    defaults = SCHEDULES[kind]
-    params = dict(params or {})
-    for key in params:
-        if key not in defaults:
-            known = ", ".join(defaults) or "none"
-            raise NncError.single(E_PARAM, f"schedule `{kind}` has no parameter `{key}`",
-                                  hint=f"its parameters: {known}")
-    merged = {**defaults, **params}
-    for key, value in merged.items():
-        if value is None:
-            raise NncError.single(E_PARAM, f"schedule `{kind}` needs `{key}`",
-                                  hint=f"e.g. {kind}({key}=...)")
+    merged = merge_params("schedule", kind, SCHEDULES, params, f"e.g. {kind}({{key}}=...)")
     return _CLASSES[kind](base_lr, epochs, **merged)
