@@ -78,10 +78,10 @@ def _read_spec(path: str) -> bytes:
 
 
 def _decode_for_display(data: bytes) -> str | None:
-    try:
-        return data.decode("utf-8").lstrip("\ufeff")
-    except UnicodeDecodeError:
+    """The text to show under a diagnostic; undecodable bytes are shown as U+FFFD."""
+    if b"\x00" in data[:8192]:
         return None
+    return data.decode("utf-8", "replace").lstrip("\ufeff")
 
 
 def _expand_paths(paths: list[str], suffix: str = ".nnspec") -> list[Path]:

@@ -355,7 +355,7 @@ def _rnn_infer(op):
     def infer(shapes, a):
         (s,) = shapes
         if len(s) != 2:
-            hint = ("reshape it to [T, F] first, e.g. `reshape([T, 1])`" if len(s) == 1 else
+            hint = (f"make it a sequence of {s[0]} steps of 1 feature first: `reshape([{s[0]}, 1])`" if len(s) == 1 else
                     "flatten the image rows into a sequence with `reshape([T, F])`")
             raise ShapeError("E209", f"{op} expects a sequence [T, F] per example, got {fmt_shape(s)}", hint)
         return (s[0], a["units"]) if a["return_sequences"] else (a["units"],)

@@ -427,7 +427,8 @@ class Signature:
                 errors.append(ArgError("E302", f"{what} has no parameter `{kw.name}`", hint, kw.name_span))
                 continue
             if kw.name in given:
-                errors.append(ArgError("E309", f"{what} `{kw.name}` is given twice", None, kw.span))
+                errors.append(ArgError("E309", f"{what} `{kw.name}` is given twice", "keep one of them (a positional "
+                                       "argument counts as given)", kw.span))
                 continue
             given[kw.name] = kw.span
             try:
