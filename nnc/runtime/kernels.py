@@ -752,28 +752,52 @@ class LSTM(Kernel):
     x: (N, T, F); weight_ih: (4u, F); weight_hh: (4u, u); bias_ih, bias_hh: (4u,);
     y: (N, u) = h_T or (N, T, u) with return_sequences."""
 
+    # NOTE: the forward works in the gate order (i, f, o, g) with the rows of i, f, o scaled by
+    # 0.5 (exact in binary floating point), so that one in-place tanh over all 4u pre-activations
+    # per step gives tanh(g) and tanh(z/2) for the rest, and sigmoid(z) = 0.5 * tanh(z/2) + 0.5
+    # is two in-place passes over a contiguous block: no temporaries and few ufunc calls per step.
+    # The backward works in PyTorch's order (dZ feeds the weight gradients directly) and
+    # precomputes every gate-derivative factor that does not depend on dh/dc over all steps at
+    # once, leaving four small ufuncs and one matmul per step.
+
     def forward(self, xs, w, a, ctx):
         x = xs[0]
         N, T, F = x.shape
-        xt, xp = _input_projection(x, w, a, with_bias_hh=True)
-        u = xp.shape[-1] // 4
-        whhT = w["weight_hh"].T
-        H = np.zeros((T + 1, N, u), dtype=xp.dtype)
-        C = np.zeros((T + 1, N, u), dtype=xp.dtype)
-        A = np.empty_like(xp)                          # (T, N, 4u) gate activations i, f, g, o
-        TC = np.empty((T, N, u), dtype=xp.dtype)       # tanh(c_t)
+        wih, whh = w["weight_ih"], w["weight_hh"]
+        u = whh.shape[1]
+        dt = np.result_type(x.dtype, wih.dtype)
+        perm = np.r_[0:2 * u, 3 * u:4 * u, 2 * u:3 * u]          # (i, f, g, o) -> (i, f, o, g)
+        scale = np.ones(4 * u, dtype=dt)
+        scale[:3 * u] = 0.5
+        xt = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(T * N, F)
+        A = (xt @ (wih[perm] * scale[:, None]).T).reshape(T, N, 4 * u)
+        if a.get("bias", True):
+            A += (w["bias_ih"][perm] + w["bias_hh"][perm]) * scale
+        # A holds x W_ih^T + b per step; each step adds h W_hh^T and activates it in place.
+        whhT = np.ascontiguousarray((whh[perm] * scale[:, None]).T)      # (u, 4u)
+        H = np.empty((T + 1, N, u), dtype=A.dtype)
+        H[0] = 0
+        C = np.empty((T + 1, N, u), dtype=A.dtype)
+        C[0] = 0
+        TC = np.empty((T, N, u), dtype=A.dtype)       # tanh(c_t)
+        hw = np.empty((N, 4 * u), dtype=A.dtype)
+        tmp = np.empty((N, u), dtype=A.dtype)
+        u2, u3 = 2 * u, 3 * u
         for t in range(T):
-            z = H[t] @ whhT
-            z += xp[t]
-            acts = A[t]
-            acts[...] = sigmoid(z)
-            np.tanh(z[:, 2 * u:3 * u], out=acts[:, 2 * u:3 * u])
-            i, f, g, o = acts[:, :u], acts[:, u:2 * u], acts[:, 2 * u:3 * u], acts[:, 3 * u:]
+            z = A[t]
+            if t:
+                np.matmul(H[t], whhT, out=hw)
+                z += hw
+            np.tanh(z, out=z)
+            s = z[:, :u3]
+            s *= 0.5
+            s += 0.5
             c = C[t + 1]
-            np.multiply(f, C[t], out=c)
-            c += i * g
+            np.multiply(z[:, u:u2], C[t], out=c)
+            np.multiply(z[:, :u], z[:, u3:], out=tmp)
+            c += tmp
             np.tanh(c, out=TC[t])
-            np.multiply(o, TC[t], out=H[t + 1])
+            np.multiply(z[:, u2:u3], TC[t], out=H[t + 1])
         return _output(H, a), (xt, H, C, A, TC, w, a, x.shape)
 
     def backward(self, dy, cache):
@@ -782,24 +806,42 @@ class LSTM(Kernel):
         u = H.shape[-1]
         seq = a.get("return_sequences", False)
         whh = w["weight_hh"]
-        dZ = np.empty_like(A)                          # (T, N, 4u) grad of gate pre-activations
-        dh = np.zeros_like(H[0])
-        dc = np.zeros_like(H[0])
+        A4 = A.reshape(T, N, 4, u)
+        I, Fg, O, G = A4[:, :, 0], A4[:, :, 1], A4[:, :, 2], A4[:, :, 3]
+        # factors of dZ in PyTorch's gate order: dZ = (dc * D_i, dc * D_f, dc * D_g, dh * D_o)
+        D = np.empty((T, N, 4, u), dtype=A.dtype)
+        Di, Df, Dg, Do = D[:, :, 0], D[:, :, 1], D[:, :, 2], D[:, :, 3]
+        np.subtract(1, I, out=Di)
+        Di *= I
+        Di *= G                                        # g * i * (1 - i)
+        np.subtract(1, Fg, out=Df)
+        Df *= Fg
+        Df *= C[:-1]                                   # c_{t-1} * f * (1 - f)
+        np.multiply(G, G, out=Dg)
+        np.subtract(1, Dg, out=Dg)
+        Dg *= I                                        # i * (1 - g^2)
+        np.subtract(1, O, out=Do)
+        Do *= O
+        Do *= TC                                       # tanh(c) * o * (1 - o)
+        P = np.multiply(TC, TC)
+        np.subtract(1, P, out=P)
+        P *= O                                         # dc_t += dh_t * o * (1 - tanh(c)^2)
+        dZ = np.empty((T, N, 4 * u), dtype=A.dtype)
+        dZ4 = dZ.reshape(T, N, 4, u)
+        dh = np.zeros((N, u), dtype=A.dtype)
+        dc = np.zeros((N, u), dtype=A.dtype)
+        tmp = np.empty((N, u), dtype=A.dtype)
         for t in range(T - 1, -1, -1):
             gy = _dy_at(dy, t, T, seq)
             if gy is not None:
-                dh = dh + gy
-            acts = A[t]
-            i, f, g, o = acts[:, :u], acts[:, u:2 * u], acts[:, 2 * u:3 * u], acts[:, 3 * u:]
-            tc = TC[t]
-            dc = dc + dh * o * (1 - tc * tc)
-            dz = dZ[t]
-            dz[:, :u] = dc * g * i * (1 - i)
-            dz[:, u:2 * u] = dc * C[t] * f * (1 - f)
-            dz[:, 2 * u:3 * u] = dc * i * (1 - g * g)
-            dz[:, 3 * u:] = dh * tc * o * (1 - o)
-            dc = dc * f
-            dh = dz @ whh
+                dh += gy
+            np.multiply(dh, P[t], out=tmp)
+            dc += tmp
+            np.multiply(D[t, :, :3], dc[:, None, :], out=dZ4[t, :, :3])
+            np.multiply(Do[t], dh, out=dZ4[t, :, 3])
+            if t:
+                dc *= Fg[t]
+                np.matmul(dZ[t], whh, out=dh)
         return _recurrent_grads(dZ, dZ, xt, H, w, a, xshape)
 
 
