@@ -90,7 +90,13 @@ def load_dataset(program: Program, source: str | None, *, role: str = "data", dt
                               hint="export multi-input models with `nnc compile`; train them from Python")
     inp = model.inputs[0]
     if source is not None:
-        kind, args = D.parse_source(source)
+        try:
+            kind, args = D.parse_source(source)
+        except NncError as err:  # the mistake is on the command line, not in the spec
+            for d in err.diagnostics:
+                d.path = d.path or "<--data>"
+            err.sources = {"<--data>": source}
+            raise
         ds = D.load_source(kind, args, Path.cwd(), float_dtype=dtype)
         span = None
     else:
@@ -103,8 +109,25 @@ def load_dataset(program: Program, source: str | None, *, role: str = "data", dt
         ds = D.load_source(src.kind, src.args, _spec_dir(program), span=span, spec_path=program.path,
                            float_dtype=dtype)
     D.check_dataset(ds)
-    return D.fit_to_input(ds, tuple(inp.shape), inp.dtype, dtype, input_name=inp.name, span=span,
-                          spec_path=program.path)
+    ds = D.fit_to_input(ds, tuple(inp.shape), inp.dtype, dtype, input_name=inp.name, span=span,
+                        spec_path=program.path)
+    check_token_ids(program, inp.name, ds.x, ds.name, ds.path)
+    return ds
+
+
+def check_token_ids(program: Program, input_name: str, x: np.ndarray, what: str, path: str | None = None) -> None:
+    """Token ids must index every embedding that reads them: checked before any training (E731)."""
+    for node in program.model.nodes:
+        if node.op == "embedding" and node.inputs == [input_name] and x.size:
+            bad = np.flatnonzero((x < 0).any(axis=tuple(range(1, x.ndim))) |
+                                 (x >= node.attrs["vocab"]).any(axis=tuple(range(1, x.ndim))))
+            if bad.size:
+                row = int(bad[0])
+                ids = x[row][(x[row] < 0) | (x[row] >= node.attrs["vocab"])]
+                raise NncError.single(
+                    "E731", f"{what}: example {row} has token id {int(ids.flat[0])}, outside [0, {node.attrs['vocab']}) "
+                    f"of `{node.id}` ({bad.size} example{'s' if bad.size != 1 else ''} out of range)", path=path,
+                    hint=f"raise the embedding's vocab above {int(x.max())}, or fix the token ids")
 
 
 def _source_span(src):
@@ -230,13 +253,19 @@ class Model:
                 raise NncError.single("E763", f"no array for input `{inp.name}`")
             ds = D.fit_to_input(D.Dataset(np.asarray(arrays[inp.name]), None, f"input `{inp.name}`"),
                                 tuple(inp.shape), inp.dtype, self.dtype, input_name=inp.name)
+            check_token_ids(self.program, inp.name, ds.x, f"input `{inp.name}`")
             out[inp.name] = ds.x
         return out
 
     def predict(self, x, batch_size: int = 256):
         """Model outputs in inference mode: an array (one output) or {output name: array}."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise NncError.single("E741", f"batch_size must be a positive integer, got {batch_size!r}")
         xs = self._inputs(x)
         n = len(next(iter(xs.values())))
+        if any(len(v) != n for v in xs.values()):
+            sizes = ", ".join(f"`{k}` {len(v)}" for k, v in xs.items())
+            raise NncError.single("E732", f"the inputs have different numbers of examples: {sizes}")
         chunks: dict[str, list] = {}
         for s in range(0, n, batch_size):
             outs = self.graph.forward({k: v[s:s + batch_size] for k, v in xs.items()}, self.weights)
@@ -314,6 +343,10 @@ def train_command(program: Program, args) -> int:
     graph = Graph(program.model, dtype)
     check_memory(graph, spec.batch_size)
     resume = Path(args.resume) if args.resume else None
+    if resume is not None and resume.is_file() and resume.name == "checkpoint.npz":
+        resume = resume.parent  # `--resume runs/x/checkpoint.npz` means its run directory
+    if resume is not None and args.out and Path(args.out) != resume:
+        progress.info(f"note: --out is ignored with --resume; the run continues in {resume}")
     out = resume or Path(args.out or Path("runs") / program.model.name)
     if resume is not None and not (resume / "checkpoint.npz").exists():
         raise NncError.single("E762", f"`{resume}` has no checkpoint.npz to resume from", path=str(resume),
@@ -339,10 +372,11 @@ def train_command(program: Program, args) -> int:
         restore_state(state, read_npz(resume / "checkpoint.npz", "checkpoint"), fp, str(resume / "checkpoint.npz"),
                       trainer.metric_names, trainer.has_val)
         if state.epoch >= spec.epochs or state.stopped_early:
-            print(f"nothing to do: {out} has already completed {state.epoch} of {spec.epochs} epochs"
-                  + (" (stopped early)" if state.stopped_early else ""))
+            print(f"nothing to do: {out} has already completed {_plural(state.epoch, 'epoch')}"
+                  + (" (stopped early)" if state.stopped_early else f" (the spec asks for {spec.epochs})"))
             return 0
         progress.info(f"resuming {out} from epoch {state.epoch}")
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".nnc-write-test"
@@ -357,11 +391,15 @@ def train_command(program: Program, args) -> int:
     progress.info(f"training {program.model.name} ({program.model.params:,} parameters) on {train_ds.name}: "
                   f"{n_train} examples" + (f", {n_val} for validation" if n_val else "")
                   + f"; writing to {out}")
-    while state.epoch < spec.epochs and not state.stopped_early:
-        progress.start_epoch(state.epoch + 1, spec.epochs)
-        log = trainer.train_epoch(state, progress.batch)
-        progress.end_epoch(_fmt_log(log, spec.epochs, trainer.metric_names))
-        _write_run_files(out, state, fp, trainer)
+    try:
+        while state.epoch < spec.epochs and not state.stopped_early:
+            progress.start_epoch(state.epoch + 1, spec.epochs)
+            log = trainer.train_epoch(state, progress.batch)
+            progress.end_epoch(_fmt_log(log, spec.epochs, trainer.metric_names))
+            _write_run_files(out, state, fp, trainer)
+    except (NncError, KeyboardInterrupt) as exc:
+        progress.end_epoch("")
+        raise _after_failure(out, created, state, program, exc) from None
     if state.stopped_early:
         progress.info(f"early stopping: validation loss did not improve for {spec.patience} epochs")
     final = state.history[-1] if state.history else None
@@ -374,9 +412,34 @@ def train_command(program: Program, args) -> int:
         keys = [f"{m} {final.metrics[m]:.4f}" for m in trainer.metric_names]
         if final.val_loss is not None:
             keys += [f"val_{m} {final.val_metrics[m]:.4f}" for m in trainer.metric_names]
-        print(f"{program.model.name}: {state.epoch} epochs, loss {final.loss:.4f}"
+        print(f"{program.model.name}: {_plural(state.epoch, 'epoch')}, loss {final.loss:.4f}"
               + (", " + ", ".join(keys) if keys else "") + f"; run in {out}")
     return 0
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _after_failure(out: Path, created: bool, state: TrainState, program: Program, exc: BaseException) -> NncError:
+    """The error to report after a failed or interrupted run (Ctrl-C becomes E766: exit 1, as the
+    contract asks), saying what is left; a run directory holding nothing of value is removed."""
+    if state.epoch == 0 and created:
+        for f in out.iterdir():  # only files this run wrote before its first epoch ended
+            if f.name in ("labels.json",) or f.name.startswith("."):
+                f.unlink()
+        try:
+            out.rmdir()
+        except OSError:
+            pass
+    done = (f"the checkpoint of epoch {state.epoch} is in {out}: continue with "
+            f"`nnc train {program.path} --resume {out}`" if state.epoch else "no epoch finished, so nothing was saved")
+    if isinstance(exc, KeyboardInterrupt):
+        return NncError.single("E766", f"training interrupted during epoch {state.epoch + 1}", hint=done)
+    for d in exc.diagnostics:
+        if d.code == "E761":
+            d.hint = "lower the learning rate, add `clip_norm = 1.0`, or check the data for extreme values; " + done
+    return exc
 
 
 def _write_run_files(out: Path, state: TrainState, fp: str, trainer: Trainer) -> None:
@@ -439,7 +502,7 @@ def predict_command(program: Program, args) -> int:
         text = ",".join(f"out_{i}" for i in range(flat.shape[1])) + "\n"
         text += "\n".join(",".join(f"{v:.9g}" for v in row) for row in flat) + "\n"
         atomic_write_text(path, text)
-        print(f"wrote {path} ({len(arr)} rows)", file=sys.stderr)
+        print(f"wrote {path} ({_plural(len(arr), 'row')})", file=sys.stderr)
         return 0
     else:
         raise NncError.single("E765", f"cannot write predictions to `{path}`: unknown file type",
@@ -449,5 +512,5 @@ def predict_command(program: Program, args) -> int:
         atomic_write_with(path, save)
     except OSError as exc:
         raise NncError.single("E765", f"cannot write `{path}`: {exc.strerror or exc}", path=str(path)) from None
-    print(f"wrote {path} ({len(x)} rows)", file=sys.stderr)
+    print(f"wrote {path} ({_plural(len(x), 'row')})", file=sys.stderr)
     return 0

@@ -243,6 +243,11 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # exit 2 with the usage, as argparse does, but never a traceback
         self.print_usage(sys.stderr)
         print(f"nnc: error: {message}", file=sys.stderr)
+        import re
+        flag = re.search(r"unrecognized arguments: --([A-Za-z_]+)", message)
+        if flag:
+            print(f"  hint: train keys and `let` constants are set with --set, e.g. --set {flag.group(1)}=...",
+                  file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -315,9 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"nnc: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the contract has no exit code of its own for this: it is an error
         print("nnc: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_ERROR
     except BrokenPipeError:
         try:
             sys.stdout = open(os.devnull, "w")

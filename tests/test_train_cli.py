@@ -109,7 +109,7 @@ def test_run_directory_and_history_columns(tmp_path, capsys, spec, epochs, colum
         assert np.array_equal(ckpt[f"weights/{k}"], v)
     assert json.loads(str(ckpt["meta"]))["epoch"] == epochs
     assert f"epoch {epochs}/{epochs}" in err                    # per-epoch progress on stderr
-    assert stdout.startswith(spec) and f"{epochs} epochs" in stdout
+    assert stdout.startswith(spec) and f"{epochs} epoch" in stdout
 
 
 @pytest.mark.xfail(not EXPORTER, strict=True, reason="nnc/export.py (the ONNX exporter) has not landed yet")

@@ -87,6 +87,7 @@ class Lowerer:
         self.nodes: list[Node] = []
         self.node_ids: dict[str, SourceSpan] = {}
         self.counters: dict[str, int] = {}
+        self.repeat_locals: set[str] = set()  # names bound in a `repeat` body, for better hints
 
     # ------------------------------------------------------------------------------------------
     # diagnostics helpers
@@ -158,7 +159,7 @@ class Lowerer:
                 self.define_const(item, top)
         for name, value in list(self.overrides.items()):
             if name not in TRAIN_KEYS:
-                self.err("E307", f"--set {name}: there is no train key or top-level `let` constant `{name}`",
+                self.err("E307", f"cannot override `{name}`: there is no train key or top-level `let` constant `{name}`",
                          None, did_you_mean(name, list(TRAIN_KEYS) + list(top.consts)))
                 self.overrides.pop(name)
         if not models:
@@ -283,7 +284,9 @@ class Lowerer:
             return
         for _ in range(n):
             before = len(self.sink.diagnostics)
-            self.statements(st.body, Scope(parent=scope))
+            body = Scope(parent=scope)
+            self.statements(st.body, body)
+            self.repeat_locals.update(body.values)
             if len(self.sink.diagnostics) > before:
                 break  # report a body's errors once, not once per repetition
         if self.last_binding is not None and scope.value(self.last_binding) is None:
@@ -362,6 +365,8 @@ class Lowerer:
     def unknown_op(self, st: A.Call, scope: Scope) -> None:
         values = [n for n in scope.all_names() if scope.value(n) is not None]
         hint = did_you_mean(st.name, list(OPS) + values) or "see `docs/language.md` for the list of ops"
+        if st.name in self.repeat_locals:
+            hint = f"`{st.name}` is bound inside a `repeat` body and is local to it; bind the result after the block"
         if st.args is None and scope.const(st.name) is not None:
             hint = f"`{st.name}` is a constant, not an op or a value"
         self.err("E301", f"unknown op or value `{st.name}`", st.name_span, hint)
@@ -396,7 +401,10 @@ class Lowerer:
         else:
             self.counters[op] = self.counters.get(op, 0) + 1
             name, span = f"{op}_{self.counters[op]}", stage_span
-        if name in self.node_ids or name in {i["name"] for i in self.inputs}:
+        if name in {i["name"] for i in self.inputs}:
+            self.err("E308", f"layer name `{name}` is also the name of an input", span,
+                     "give the layer another `name=`")
+        elif name in self.node_ids:
             self.err("E308", f"layer name `{name}` is used twice", span,
                      "give each layer a unique `name=`; unnamed layers are called <op>_<k> in source order")
         self.node_ids[name] = span or SourceSpan()

@@ -438,7 +438,8 @@ def _parse_csv(data: bytes, shown: str) -> _Table:
     h_first, h_last, header_fields = records[0]
     header = [h.strip() for h in header_fields]
     table = _Table(shown, lines, header, h_first, records[1:])
-    if all(_parse_float(h) is not None for h in header):
+    # NOTE: all but one field numeric is a data row too (features, then a string label), not a header
+    if sum(_parse_float(h) is not None for h in header) >= max(1, len(header) - 1):
         d = table.error("E703", f"{shown} has no header row: the first row holds numbers, "
                         f"not column names", "add a first row naming the columns, e.g. "
                         + ",".join(f"f{i + 1}" for i in range(min(len(header), 4)))

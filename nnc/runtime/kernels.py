@@ -232,6 +232,8 @@ def _conv2d_forward(x, weight, bias, stride, dilation, pads):
     """x: (N, C, H, W); weight: (F, C, kh, kw); bias: (F,) or None; pads: (top, left, bottom, right).
 
     Returns y: (N, F, Ho, Wo) and the cache for :func:`_conv2d_backward`."""
+    if tuple(stride) == (1, 1):
+        return _conv2d_forward_s1(x, weight, bias, dilation, pads)
     N, C, H, W = x.shape
     F, _, kh, kw = weight.shape
     sh, sw = stride
@@ -257,8 +259,87 @@ def _conv2d_forward(x, weight, bias, stride, dilation, pads):
     return y, cache
 
 
+# NOTE: stride-1 convolutions (the common case) use "wide" im2col columns. The padded input is
+# laid out channel-major, (C, N * Hp * Wp) flat, so for kernel position (p, q) the inputs of output
+# rows i = 0..Ho-1 over the full padded width are ONE contiguous run of Ho * Wp values starting at
+# n * Hp * Wp + p * dh * Wp + q * dw. The columns are then a copy of a strided view whose inner
+# runs are Ho * Wp long (instead of Wo), about 3x faster than the per-window gather; the GEMMs
+# compute Wp - Wo extra (discarded) output columns per row. The backward zeroes dy in those columns,
+# so they add nothing to dweight, and their dcols are exact zeros, so col2im can add whole runs.
+
+def _wide_geometry(xshape, wshape, dilation, pads):
+    N, C, H, W = xshape
+    F, _, kh, kw = wshape
+    dh, dw = dilation
+    pt, pl, pb, pr = pads
+    Hp, Wp = H + pt + pb, W + pl + pr
+    ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    Ho, Wo = Hp - ekh + 1, Wp - ekw + 1
+    if Ho <= 0 or Wo <= 0:
+        raise ValueError(f"conv: kernel extent ({ekh}, {ekw}) exceeds padded input ({Hp}, {Wp})")
+    # the last sample's runs read up to ekw - 1 values past N * Hp * Wp
+    return N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, N * Hp * Wp + ekw - 1
+
+
+def _wide_runs(buf, kh, kw, dh, dw, N, Hp, Wp, L):
+    """(C, kh, kw, N, L) strided view of the flat (C, size) buffer: run (p, q, n) starts at
+    n * Hp * Wp + p * dh * Wp + q * dw."""
+    s0, s1 = buf.strides
+    return np.lib.stride_tricks.as_strided(
+        buf, shape=(buf.shape[0], kh, kw, N, L),
+        strides=(s0, dh * Wp * s1, dw * s1, Hp * Wp * s1, s1))
+
+
+def _conv2d_forward_s1(x, weight, bias, dilation, pads):
+    N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = _wide_geometry(x.shape, weight.shape, dilation, pads)
+    pt, pl, pb, pr = pads
+    L = Ho * Wp
+    K = C * kh * kw
+    xbuf = np.zeros((C, size), dtype=x.dtype)
+    xbuf[:, :N * Hp * Wp].reshape(C, N, Hp, Wp)[:, :, pt:pt + H, pl:pl + W] = x.transpose(1, 0, 2, 3)
+    # with a bias, the columns get a last row of ones and the weight matrix the bias as its last
+    # column: the GEMMs then add the bias (forward) and sum its gradient (backward) for free
+    has_bias = bias is not None
+    cols = np.empty((K + has_bias, N * L), dtype=x.dtype)
+    np.copyto(cols[:K].reshape(C, kh, kw, N, L),
+              _wide_runs(xbuf, kh, kw, dilation[0], dilation[1], N, Hp, Wp, L))
+    wm = weight.reshape(F, K)
+    if has_bias:
+        cols[K] = 1
+        wm = np.concatenate([wm, bias[:, None].astype(wm.dtype, copy=False)], axis=1)
+    y = wm @ cols                                        # (F, N*Ho*Wp)
+    y = np.ascontiguousarray(y.reshape(F, N, Ho, Wp)[:, :, :, :Wo].transpose(1, 0, 2, 3))
+    cache = (cols, weight, x.shape, None, (Ho, Wo), (1, 1), dilation, pads, has_bias)
+    return y, cache
+
+
+def _conv2d_backward_s1(dy, cache):
+    cols, weight, xshape, _, _, _, (dh, dw), pads, has_bias = cache
+    N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = _wide_geometry(xshape, weight.shape, (dh, dw), pads)
+    pt, pl, _, _ = pads
+    L = Ho * Wp
+    dyf = np.empty((F, N, Ho, Wp), dtype=dy.dtype)
+    dyf[:, :, :, :Wo] = dy.transpose(1, 0, 2, 3)
+    dyf[:, :, :, Wo:] = 0
+    dyf = dyf.reshape(F, N * L)
+    K = C * kh * kw
+    dwm = dyf @ cols.T                                   # (F, K [+ 1 for the bias])
+    dweight = np.ascontiguousarray(dwm[:, :K]).reshape(weight.shape)
+    dbias = dwm[:, K].copy() if has_bias else None
+    dcols = (weight.reshape(F, K).T @ dyf).reshape(C, kh, kw, N, L)
+    dxbuf = np.zeros((C, size), dtype=dy.dtype)
+    runs = _wide_runs(dxbuf, kh, kw, dh, dw, N, Hp, Wp, L)
+    for p in range(kh):
+        for q in range(kw):
+            runs[:, p, q] += dcols[:, p, q]             # runs of one (p, q) never overlap
+    dx = dxbuf[:, :N * Hp * Wp].reshape(C, N, Hp, Wp)[:, :, pt:pt + H, pl:pl + W]
+    return np.ascontiguousarray(dx.transpose(1, 0, 2, 3)), dweight, dbias
+
+
 def _conv2d_backward(dy, cache):
     """dy: (N, F, Ho, Wo). Returns dx: (N, C, H, W), dweight: (F, C, kh, kw), dbias: (F,) | None."""
+    if cache[3] is None:
+        return _conv2d_backward_s1(dy, cache)
     cols, weight, xshape, xpshape, (Ho, Wo), (sh, sw), (dh, dw), pads, has_bias = cache
     N, C, H, W = xshape
     F, _, kh, kw = weight.shape

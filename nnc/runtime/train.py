@@ -160,8 +160,7 @@ class Trainer:
             raise NncError.single(
                 "E761", f"the loss became {'NaN' if math.isnan(loss) else 'infinite'} at epoch {epoch}, "
                 f"batch {b} of {n_batches}; training stopped",
-                hint="lower the learning rate, add `clip_norm = 1.0`, or check the data for extreme values; "
-                "the last good checkpoint is kept")
+                hint="lower the learning rate, add `clip_norm = 1.0`, or check the data for extreme values")
         grads = graph.backward(tape, {self.value_id: dz})
         if self.spec.clip_norm is not None:
             clip_gradients(grads, self.spec.clip_norm)

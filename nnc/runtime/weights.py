@@ -59,6 +59,14 @@ def validate_weights(arrays: dict[str, np.ndarray], expected: dict[str, tuple[tu
                      path: str, dtype) -> dict[str, np.ndarray]:
     """Check keys and shapes against ``expected`` (key -> (shape, trainable)); cast to ``dtype``."""
     diags = []
+    if any(k.startswith("weights/") for k in arrays) and "meta" in arrays:
+        raise NncError.single("E750", f"`{path}` is a training checkpoint, not a weights file", path=path,
+                              hint="use weights.npz from the same run directory, or continue the run with --resume")
+    if arrays and expected and not set(arrays) & set(expected):
+        shown = ", ".join(sorted(arrays)[:4]) + (", ..." if len(arrays) > 4 else "")
+        raise NncError.single("E751", f"`{path}` holds none of the model's {len(expected)} weights: it was saved "
+                              f"from a different model (its keys: {shown})", path=path,
+                              hint="pass the weights of this spec's model (`nnc summary` lists its layers)")
     missing = [k for k in expected if k not in arrays]
     extra = [k for k in arrays if k not in expected]
     errors: list[NncError] = []
@@ -102,9 +110,14 @@ def load_weights(path, model, dtype="float32") -> dict[str, np.ndarray]:
 
 
 def save_npz(path, arrays: dict[str, np.ndarray]) -> None:
-    """Atomically write ``arrays`` to ``path`` as an uncompressed ``.npz``."""
+    """Atomically write ``arrays`` to ``path`` as an uncompressed ``.npz`` (E764 if it cannot)."""
     def write(fh):
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         fh.write(buf.getvalue())
-    atomic_write_with(Path(path), write)
+    try:
+        atomic_write_with(Path(path), write)
+    except OSError as exc:
+        raise NncError.single("E764", f"cannot write `{path}`: {exc.strerror or exc}", path=str(path),
+                              hint="check that the directory exists and is writable, and that the disk has space"
+                              ) from None
