@@ -762,7 +762,7 @@ def _recurrent_grads(dG, dGh, xt, H, w, a, xshape):
              "weight_hh": dGh2.T @ H[:-1].reshape(T * N, -1)}
     if a.get("bias", True):
         grads["bias_ih"] = dG2.sum(axis=0)
-        grads["bias_hh"] = dGh2.sum(axis=0)
+        grads["bias_hh"] = grads["bias_ih"].copy() if dGh is dG else dGh2.sum(axis=0)
     return [dx], grads
 
 
@@ -833,13 +833,14 @@ class LSTM(Kernel):
     x: (N, T, F); weight_ih: (4u, F); weight_hh: (4u, u); bias_ih, bias_hh: (4u,);
     y: (N, u) = h_T or (N, T, u) with return_sequences."""
 
-    # NOTE: the forward works in the gate order (i, f, o, g) with the rows of i, f, o scaled by
-    # 0.5 (exact in binary floating point), so that one in-place tanh over all 4u pre-activations
-    # per step gives tanh(g) and tanh(z/2) for the rest, and sigmoid(z) = 0.5 * tanh(z/2) + 0.5
-    # is two in-place passes over a contiguous block: no temporaries and few ufunc calls per step.
-    # The backward works in PyTorch's order (dZ feeds the weight gradients directly) and
-    # precomputes every gate-derivative factor that does not depend on dh/dc over all steps at
-    # once, leaving four small ufuncs and one matmul per step.
+    # NOTE: the forward keeps the gates planar, A: (T, 4, N, u), in the order (i, f, o, g), with
+    # the weight rows (and biases) of i, f, o scaled by 0.5 (exact in binary floating point): one
+    # in-place tanh over a step's 4 gate planes gives tanh(g) and tanh(z/2) for the rest, and
+    # sigmoid(z) = 0.5 * tanh(z/2) + 0.5 is two in-place passes over one contiguous block. Every
+    # per-step elementwise op then runs on contiguous (N, u) planes without temporaries. The
+    # backward writes dZ in PyTorch's interleaved order (it feeds the weight gradients directly)
+    # and precomputes every gate-derivative factor that does not depend on dh/dc over all steps
+    # at once, leaving four small ufuncs and one matmul per step.
 
     def forward(self, xs, w, a, ctx):
         x = xs[0]
@@ -851,34 +852,38 @@ class LSTM(Kernel):
         scale = np.ones(4 * u, dtype=dt)
         scale[:3 * u] = 0.5
         xt = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(T * N, F)
-        A = (xt @ (wih[perm] * scale[:, None]).T).reshape(T, N, 4 * u)
+        xp = xt @ (wih[perm] * scale[:, None]).T                  # (T*N, 4u): x W_ih^T + b
         if a.get("bias", True):
-            A += (w["bias_ih"][perm] + w["bias_hh"][perm]) * scale
-        # A holds x W_ih^T + b per step; each step adds h W_hh^T and activates it in place.
+            xp += (w["bias_ih"][perm] + w["bias_hh"][perm]) * scale
+        xp = xp.reshape(T, N, 4, u)
         whhT = np.ascontiguousarray((whh[perm] * scale[:, None]).T)      # (u, 4u)
-        H = np.empty((T + 1, N, u), dtype=A.dtype)
+        A = np.empty((T, 4, N, u), dtype=xp.dtype)    # gate activations, planar
+        H = np.empty((T + 1, N, u), dtype=xp.dtype)
         H[0] = 0
-        C = np.empty((T + 1, N, u), dtype=A.dtype)
+        C = np.empty((T + 1, N, u), dtype=xp.dtype)
         C[0] = 0
-        TC = np.empty((T, N, u), dtype=A.dtype)       # tanh(c_t)
-        hw = np.empty((N, 4 * u), dtype=A.dtype)
-        tmp = np.empty((N, u), dtype=A.dtype)
-        u2, u3 = 2 * u, 3 * u
+        TC = np.empty((T, N, u), dtype=xp.dtype)       # tanh(c_t)
+        hw = np.empty((N, 4, u), dtype=xp.dtype)
+        hw2 = hw.reshape(N, 4 * u)
+        hwp = hw.transpose(1, 0, 2)
+        tmp = np.empty((N, u), dtype=xp.dtype)
         for t in range(T):
             z = A[t]
             if t:
-                np.matmul(H[t], whhT, out=hw)
-                z += hw
+                np.matmul(H[t], whhT, out=hw2)
+                np.add(xp[t].transpose(1, 0, 2), hwp, out=z)
+            else:
+                np.copyto(z, xp[0].transpose(1, 0, 2))
             np.tanh(z, out=z)
-            s = z[:, :u3]
+            s = z[:3]
             s *= 0.5
             s += 0.5
             c = C[t + 1]
-            np.multiply(z[:, u:u2], C[t], out=c)
-            np.multiply(z[:, :u], z[:, u3:], out=tmp)
+            np.multiply(z[1], C[t], out=c)
+            np.multiply(z[0], z[3], out=tmp)
             c += tmp
             np.tanh(c, out=TC[t])
-            np.multiply(z[:, u2:u3], TC[t], out=H[t + 1])
+            np.multiply(z[2], TC[t], out=H[t + 1])
         return _output(H, a), (xt, H, C, A, TC, w, a, x.shape)
 
     def backward(self, dy, cache):
@@ -887,11 +892,10 @@ class LSTM(Kernel):
         u = H.shape[-1]
         seq = a.get("return_sequences", False)
         whh = w["weight_hh"]
-        A4 = A.reshape(T, N, 4, u)
-        I, Fg, O, G = A4[:, :, 0], A4[:, :, 1], A4[:, :, 2], A4[:, :, 3]
+        I, Fg, O, G = A[:, 0], A[:, 1], A[:, 2], A[:, 3]
         # factors of dZ in PyTorch's gate order: dZ = (dc * D_i, dc * D_f, dc * D_g, dh * D_o)
-        D = np.empty((T, N, 4, u), dtype=A.dtype)
-        Di, Df, Dg, Do = D[:, :, 0], D[:, :, 1], D[:, :, 2], D[:, :, 3]
+        D = np.empty((T, 4, N, u), dtype=A.dtype)
+        Di, Df, Dg, Do = D[:, 0], D[:, 1], D[:, 2], D[:, 3]
         np.subtract(1, I, out=Di)
         Di *= I
         Di *= G                                        # g * i * (1 - i)
@@ -908,7 +912,7 @@ class LSTM(Kernel):
         np.subtract(1, P, out=P)
         P *= O                                         # dc_t += dh_t * o * (1 - tanh(c)^2)
         dZ = np.empty((T, N, 4 * u), dtype=A.dtype)
-        dZ4 = dZ.reshape(T, N, 4, u)
+        dZp = dZ.reshape(T, N, 4, u).transpose(0, 2, 1, 3)   # planar view (T, 4, N, u)
         dh = np.zeros((N, u), dtype=A.dtype)
         dc = np.zeros((N, u), dtype=A.dtype)
         tmp = np.empty((N, u), dtype=A.dtype)
@@ -918,8 +922,8 @@ class LSTM(Kernel):
                 dh += gy
             np.multiply(dh, P[t], out=tmp)
             dc += tmp
-            np.multiply(D[t, :, :3], dc[:, None, :], out=dZ4[t, :, :3])
-            np.multiply(Do[t], dh, out=dZ4[t, :, 3])
+            np.multiply(D[t, :3], dc, out=dZp[t, :3])
+            np.multiply(Do[t], dh, out=dZp[t, 3])
             if t:
                 dc *= Fg[t]
                 np.matmul(dZ[t], whh, out=dh)
