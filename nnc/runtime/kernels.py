@@ -439,15 +439,22 @@ class MaxPool2D(Kernel):
 
     def backward(self, dy, cache):
         xp, y, xshape, kh, kw, sh, sw, pt, pl, Ho, Wo = cache
-        dxp = np.zeros(xp.shape, dtype=dy.dtype)
-        free = np.ones(y.shape, dtype=bool)            # windows whose max is not yet claimed
-        hit = np.empty(y.shape, dtype=bool)
         disjoint = sh >= kh and sw >= kw
+        # windows that tile the input exactly write every cell of dx once: no zero fill needed
+        tiled = sh == kh and sw == kw and xp.shape[2] == Ho * kh and xp.shape[3] == Wo * kw
+        dxp = (np.empty if tiled else np.zeros)(xp.shape, dtype=dy.dtype)
+        free = None                                    # windows whose max is not yet claimed
+        hit = np.empty(y.shape, dtype=bool)
+        last = kh * kw - 1
         for p in range(kh):
             for q in range(kw):
                 np.equal(_window(xp, p, q, sh, sw, Ho, Wo), y, out=hit)
-                hit &= free                            # the first max in row-major order wins
-                free ^= hit
+                if free is None:
+                    free = ~hit
+                else:
+                    hit &= free                        # the first max in row-major order wins
+                    if p * kw + q < last:
+                        free ^= hit
                 target = _window(dxp, p, q, sh, sw, Ho, Wo)
                 if disjoint:                           # each input cell is in one window at most
                     np.multiply(dy, hit, out=target)
