@@ -1,0 +1,105 @@
+"""Fast paths in nnc.runtime.kernels: stride-1 "wide" convolution, tiled maxpool backward with
+ties, relu's shared zeros buffer, the planar LSTM. Each is checked against a plain reference."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnc.runtime.kernels import KERNELS, Ctx
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,c,h,w,f,k,dil,pads,bias", [
+    (5, 3, 9, 7, 4, (3, 3), (1, 1), (1, 1, 1, 1), True),     # 'same', batch > 1 (run wrap-around)
+    (3, 2, 6, 8, 3, (2, 3), (2, 1), (0, 2, 1, 0), False),    # dilation, asymmetric pads
+    (4, 1, 5, 5, 2, (1, 1), (1, 1), (0, 0, 0, 0), True),     # 1x1
+])
+def test_conv2d_stride1_matches_torch(dtype, n, c, h, w, f, k, dil, pads, bias):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wts = {"weight": rng.standard_normal((f, c, *k)).astype(dtype),
+           "bias": rng.standard_normal(f).astype(dtype)}
+    a = {"stride": [1, 1], "dilation": list(dil), "pads": list(pads), "bias": bias}
+    kern = KERNELS["conv2d"]
+    y, cache = kern.forward([x], wts, a, Ctx(training=True))
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    (dx,), g = kern.backward(dy, cache)
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(wts["weight"], requires_grad=True)
+    tb = torch.tensor(wts["bias"], requires_grad=True) if bias else None
+    t, l, b, r = pads
+    ty = F.conv2d(F.pad(tx, (l, r, t, b)), tw, tb, dilation=dil)
+    ty.backward(torch.tensor(dy))
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    assert y.dtype == dx.dtype == g["weight"].dtype == dtype
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(g["weight"], tw.grad.numpy(), rtol=tol, atol=tol)
+    if bias:
+        np.testing.assert_allclose(g["bias"], tb.grad.numpy(), rtol=tol, atol=tol)
+    else:
+        assert "bias" not in g
+
+
+def test_maxpool_tiled_backward_ties_go_to_first_max():
+    rng = np.random.default_rng(2)
+    x = np.maximum(rng.standard_normal((3, 2, 6, 8)), 0).astype(np.float32)   # many all-zero windows
+    x[0, 0, :2, :2] = 1.0                                                      # a 4-way tie
+    a = {"size": [2, 2], "stride": [2, 2], "pads": [0, 0, 0, 0]}
+    y, cache = KERNELS["maxpool2d"].forward([x], {}, a, Ctx(training=True))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    (dx,), _ = KERNELS["maxpool2d"].backward(dy, cache)
+    ref = np.zeros_like(x)
+    for n in range(3):
+        for c in range(2):
+            for i in range(3):
+                for j in range(4):
+                    win = x[n, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
+                    p, q = np.unravel_index(np.argmax(win), win.shape)   # first max, row-major
+                    ref[n, c, 2 * i + p, 2 * j + q] = dy[n, c, i, j]
+    np.testing.assert_array_equal(dx, ref)
+
+
+def test_relu_zeros_buffer_across_shapes_and_dtypes():
+    relu = KERNELS["relu"]
+    for shape, dtype in [((2, 3), np.float32), ((4, 5, 6), np.float32), ((2, 3), np.float64),
+                         ((7,), np.float32), ((3, 50), np.float64)]:
+        x = np.random.default_rng(3).standard_normal(shape).astype(dtype)
+        y, cache = relu.forward([x], {}, {}, Ctx())
+        assert y.dtype == dtype and y.shape == shape and y.flags.writeable
+        np.testing.assert_array_equal(y, np.where(x > 0, x, 0))
+        (dx,), _ = relu.backward(np.ones_like(x), cache)
+        np.testing.assert_array_equal(dx, (x > 0).astype(dtype))
+
+
+@pytest.mark.parametrize("seq", [False, True])
+def test_lstm_matches_torch_float32(seq):
+    rng = np.random.default_rng(4)
+    n, t, f, u = 5, 7, 3, 6
+    x = rng.standard_normal((n, t, f)).astype(np.float32)
+    w = {"weight_ih": rng.standard_normal((4 * u, f)).astype(np.float32) * 0.5,
+         "weight_hh": rng.standard_normal((4 * u, u)).astype(np.float32) * 0.5,
+         "bias_ih": rng.standard_normal(4 * u).astype(np.float32),
+         "bias_hh": rng.standard_normal(4 * u).astype(np.float32)}
+    a = {"units": u, "bias": True, "return_sequences": seq}
+    y, cache = KERNELS["lstm"].forward([x], w, a, Ctx(training=True))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    (dx,), g = KERNELS["lstm"].backward(dy, cache)
+    m = torch.nn.LSTM(f, u, batch_first=True)
+    with torch.no_grad():
+        for k in w:
+            getattr(m, k + "_l0").copy_(torch.tensor(w[k]))
+    tx = torch.tensor(x, requires_grad=True)
+    out, (h, _) = m(tx)
+    ty = out if seq else h[-1]
+    ty.backward(torch.tensor(dy))
+    assert y.dtype == dx.dtype == np.float32
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-4, atol=1e-5)
+    for k in w:
+        assert g[k].dtype == np.float32
+        np.testing.assert_allclose(g[k], getattr(m, k + "_l0").grad.numpy(), rtol=1e-4, atol=1e-5)
+    assert g["bias_ih"] is not g["bias_hh"]
