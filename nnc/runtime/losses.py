@@ -158,7 +158,8 @@ def validate_targets(kind: str, z_shape: tuple, y: np.ndarray) -> None:
             raise NncError.single(
                 E_TARGETS,
                 f"label {hi:g} is out of range for an output of {classes} classes",
-                hint=f"the last layer needs at least {int(hi) + 1} units")
+                hint=(f"the labels run from 1 to {int(hi)}: class ids start at 0, so subtract 1 from them"
+                      if lo == 1 and hi == classes else f"the last layer needs at least {int(hi) + 1} units"))
         return
 
     # elementwise losses: mse, mae, huber, binary_cross_entropy
