@@ -7,8 +7,12 @@ import pytest
 
 from nnc.runtime.kernels import KERNELS, Ctx
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+try:  # torch is a comparison reference only; the other checks here run without it
+    import torch
+    F = torch.nn.functional
+except ImportError:
+    torch = F = None
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed (comparisons only)")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -17,6 +21,7 @@ F = torch.nn.functional
     (3, 2, 6, 8, 3, (2, 3), (2, 1), (0, 2, 1, 0), False),    # dilation, asymmetric pads
     (4, 1, 5, 5, 2, (1, 1), (1, 1), (0, 0, 0, 0), True),     # 1x1
 ])
+@needs_torch
 def test_conv2d_stride1_matches_torch(dtype, n, c, h, w, f, k, dil, pads, bias):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
@@ -76,6 +81,7 @@ def test_relu_zeros_buffer_across_shapes_and_dtypes():
 
 
 @pytest.mark.parametrize("seq", [False, True])
+@needs_torch
 def test_lstm_matches_torch_float32(seq):
     rng = np.random.default_rng(4)
     n, t, f, u = 5, 7, 3, 6
