@@ -175,11 +175,16 @@ class Progress:
         self.stream.write(f"\repoch {self.epoch}/{self.epochs} [{bar}] {b}/{n} loss {loss:.4f} eta {eta:4.1f}s ")
         self.stream.flush()
 
+    def clear(self) -> None:
+        """Erase a half-drawn bar (before an error is printed)."""
+        if self.tty:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+
     def end_epoch(self, text: str) -> None:
         if self.quiet:
             return
-        if self.tty:
-            self.stream.write("\r\x1b[2K")
+        self.clear()
         print(text, file=self.stream, flush=True)
 
     def info(self, text: str) -> None:
@@ -398,7 +403,7 @@ def train_command(program: Program, args) -> int:
             progress.end_epoch(_fmt_log(log, spec.epochs, trainer.metric_names))
             _write_run_files(out, state, fp, trainer)
     except (NncError, KeyboardInterrupt) as exc:
-        progress.end_epoch("")
+        progress.clear()
         raise _after_failure(out, created, state, program, exc) from None
     if state.stopped_early:
         progress.info(f"early stopping: validation loss did not improve for {spec.patience} epochs")
