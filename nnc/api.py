@@ -27,7 +27,7 @@ from .compiler.ir import Program
 from .runtime import data as D
 from .runtime.graph import Graph, check_memory
 from .runtime.train import Trainer, TrainState, checkpoint_arrays, history_columns, restore_state
-from .runtime.weights import load_weights, read_npz, save_npz, validate_weights
+from .runtime.weights import load_weights, read_npz, save_npz
 from .util import atomic_write_text
 
 

@@ -14,11 +14,6 @@ from nnc.runtime import data as D
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 
-try:
-    import nnc.export  # noqa: F401
-    EXPORTER = True
-except ImportError:
-    EXPORTER = False
 
 
 def dataset(name: str):
@@ -187,7 +182,6 @@ def test_two_input_model_from_python():
         m.evaluate({"a": a, "b": b}, y)                                # evaluate needs the train block
 
 
-@pytest.mark.xfail(not EXPORTER, strict=True, reason="nnc/export.py (the ONNX exporter) has not landed yet")
 def test_export_writes_an_onnx_model(tmp_path):
     m = nnc.load(SPECS / "iris_mlp.nnspec")
     m.export(tmp_path / "iris.onnx")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nnc.cli import main
+from cli_helpers import run
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -32,17 +32,6 @@ SYNTAX_ERROR = "model broken {\n    input x: [4]\n    dense(8 -> relu\n}\n"
 DIAGNOSTIC_KEYS = {"path", "line", "column", "end_line", "end_column", "severity", "code", "message", "hint"}
 
 
-def run(argv, capsys):
-    """``(exit code, stdout, stderr)`` of ``nnc ARGV``; a traceback anywhere fails the test."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse: usage errors, --help, --version
-        code = exc.code
-    out = capsys.readouterr()
-    for stream in (out.out, out.err):
-        assert "Traceback" not in stream
-        assert "internal error" not in stream
-    return code, out.out, out.err
 
 
 @pytest.fixture

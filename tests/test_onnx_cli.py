@@ -12,24 +12,13 @@ import numpy as np
 import onnx
 import pytest
 
-from nnc.cli import main
+from cli_helpers import run
 
 ROOT = Path(__file__).resolve().parent.parent
 XOR = ROOT / "specs" / "xor_mlp.nnspec"
 SOFTMAX_AXIS0 = "model ax {\n    input x: [3, 4]\n    dense(5) -> softmax(axis=0)\n}\n"
 
 
-def run(argv, capsys):
-    """``(exit code, stdout, stderr)`` of ``nnc ARGV``; a traceback anywhere fails the test."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code
-    out = capsys.readouterr()
-    for stream in (out.out, out.err):
-        assert "Traceback" not in stream
-        assert "internal error" not in stream
-    return code, out.out, out.err
 
 
 def test_compile_writes_a_verified_model(tmp_path, capsys):

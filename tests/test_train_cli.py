@@ -30,11 +30,6 @@ from nnc.runtime import data as D
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 
-try:
-    import nnc.export  # noqa: F401
-    EXPORTER = True
-except ImportError:
-    EXPORTER = False
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -112,7 +107,6 @@ def test_run_directory_and_history_columns(tmp_path, capsys, spec, epochs, colum
     assert stdout.startswith(spec) and f"{epochs} epoch" in stdout
 
 
-@pytest.mark.xfail(not EXPORTER, strict=True, reason="nnc/export.py (the ONNX exporter) has not landed yet")
 def test_train_writes_model_onnx_that_matches_the_runtime(tmp_path, capsys):
     out = tmp_path / "run"
     rc, _, err = run(capsys, "train", SPECS / "iris_mlp.nnspec", "--out", out, "--set", "epochs=3")

@@ -84,7 +84,7 @@ class Lowerer:
         self.path = path
         self.overrides = dict(overrides or {})
         self.unresolved: dict[tuple, str] = {}  # spans of names that were not constants
-        self.nodes: list[Node] = []
+        self.nodes: list[dict] = []  # IR nodes as plain dicts (validated into ir.Node at the end)
         self.node_ids: dict[str, SourceSpan] = {}
         self.counters: dict[str, int] = {}
         self.repeat_locals: set[str] = set()  # names bound in a `repeat` body, for better hints
