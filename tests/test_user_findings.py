@@ -99,3 +99,11 @@ def test_a_name_local_to_repeat_gets_a_hint(capsys, tmp_path):
     f.write_text("model m {\n    input x: [4]\n    repeat 2 {\n        h = dense(4)\n    }\n    h -> relu\n}\n")
     code, out = run(capsys, "check", f)
     assert code == 1 and "local to it" in out
+
+
+def test_predict_on_a_csv_with_its_label_column_is_one_error(tmp_path, capsys):
+    assert run(capsys, "train", IRIS, "--out", tmp_path / "run", "--set", "epochs=1", "--quiet")[0] == 0
+    f = tmp_path / "in.csv"
+    f.write_text("a,b,c,d,label\n" + "5.1,3.5,1.4,0.2,setosa\n" * 12)
+    code, out = run(capsys, "predict", IRIS, "--weights", tmp_path / "run" / "weights.npz", "--input", f)
+    assert code == 1 and out.count("error[E705]") == 1 and 'drop "label"' in out

@@ -707,6 +707,17 @@ def load_inputs(path: Path) -> np.ndarray:
                             "add one row per example below the header", table.header_line,
                             table.header_line, None)
             _raise([d], "".join(table.lines))
+        sample = table.rows[:50]
+        text_cols = [c for c in range(len(table.header))
+                     if all(_parse_float(f[c]) is None for _, _, f in sample)]
+        if text_cols:  # a whole text column (a label left in): one error, not one per row
+            names = ", ".join(f'"{table.header[c]}"' for c in text_cols)
+            d = table.error("E705", f"{shown}: column{'s' if len(text_cols) > 1 else ''} {names} "
+                            f"{'are' if len(text_cols) > 1 else 'is'} not numeric (e.g. "
+                            f'"{sample[0][2][text_cols[0]]}" on line {sample[0][0]})',
+                            f"prediction inputs hold only the model's input features: drop {names}",
+                            table.header_line, table.header_line, None)
+            _raise([d], "".join(table.lines))
         return _numeric_columns(table, list(range(len(table.header))))
     loaded = _load_numpy(data, shown)
     if isinstance(loaded, _LazyNpz):
