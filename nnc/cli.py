@@ -42,21 +42,26 @@ class Reporter:
         diagnostic located in another text (a data file, a ``--set`` value) finds it in
         ``err.sources`` or, for the data layer, ``err.source``."""
         from .compiler.errors import render_github, render_text
-        sources = dict(getattr(err, "sources", None) or {})
-        spec_path = getattr(err, "spec_path", None)
         for d in err.diagnostics:
-            src = sources.get(d.path)
-            if src is None and d.path is not None and d.path == spec_path:
-                src = source
-            elif src is None and d.path is not None and not d.path.startswith("<"):
-                src = getattr(err, "source", None) if d.path != spec_path else source
-            if src is None and spec_path is None:
-                src = source
+            src = self._source_for(d, err, source)
             self.diagnostics.append(d)
             if self.fmt == "text":
                 print(render_text(d, src), file=self.stream)
             elif self.fmt == "github":
                 print(render_github(d), file=self.stream)
+
+    @staticmethod
+    def _source_for(d, err, source: str | None) -> str | None:
+        """The text ``d`` points into: a ``--set``/``--data`` value, the spec, or a data file."""
+        spec_path = getattr(err, "spec_path", None)
+        text = (getattr(err, "sources", None) or {}).get(d.path)
+        if text is not None:
+            return text
+        if d.path is not None and d.path == spec_path:
+            return source
+        if d.path is not None and not d.path.startswith("<") and getattr(err, "source", None) is not None:
+            return err.source  # the data layer keeps the text of the file it read
+        return source if spec_path is None else None
 
     def finish_json(self, files_checked: int) -> None:
         from .compiler.errors import render_json

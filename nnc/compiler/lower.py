@@ -43,21 +43,20 @@ class Scope:
     consts: dict[str, A.Value] = field(default_factory=dict)
     values: dict[str, Value] = field(default_factory=dict)
 
-    def const(self, name: str) -> A.Value | None:
+    def _lookup(self, table: str, name: str):
         s: Scope | None = self
         while s is not None:
-            if name in s.consts:
-                return s.consts[name]
+            found = getattr(s, table).get(name)
+            if found is not None:
+                return found
             s = s.parent
         return None
 
+    def const(self, name: str) -> A.Value | None:
+        return self._lookup("consts", name)
+
     def value(self, name: str) -> Value | None:
-        s: Scope | None = self
-        while s is not None:
-            if name in s.values:
-                return s.values[name]
-            s = s.parent
-        return None
+        return self._lookup("values", name)
 
     def all_names(self) -> list[str]:
         out: list[str] = []
@@ -348,10 +347,7 @@ class Lowerer:
         return _poison(pipe.span) if poisoned or current is None else current
 
     def _is_op_stage(self, st: A.Call, scope: Scope) -> bool:
-        st2 = self.resolve_stage_const(st, scope)
-        if st2.name in OPS:
-            return True
-        return False
+        return self.resolve_stage_const(st, scope).name in OPS
 
     def resolve_stage_const(self, st: A.Call, scope: Scope) -> A.Call:
         """``let act = relu`` then ``dense(3) -> act``: a constant naming an op stands for it."""
