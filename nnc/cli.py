@@ -165,7 +165,7 @@ def cmd_compile(args) -> int:
         text = program.ir_json()
         if args.output and args.output != "-":
             from .util import atomic_write_text
-            atomic_write_text(Path(args.output), text + "\n")
+            atomic_write_text(Path(args.output), text + "\n", code="E804")
             print(f"wrote {args.output}", file=sys.stderr)
         else:
             print(text)
@@ -199,7 +199,7 @@ def cmd_fmt(args) -> int:
             if args.check:
                 print(f"would reformat {f}")
             else:
-                atomic_write_text(f, new)
+                atomic_write_text(f, new, code="E002")
                 print(f"reformatted {f}")
     if args.check and changed:
         print(f"{len(changed)} file{'s' * (len(changed) != 1)} would be reformatted", file=sys.stderr)
@@ -222,23 +222,23 @@ def cmd_train(args) -> int:
     _input_path(args.init)
     _input_path(args.resume)
     program, _ = _load_program(args.spec, args.set)
-    from . import api
-    return api.train_command(program, args)
+    from .commands.train import train_command
+    return train_command(program, args)
 
 
 def cmd_evaluate(args) -> int:
     _input_path(args.weights)
     program, _ = _load_program(args.spec, args.set)
-    from . import api
-    return api.evaluate_command(program, args)
+    from .commands.infer import evaluate_command
+    return evaluate_command(program, args)
 
 
 def cmd_predict(args) -> int:
     _input_path(args.weights)
     _input_path(args.input)
     program, _ = _load_program(args.spec, args.set)
-    from . import api
-    return api.predict_command(program, args)
+    from .commands.infer import predict_command
+    return predict_command(program, args)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -263,22 +263,8 @@ def write(proto, out_path: Path) -> None:
         raise NncError.single("E805", f"the model is {size / 2**30:.1f} GiB, more than the 2 GiB that one "
                               "ONNX file can hold", path=str(out_path), hint="use a smaller model")
     data = proto.SerializeToString()
-    out_path = Path(out_path)
-    parent = out_path.parent
-    if not parent.is_dir():
-        raise NncError.single("E804", f"cannot write `{out_path}`: the directory `{parent}` does not exist",
-                              path=str(out_path), hint=f"create it first (mkdir -p {parent}) or choose "
-                              "another path with -o")
-    if out_path.is_dir():
-        raise NncError.single("E804", f"cannot write `{out_path}`: it is a directory", path=str(out_path),
-                              hint=f"name a file, e.g. -o {out_path / 'model.onnx'}")
-    try:
-        with atomic_writer(out_path, "wb") as fh:
-            fh.write(data)
-    except OSError as exc:
-        raise NncError.single("E804", f"cannot write `{out_path}`: {exc.strerror or exc}", path=str(out_path),
-                              hint="check that the directory exists and is writable, or choose another "
-                                   "path with -o") from None
+    with atomic_writer(Path(out_path), "wb", code="E804") as fh:
+        fh.write(data)
 
 
 def export_onnx(program: Program, out_path, weights=None, opset: int | None = None, verify: bool = True) -> str:

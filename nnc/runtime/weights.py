@@ -115,9 +115,4 @@ def save_npz(path, arrays: dict[str, np.ndarray]) -> None:
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         fh.write(buf.getvalue())
-    try:
-        atomic_write_with(Path(path), write)
-    except OSError as exc:
-        raise NncError.single("E764", f"cannot write `{path}`: {exc.strerror or exc}", path=str(path),
-                              hint="check that the directory exists and is writable, and that the disk has space"
-                              ) from None
+    atomic_write_with(Path(path), write)  # E764 on failure

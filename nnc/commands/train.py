@@ -1,0 +1,156 @@
+"""``nnc train``: a run directory with checkpoint, weights, history and a verified ``model.onnx``."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from ..api import export_onnx, fingerprint
+from ..compiler.errors import NncError
+from ..compiler.ir import Program
+from ..dataload import load_dataset, train_spec
+from ..runtime import data as D
+from ..runtime.graph import Graph, check_memory
+from ..runtime.train import Trainer, TrainState, checkpoint_arrays, history_columns, restore_state
+from ..runtime.weights import load_weights, read_npz, save_npz
+from ..util import atomic_write_text
+from ..progress import Progress, format_log
+
+
+def train_command(program: Program, args) -> int:
+    spec = train_spec(program)
+    dtype = spec.dtype
+    progress = Progress(quiet=args.quiet)
+    graph = Graph(program.model, dtype)
+    check_memory(graph, spec.batch_size)
+    resume = Path(args.resume) if args.resume else None
+    if resume is not None and resume.is_file() and resume.name == "checkpoint.npz":
+        resume = resume.parent  # `--resume runs/x/checkpoint.npz` means its run directory
+    if resume is not None and args.out and Path(args.out) != resume:
+        progress.info(f"note: --out is ignored with --resume; the run continues in {resume}")
+    out = resume or Path(args.out or Path("runs") / program.model.name)
+    if resume is not None and not (resume / "checkpoint.npz").exists():
+        raise NncError.single("E762", f"`{resume}` has no checkpoint.npz to resume from", path=str(resume),
+                              hint="resume a directory written by `nnc train`, or start a new run with --out")
+    train_ds = load_dataset(program, args.data, dtype=dtype)
+    val_ds = None
+    if isinstance(spec.validation, float):
+        if spec.validation > 0:
+            train_ds, val_ds = D.split_validation(train_ds, spec.validation, spec.seed)
+    else:
+        val_ds = load_dataset(program, None, role="validation", dtype=dtype)
+    name = program.model.inputs[0].name
+    if args.init:
+        weights = load_weights(args.init, program.model, dtype)
+    else:
+        weights = graph.init_weights(spec.seed)
+    trainer = Trainer(graph, spec, {name: train_ds.x}, train_ds.y,
+                      {name: val_ds.x} if val_ds is not None else None, val_ds.y if val_ds is not None else None,
+                      train_ds.name)
+    state = trainer.new_state(weights)
+    fp = fingerprint(program, dtype)
+    if resume is not None:
+        restore_state(state, read_npz(resume / "checkpoint.npz", "checkpoint"), fp, str(resume / "checkpoint.npz"),
+                      trainer.metric_names, trainer.has_val)
+        if state.epoch >= spec.epochs or state.stopped_early:
+            print(f"nothing to do: {out} has already completed {plural(state.epoch, 'epoch')}"
+                  + (" (stopped early)" if state.stopped_early else f" (the spec asks for {spec.epochs})"))
+            return 0
+        progress.info(f"resuming {out} from epoch {state.epoch}")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".nnc-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise NncError.single("E764", f"cannot write the run directory `{out}`: {exc.strerror or exc}",
+                              path=str(out), hint="choose another directory with --out") from None
+    if train_ds.labels:
+        atomic_write_text(out / "labels.json", json.dumps({"labels": train_ds.labels}, indent=2) + "\n")
+    n_train, n_val = len(train_ds.y), (len(val_ds.y) if val_ds is not None else 0)
+    progress.info(f"training {program.model.name} ({program.model.params:,} parameters) on {train_ds.name}: "
+                  f"{n_train} examples" + (f", {n_val} for validation" if n_val else "")
+                  + f"; writing to {out}")
+    try:
+        while state.epoch < spec.epochs and not state.stopped_early:
+            progress.start_epoch(state.epoch + 1, spec.epochs)
+            log = trainer.train_epoch(state, progress.batch)
+            progress.end_epoch(format_log(log, spec.epochs, trainer.metric_names))
+            _write_run_files(out, state, fp, trainer)
+    except (NncError, KeyboardInterrupt) as exc:
+        progress.clear()
+        raise _after_failure(out, created, state, program, exc) from None
+    if state.stopped_early:
+        progress.info(f"early stopping: validation loss did not improve for {spec.patience} epochs")
+    final = state.history[-1] if state.history else None
+    try:
+        report = export_onnx(program, out / "model.onnx", weights=state.weights, verify=True)
+        progress.info(report)
+    except ImportError as exc:  # pragma: no cover - onnx is a dependency
+        progress.info(f"model.onnx not written: {exc}")
+    if final is not None:
+        keys = [f"{m} {final.metrics[m]:.4f}" for m in trainer.metric_names]
+        if final.val_loss is not None:
+            keys += [f"val_{m} {final.val_metrics[m]:.4f}" for m in trainer.metric_names]
+        print(f"{program.model.name}: {plural(state.epoch, 'epoch')}, loss {final.loss:.4f}"
+              + (", " + ", ".join(keys) if keys else "") + f"; run in {out}")
+    return 0
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _after_failure(out: Path, created: bool, state: TrainState, program: Program, exc: BaseException) -> NncError:
+    """The error to report after a failed or interrupted run (Ctrl-C becomes E766: exit 1, as the
+    contract asks), saying what is left; a run directory holding nothing of value is removed."""
+    if state.epoch == 0 and created:
+        for f in out.iterdir():  # only files this run wrote before its first epoch ended
+            if f.name in ("labels.json",) or f.name.startswith("."):
+                f.unlink()
+        try:
+            out.rmdir()
+        except OSError:
+            pass
+    done = (f"the checkpoint of epoch {state.epoch} is in {out}: continue with "
+            f"`nnc train {program.path} --resume {out}`" if state.epoch else "no epoch finished, so nothing was saved")
+    if isinstance(exc, KeyboardInterrupt):
+        return NncError.single("E766", f"training interrupted during epoch {state.epoch + 1}", hint=done)
+    for d in exc.diagnostics:
+        if d.code == "E761":
+            d.hint = "lower the learning rate, add `clip_norm = 1.0`, or check the data for extreme values; " + done
+    return exc
+
+
+def _write_run_files(out: Path, state: TrainState, fp: str, trainer: Trainer) -> None:
+    """The checkpoint, weights and history of the epoch just finished, each written atomically."""
+    files = [("checkpoint.npz", lambda p: save_npz(p, checkpoint_arrays(state, fp, trainer.metric_names,
+                                                                         trainer.has_val))),
+             ("weights.npz", lambda p: save_npz(p, state.weights)),
+             ("history.csv", lambda p: atomic_write_text(p, _history_csv(state, trainer.metric_names,
+                                                                         trainer.has_val)))]
+    for name, write in files:
+        try:
+            write(out / name)
+        except OSError as exc:
+            raise NncError.single("E764", f"cannot write `{out / name}`: {exc.strerror or exc}", path=str(out / name),
+                                  hint="free some disk space or choose another directory with --out; "
+                                  "the previous checkpoint is intact") from None
+
+
+def _history_csv(state: TrainState, metric_names: list[str], has_val: bool) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(history_columns(metric_names, has_val))
+    for log in state.history:
+        w.writerow([_num(v) for v in log.row(metric_names, has_val)])
+    return buf.getvalue()
+
+
+def _num(v):
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else str(v)
+    return v
