@@ -5,6 +5,9 @@
 1. Whole-process time of `nnc check specs/digits_cnn.nnspec` minus `python -c pass` (median of
    runs), target < 150 ms on a 2-core machine.
 2. Time to check a generated 1,000-layer spec (in-process and whole process), target < 0.5 s.
+3. Time to check a spec just under the 1 MiB limit (about 94,000 layers; goal <= 2 s) and the
+   robustness tests' garbage corpus (each input; none may take long). These were wall-clock
+   assertions in tests/test_robustness.py once; speed belongs here, never in a test.
 """
 from __future__ import annotations
 
@@ -63,6 +66,28 @@ def main() -> None:
         n = len(program["model"]["nodes"])
     print(f"1,000-layer spec ({n} nodes), in-process check: {statistics.median(times) * 1000:7.1f} ms")
     print(f"1,000-layer spec, whole process:                 {whole * 1000:7.1f} ms   (target < 500 ms)")
+
+    line = b"dense(3) -> relu\n"
+    near_limit = b"model big {\n    input x: [3]\n" + line * (800_000 // len(line)) + b"}\n"
+    t = time.perf_counter()
+    program = check_source(near_limit, "big.nnspec")
+    print(f"800 KB spec ({len(program['model']['nodes']):,} nodes), in-process check: "
+          f"{time.perf_counter() - t:7.2f} s    (goal <= 2 s)")
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_robustness import GARBAGE  # the corpus the robustness tests feed the checker
+    from nnc.compiler.errors import NncError
+    slowest = (0.0, "")
+    total = time.perf_counter()
+    for name, source in GARBAGE.items():
+        t = time.perf_counter()
+        try:
+            check_source(source, "garbage.nnspec")
+        except NncError:
+            pass
+        slowest = max(slowest, (time.perf_counter() - t, name))
+    print(f"garbage corpus ({len(GARBAGE)} inputs): {time.perf_counter() - total:7.2f} s in all, "
+          f"slowest {slowest[0]:.2f} s ({slowest[1]})")
 
 
 if __name__ == "__main__":

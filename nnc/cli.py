@@ -221,6 +221,8 @@ def _input_path(path: str | None) -> None:
 def cmd_train(args) -> int:
     _input_path(args.init)
     _input_path(args.resume)
+    if args.resume and args.overwrite:
+        raise UsageError("--overwrite starts a new run and --resume continues one: give one of them")
     program, _ = _load_program(args.spec, args.set)
     from .commands.train import train_command
     return train_command(program, args)
@@ -285,9 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train with the NumPy runtime")
     t.add_argument("spec", metavar="SPEC")
     t.add_argument("--data", metavar="SRC", help='data source, e.g. \'csv("x.csv", target="y")\'')
-    t.add_argument("--out", metavar="DIR", help="run directory (default runs/<model>)")
+    t.add_argument("--out", metavar="DIR", help="run directory (default: runs/<model>, or runs/<model>-2, ... "
+                   "if that holds a run)")
     t.add_argument("--init", metavar="W.npz", help="start from these weights")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    t.add_argument("--overwrite", action="store_true",
+                   help="train into an --out that holds a run, removing that run's files first")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train key or `let` constant")
     t.add_argument("--quiet", action="store_true", help="print only the final result")
     t.set_defaults(func=cmd_train)
@@ -318,8 +323,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .streams import GuardedStream, OutputClosed
     parser = build_parser()
     args = parser.parse_args(argv)
+    # NOTE: train's results are its run files, so a console that goes away must not stop it; every
+    # other verb's results (or diagnostics) are on standard output, so losing them is an error.
+    saved = sys.stdout, sys.stderr
+    sys.stdout = GuardedStream(sys.stdout, "standard output", fatal=args.verb != "train")
+    sys.stderr = GuardedStream(sys.stderr, "standard error", fatal=False)
+    try:
+        code = _run(args)
+        sys.stdout.flush()
+        return code
+    except OutputClosed as exc:
+        print(f"nnc: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _run(args) -> int:
+    from .streams import OutputClosed
     try:
         return args.func(args)
     except UsageError as exc:
@@ -328,12 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # the contract has no exit code of its own for this: it is an error
         print("nnc: interrupted", file=sys.stderr)
         return EXIT_ERROR
-    except BrokenPipeError:
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
-        return EXIT_OK
+    except OutputClosed:
+        raise
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         from .compiler.errors import NncError
         if isinstance(exc, NncError):

@@ -1,6 +1,8 @@
 """Training progress on standard error: a bar per epoch on a terminal, plain lines otherwise."""
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import time
 
@@ -26,12 +28,27 @@ class Progress:
         if b != n and now - self.last < 0.1:
             return
         self.last = now
-        width = 24
-        done = int(width * b / n)
-        eta = (now - self.t0) / b * (n - b)
-        bar = "#" * done + "." * (width - done)
-        self.stream.write(f"\repoch {self.epoch}/{self.epochs} [{bar}] {b}/{n} loss {loss:.4f} eta {eta:4.1f}s ")
+        self.stream.write("\r" + self.bar_line(b, n, loss, (now - self.t0) / b * (n - b), self.columns()))
         self.stream.flush()
+
+    def bar_line(self, b: int, n: int, loss: float, eta: float, columns: int) -> str:
+        """The bar for batch ``b`` of ``n``, never wider than ``columns - 1`` characters: a line as wide
+        as the terminal would wrap, and each redraw would then start a new line."""
+        head = f"epoch {self.epoch}/{self.epochs} "
+        tail = f" {b}/{n} loss {loss:.4f} eta {eta:4.1f}s"
+        room = columns - 1 - len(head) - len(tail) - 2           # 2 for the brackets
+        if room < 5:                                             # too narrow for a bar: the numbers only
+            return (head + tail.lstrip())[:max(columns - 1, 1)]
+        width = min(24, room)
+        done = int(width * b / n)
+        return f"{head}[{'#' * done}{'.' * (width - done)}]{tail}"
+
+    def columns(self) -> int:
+        """The terminal's width now (it may be resized while training)."""
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns or 80
+        except (AttributeError, ValueError, OSError):
+            return shutil.get_terminal_size((80, 24)).columns
 
     def clear(self) -> None:
         """Erase a half-drawn bar (before an error is printed)."""

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+import os
 from pathlib import Path
 
 from ..api import export_onnx, fingerprint
@@ -24,16 +25,15 @@ def train_command(program: Program, args) -> int:
     dtype = spec.dtype
     progress = Progress(quiet=args.quiet)
     graph = Graph(program.model, dtype)
-    check_memory(graph, spec.batch_size)
     resume = Path(args.resume) if args.resume else None
     if resume is not None and resume.is_file() and resume.name == "checkpoint.npz":
         resume = resume.parent  # `--resume runs/x/checkpoint.npz` means its run directory
     if resume is not None and args.out and Path(args.out) != resume:
         progress.info(f"note: --out is ignored with --resume; the run continues in {resume}")
-    out = resume or Path(args.out or Path("runs") / program.model.name)
     if resume is not None and not (resume / "checkpoint.npz").exists():
         raise NncError.single("E762", f"`{resume}` has no checkpoint.npz to resume from", path=str(resume),
                               hint="resume a directory written by `nnc train`, or start a new run with --out")
+    out = resume or _run_directory(program, args)
     train_ds = load_dataset(program, args.data, dtype=dtype)
     val_ds = None
     if isinstance(spec.validation, float):
@@ -41,6 +41,7 @@ def train_command(program: Program, args) -> int:
             train_ds, val_ds = D.split_validation(train_ds, spec.validation, spec.seed)
     else:
         val_ds = load_dataset(program, None, role="validation", dtype=dtype)
+    check_memory(graph, min(spec.batch_size, len(train_ds)))
     name = program.model.inputs[0].name
     if args.init:
         weights = load_weights(args.init, program.model, dtype)
@@ -59,15 +60,8 @@ def train_command(program: Program, args) -> int:
                   + (" (stopped early)" if state.stopped_early else f" (the spec asks for {spec.epochs})"))
             return 0
         progress.info(f"resuming {out} from epoch {state.epoch}")
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".nnc-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise NncError.single("E764", f"cannot write the run directory `{out}`: {exc.strerror or exc}",
-                              path=str(out), hint="choose another directory with --out") from None
+    created = _prepare_run_directory(out, overwrite=bool(args.overwrite), resume=resume is not None,
+                                     progress=progress)
     if train_ds.labels:
         atomic_write_text(out / "labels.json", json.dumps({"labels": train_ds.labels}, indent=2) + "\n")
     n_train, n_val = len(train_ds.y), (len(val_ds.y) if val_ds is not None else 0)
@@ -100,6 +94,67 @@ def train_command(program: Program, args) -> int:
     return 0
 
 
+# the files a run consists of: `--overwrite` removes exactly these, and any of them marks a run
+RUN_FILES = ("checkpoint.npz", "weights.npz", "history.csv", "model.onnx", "model.onnx.data", "data.json",
+             "labels.json", "curves.png")
+# what a continued run makes stale until it writes them again at its end
+_EXPORTS = ("model.onnx", "model.onnx.data", "curves.png")
+
+
+def holds_run(directory: Path) -> bool:
+    """True if ``directory`` holds any file of an nnc run (finished or not)."""
+    return directory.is_dir() and any(os.path.lexists(directory / f) for f in RUN_FILES)
+
+
+def _run_directory(program: Program, args) -> Path:
+    """``--out`` (refused if it holds a run, unless ``--overwrite``), else the first of
+    ``runs/<model>``, ``runs/<model>-2``, ... that holds no run (contract 6.3)."""
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise NncError.single("E764", f"cannot use `{out}` as the run directory: it is a file", path=str(out),
+                                  hint="choose a directory with --out")
+        if holds_run(out) and not args.overwrite:
+            raise NncError.single(
+                "E767", f"`{out}` already holds a run", path=str(out),
+                hint=f"continue it with `nnc train {program.path} --resume {out}`, replace it with "
+                     f"--overwrite (which removes nnc's files there first), or choose another --out")
+        return out
+    base = Path("runs") / program.model.name
+    k = 1
+    while True:
+        out = base if k == 1 else base.with_name(f"{base.name}-{k}")
+        if not (out.exists() and (holds_run(out) or not out.is_dir())):
+            return out
+        k += 1
+
+
+def _prepare_run_directory(out: Path, *, overwrite: bool, resume: bool, progress: Progress) -> bool:
+    """Create ``out`` (and its parents), clear an old run for ``--overwrite``, and make sure it can be
+    written. Returns whether the directory was created. Runs after the data loaded, so a mistake in
+    the data never costs the old run."""
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        removed = []
+        for f in RUN_FILES if overwrite else _EXPORTS if resume else ():
+            if os.path.lexists(out / f):
+                (out / f).unlink()
+                removed.append(f)
+        if overwrite and removed:
+            progress.info(f"--overwrite: removed {', '.join(removed)} from {out}")
+        probe = out / ".nnc-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except NotADirectoryError:
+        raise NncError.single("E764", f"cannot create the run directory `{out}`: a parent is a file", path=str(out),
+                              hint="choose another directory with --out") from None
+    except OSError as exc:
+        raise NncError.single("E764", f"cannot write the run directory `{out}`: {exc.strerror or exc}",
+                              path=str(out), hint="choose another directory with --out") from None
+    return created
+
+
 def plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
@@ -109,7 +164,7 @@ def _after_failure(out: Path, created: bool, state: TrainState, program: Program
     contract asks), saying what is left; a run directory holding nothing of value is removed."""
     if state.epoch == 0 and created:
         for f in out.iterdir():  # only files this run wrote before its first epoch ended
-            if f.name in ("labels.json",) or f.name.startswith("."):
+            if f.name in RUN_FILES or f.name.startswith("."):
                 f.unlink()
         try:
             out.rmdir()

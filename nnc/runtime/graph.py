@@ -7,6 +7,8 @@ checkpoints and the ONNX exporter all share one layout.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..compiler.errors import NncError
@@ -43,12 +45,16 @@ class Graph:
         """``{"dense_1.weight": ((units, F), trainable), ...}`` in contract order."""
         return {weight_key(n, w.name): (tuple(w.shape), w.trainable) for n in self.nodes for w in n.weights}
 
+    def weight_count(self) -> int:
+        """Numbers held by all weights and state (exact: Python integers never overflow)."""
+        return sum(math.prod(s) for s, _ in self.weight_shapes().values())
+
     def trainable_keys(self) -> list[str]:
         return [k for k, (_, trainable) in self.weight_shapes().items() if trainable]
 
     def init_weights(self, seed: int) -> dict[str, np.ndarray]:
         """Fresh weights from each layer's initialisers, drawn in contract order from ``seed``."""
-        params = sum(int(np.prod(s)) for s, _ in self.weight_shapes().values())
+        params = self.weight_count()
         avail = _available_memory()
         if avail is not None and params * self.dtype.itemsize > avail:
             raise NncError.single(
@@ -137,21 +143,21 @@ class Graph:
 
     def activation_bytes(self, batch: int) -> int:
         """A rough upper bound of the memory one training step needs for activations."""
-        per_example = sum(int(np.prod(n.shape)) for n in self.nodes)
+        per_example = sum(math.prod(n.shape) for n in self.nodes)
         # forward values + caches (conv im2col can be k*k times its input) + gradients
-        conv = sum(int(np.prod(n.shape)) * int(np.prod(n.attrs.get("kernel", [1])))
+        conv = sum(math.prod(n.shape) * math.prod(n.attrs.get("kernel", [1]))
                    for n in self.nodes if n.op in ("conv2d", "conv1d"))
         return (3 * per_example + conv) * batch * self.dtype.itemsize
 
 
 def check_memory(graph: Graph, batch: int, what: str = "training") -> None:
     """Refuse, with the numbers, a model that cannot fit in this machine's memory."""
-    params = sum(int(np.prod(s)) for s, _ in graph.weight_shapes().values())
+    params = graph.weight_count()
     need = params * graph.dtype.itemsize * 4 + graph.activation_bytes(batch)  # weights, grads, 2 moments
     avail = _available_memory()
     if avail is not None and need > avail:
         raise NncError.single(
-            "E760", f"{what} this model needs about {need / 2**30:.1f} GiB "
+            "E760", f"{what} this model needs about {need / 2**30:,.1f} GiB "
             f"({params:,} parameters and activations for a batch of {batch}), "
             f"but only {avail / 2**30:.1f} GiB of memory is available",
             hint="use a smaller model or `batch_size`")

@@ -72,18 +72,23 @@ def validate_weights(arrays: dict[str, np.ndarray], expected: dict[str, tuple[tu
     errors: list[NncError] = []
     for k in missing:
         errors.append(NncError.single("E751", f"weights file has no `{k}` (expected shape {_fmt(expected[k][0])})",
-                                      path=path, hint=did_you_mean(k, extra) or
-                                      "the file was saved from a different model; retrain or fix the spec"))
+                                      path=path, hint=_renamed(k, expected[k][0], {e: arrays[e].shape for e in extra})
+                                      or "the file was saved from a different model; retrain or fix the spec"))
     for k in extra:
         errors.append(NncError.single("E752", f"weights file has a key `{k}` that the model does not have",
-                                      path=path, hint=did_you_mean(k, missing) or
-                                      "keys are <layer>.<param>; see `nnc summary` for the layer names"))
+                                      path=path, hint=_renamed(k, arrays[k].shape, {m: expected[m][0] for m in missing})
+                                      or "keys are <layer>.<param>; see `nnc summary` for the layer names"))
     out: dict[str, np.ndarray] = {}
     for k, (shape, _) in expected.items():
         if k not in arrays:
             continue
         a = arrays[k]
-        if a.dtype.kind not in "fiu" or a.dtype.kind == "b":
+        if a.dtype.kind in "iub":  # NOTE: integer weights are a wrong file (or a wrong key), never a model's
+            errors.append(NncError.single("E754", f"`{k}` holds {a.dtype} values; weights are floating-point numbers",
+                                          path=path, hint="save float arrays (e.g. w.astype(np.float32)); "
+                                          "an integer array is not a trained weight"))
+            continue
+        if a.dtype.kind != "f":
             errors.append(NncError.single("E754", f"`{k}` holds {a.dtype} values, not numbers", path=path))
             continue
         if tuple(a.shape) != tuple(shape):
@@ -100,6 +105,17 @@ def validate_weights(arrays: dict[str, np.ndarray], expected: dict[str, tuple[tu
             diags.extend(e.diagnostics)
         raise NncError(diags)
     return out
+
+
+def _renamed(key: str, shape, others: dict[str, tuple]) -> str | None:
+    """A "did you mean" only where it is plausible: the same parameter of a layer with the same
+    shape (a renamed layer). A key of another kind of layer is never suggested."""
+    param = key.rsplit(".", 1)[-1]
+    same = [o for o, s in others.items() if o.rsplit(".", 1)[-1] == param and tuple(s) == tuple(shape)]
+    if not same:
+        return None
+    best = did_you_mean(key, same) or f"did you mean `{same[0]}`?"
+    return f"{best} (it has the same shape {_fmt(shape)}: was the layer renamed?)"
 
 
 def load_weights(path, model, dtype="float32") -> dict[str, np.ndarray]:
