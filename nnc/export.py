@@ -15,14 +15,31 @@ atomic write. Verification, all before the file is written:
 3. onnxruntime vs the NumPy runtime (``Graph.forward``, float32, inference) on a seeded random batch,
    ``atol=1e-5, rtol=1e-4``, shapes and dtypes exact.
 
+Large models (contract 6.3): when the weights exceed :data:`EXTERNAL_DATA_THRESHOLD` (just under
+protobuf's 2 GiB limit for one message), the model is written as ``<name>.onnx`` plus ONNX external
+data ``<name>.onnx.data`` beside it, which the ``.onnx`` names by that relative name so the pair can
+be moved together. The large arrays never enter a protobuf message (``build_model(external=...)``).
+With verification the pair is first written into a private temporary directory beside the output and
+verified from there (checker and shape inference on the path, onnxruntime loading the data from
+beside the model); only then is the data file written into place, then the ``.onnx``, each with
+:func:`nnc.util.atomic_writer`. A failed verification leaves no new file and replaces nothing.
+
+A self-contained model written over ``<name>.onnx`` whose previous version used ``<name>.onnx.data``
+removes that data file after the new ``.onnx`` is in place (it would be an orphan that no model
+reads); a ``.data`` file the old model did not reference is left alone.
+
 Error codes: E801 an op the opset cannot express, E802 an opset outside the supported range, E803 a
 failed verification (names the check, the output and the largest difference), E804 the output path
-cannot be written, E805 a model too large for one ONNX file (protobuf's 2 GiB limit).
+cannot be written. E805 (a model too large for one ONNX file) is retired: such a model now gets
+external data, which has no size limit of its own.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +51,12 @@ from .compiler.ir import ModelIR, Program
 
 ATOL, RTOL = 1e-5, 1e-4
 VERIFY_BATCH = 5
-_PROTOBUF_LIMIT = 2**31 - 1
+PROTOBUF_LIMIT = 2**31 - 1          # bytes: the largest protobuf message, so the largest .onnx file
+# Weights (bytes) above which the model is written with external data: 64 MiB under the limit leave
+# room for the graph, the small constants and the metadata (the spec's source is at most 1 MiB).
+# Tests lower it to exercise the external-data path on small models.
+EXTERNAL_DATA_THRESHOLD = PROTOBUF_LIMIT - 64 * 2**20
+_CHUNK = 64 * 2**20                 # bytes per write() of the external data
 
 
 # ----------------------------------------------------------------------------------------------
@@ -109,28 +131,50 @@ def resolve_weights(program: Program, weights: Any = None) -> dict[str, np.ndarr
 class Export:
     """An exported model in memory, before it is written."""
 
-    proto: Any                          # onnx.ModelProto
+    proto: Any                          # onnx.ModelProto (without the external arrays, if any)
     opset: int
     weights: dict[str, np.ndarray]
     values: dict[str, str]              # IR value (input name / node id) -> ONNX value name
     checks: list[str] = field(default_factory=list)
     max_diff: float | None = None
+    data_location: str | None = None    # the external data file's name relative to the model
+    blobs: list[tuple[int, np.ndarray]] = field(default_factory=list)   # (offset, array) in that file
 
     @property
     def node_count(self) -> int:
         return len(self.proto.graph.node)
 
+    @property
+    def data_bytes(self) -> int:
+        """The size of the external data file (0 for a self-contained model)."""
+        return self.blobs[-1][0] + self.blobs[-1][1].nbytes if self.blobs else 0
 
-def build(program: Program, weights: Any = None, opset: int | None = None) -> Export:
-    """The ONNX model of ``program`` in memory (not verified, not written)."""
+
+def weights_bytes(weights: dict[str, np.ndarray]) -> int:
+    return sum(int(np.asarray(a).nbytes) for a in weights.values())
+
+
+def build(program: Program, weights: Any = None, opset: int | None = None, *,
+          data_location: str | None = None) -> Export:
+    """The ONNX model of ``program`` in memory (not verified, not written).
+
+    Weights over :data:`EXTERNAL_DATA_THRESHOLD` bytes make a model with external data named
+    ``data_location`` (default ``<model>.onnx.data``), whose arrays are in ``Export.blobs``.
+    """
     from .compiler.onnx_export import build_model
     w = resolve_weights(program, weights)
+    external = None
+    if weights_bytes(w) > EXTERNAL_DATA_THRESHOLD:
+        external = data_location or f"{program.model.name}.onnx.data"
     try:
         chosen = resolve_opset(program.model, opset)
-        proto, values = build_model(program, w, chosen, max_opset=max_supported_opset())
+        proto, values, blobs = build_model(program, w, chosen, max_opset=max_supported_opset(),
+                                           external=external)
     except NncError as err:
         raise err.with_path(program.path, program.source) from None
-    return Export(proto, chosen, w, values)
+    if not blobs:       # no array big enough to move out (only with a lowered threshold)
+        external = None
+    return Export(proto, chosen, w, values, data_location=external, blobs=blobs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -141,16 +185,45 @@ def _fail(message: str, hint: str | None = None) -> NncError:
                            "report it with the spec (pass --no-verify to write the model anyway)")
 
 
+# Ops whose result holds their input's values unchanged (at inference): token ids pass through them
+# on their way to an embedding. Every catalogue op that can carry int64 (input dtype "any", whose
+# result keeps its source's dtype) must be listed here (tests/test_onnx_export.py checks it).
+PASSES_VALUES = frozenset({"identity", "dropout", "linear", "flatten", "reshape"})
+
+
+def token_vocab(model: ModelIR, value: str) -> int | None:
+    """The smallest ``vocab`` of the embeddings that read the int64 value ``value`` (an input name
+    or node id), directly or through ops in :data:`PASSES_VALUES`; None when no embedding does."""
+    readers: dict[str, list] = {}
+    for node in model.nodes:
+        for src in node.inputs:
+            readers.setdefault(src, []).append(node)
+    vocabs: list[int] = []
+    todo, seen = [value], set()
+    while todo:
+        v = todo.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        for node in readers.get(v, ()):
+            if node.op == "embedding":
+                vocabs.append(int(node.attrs["vocab"]))
+            elif node.dtype == "int64" and node.op in PASSES_VALUES:
+                todo.append(node.id)
+    return min(vocabs, default=None)
+
+
 def random_inputs(model: ModelIR, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     """A seeded random batch: standard normal floats; token ids uniform in [0, vocab) of the
-    smallest embedding that reads the input (or [0, 10))."""
+    smallest embedding that reads the input, directly or through ops that pass the ids on
+    unchanged (:func:`token_vocab`), else in [0, 10)."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for inp in model.inputs:
         shape = (batch, *inp.shape)
         if inp.dtype == "int64":
-            vocabs = [int(n.attrs["vocab"]) for n in model.nodes if n.op == "embedding" and inp.name in n.inputs]
-            out[inp.name] = rng.integers(0, min(vocabs) if vocabs else 10, size=shape, dtype=np.int64)
+            vocab = token_vocab(model, inp.name)
+            out[inp.name] = rng.integers(0, vocab if vocab is not None else 10, size=shape, dtype=np.int64)
         else:
             out[inp.name] = rng.standard_normal(shape).astype(np.float32)
     return out
@@ -187,12 +260,18 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, who: str = "onnxruntim
     return float(diff.max())
 
 
-def check_shapes(exp: Export, model: ModelIR) -> None:
+def check_shapes(exp: Export, model: ModelIR, path: Path | None = None) -> None:
     """Strict ONNX shape inference must reproduce the IR's shapes: graph outputs and every value
-    that holds an IR node's result (E803 otherwise)."""
+    that holds an IR node's result (E803 otherwise). ``path``: infer from the model file there (a
+    model with external data; the inferred model is written beside it, with a ``.shapes`` suffix)."""
     import onnx
     try:
-        inferred = onnx.shape_inference.infer_shapes(exp.proto, check_type=True, strict_mode=True)
+        if path is None:
+            inferred = onnx.shape_inference.infer_shapes(exp.proto, check_type=True, strict_mode=True)
+        else:
+            out = path.with_name(path.name + ".shapes")
+            onnx.shape_inference.infer_shapes_path(str(path), str(out), check_type=True, strict_mode=True)
+            inferred = onnx.load(str(out), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - onnx raises several types
         raise _fail(f"ONNX shape inference rejects the exported model: {exc}") from None
     found: dict[str, tuple[int, list]] = {}
@@ -221,32 +300,38 @@ def check_shapes(exp: Export, model: ModelIR) -> None:
                         f"the IR {shape} ({dtype})")
 
 
-def run_onnxruntime(proto, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_onnxruntime(model, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run ``model`` (a ModelProto, or the path of a model file with its external data beside it)."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 1
+    source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
     try:
-        sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         names = [o.name for o in sess.get_outputs()]
         return dict(zip(names, sess.run(names, inputs)))
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise _fail(f"onnxruntime cannot run the exported model: {exc}") from None
 
 
-def verify_export(exp: Export, program: Program, *, batch: int = VERIFY_BATCH, seed: int = 0) -> Export:
-    """Checker, shapes and onnxruntime parity (see the module docstring); records what was checked."""
+def verify_export(exp: Export, program: Program, *, path: Path | None = None, batch: int = VERIFY_BATCH,
+                  seed: int = 0) -> Export:
+    """Checker, shapes and onnxruntime parity (see the module docstring); records what was checked.
+
+    ``path``: verify the model file written there instead of ``exp.proto`` (required for a model
+    with external data: its data file must be beside it, under ``exp.data_location``)."""
     import onnx
     try:
-        onnx.checker.check_model(exp.proto, full_check=True)
+        onnx.checker.check_model(os.fspath(path) if path is not None else exp.proto, full_check=True)
     except Exception as exc:  # noqa: BLE001
         raise _fail(f"onnx.checker rejects the exported model: {exc}") from None
     exp.checks.append("checker")
-    check_shapes(exp, program.model)
+    check_shapes(exp, program.model, path)
     exp.checks.append("shapes")
     inputs = random_inputs(program.model, batch, seed)
     want = reference_outputs(program, exp.weights, inputs)
-    got = run_onnxruntime(exp.proto, inputs)
+    got = run_onnxruntime(path if path is not None else exp.proto, inputs)
     exp.max_diff = max((compare(o.name, got[o.name], want[o.name]) for o in program.model.outputs), default=0.0)
     exp.checks.append("onnxruntime")
     return exp
@@ -256,15 +341,87 @@ def verify_export(exp: Export, program: Program, *, batch: int = VERIFY_BATCH, s
 # writing
 
 def write(proto, out_path: Path) -> None:
-    """Atomically write ``proto`` to ``out_path`` (temp file beside it + rename): E804 if it cannot."""
+    """Atomically write ``proto`` (a self-contained model) to ``out_path``: E804 if it cannot."""
     from .util import atomic_writer
-    size = proto.ByteSize()
-    if size > _PROTOBUF_LIMIT:
-        raise NncError.single("E805", f"the model is {size / 2**30:.1f} GiB, more than the 2 GiB that one "
-                              "ONNX file can hold", path=str(out_path), hint="use a smaller model")
     data = proto.SerializeToString()
     with atomic_writer(Path(out_path), "wb", code="E804") as fh:
         fh.write(data)
+
+
+def write_data(fh, blobs: list[tuple[int, np.ndarray]]) -> None:
+    """The external data file: each array's bytes at its offset, zeros in the alignment gaps."""
+    pos = 0
+    for offset, arr in blobs:
+        if offset > pos:
+            fh.write(bytes(offset - pos))
+        flat = memoryview(arr.reshape(-1)).cast("B")
+        for start in range(0, len(flat), _CHUNK):
+            fh.write(flat[start:start + _CHUNK])
+        pos = offset + arr.nbytes
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} bytes"
+
+
+def _cannot_write(shown: str, exc: OSError) -> NncError:
+    return NncError.single("E804", f"cannot write `{shown}`: {exc.strerror or exc}", path=shown,
+                           hint="free some disk space or choose another path")
+
+
+def _write_external(exp: Export, program: Program, out_path: Path, data_path: Path, verify: bool) -> None:
+    """Write (and first verify) a model with external data: ``data_path`` first, then the model.
+
+    Verification runs on a copy of the pair in a private directory beside ``data_path`` (the same
+    file system), so that nothing at the destination changes unless it passes."""
+    from .util import atomic_writer
+    model_bytes = exp.proto.SerializeToString()
+    if not verify:
+        with atomic_writer(data_path, "wb", code="E804") as fh:
+            write_data(fh, exp.blobs)
+        with atomic_writer(out_path, "wb", code="E804") as fh:
+            fh.write(model_bytes)
+        return
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{data_path.name}.", suffix=".tmp", dir=str(data_path.parent)))
+    except OSError as exc:
+        raise _cannot_write(str(out_path), exc) from None
+    try:
+        staged = stage / data_path.name.removesuffix(".data")
+        staged_data = stage / data_path.name
+        try:
+            with open(staged_data, "wb") as fh:
+                write_data(fh, exp.blobs)
+            staged.write_bytes(model_bytes)
+        except OSError as exc:
+            raise _cannot_write(str(data_path), exc) from None
+        try:
+            verify_export(exp, program, path=staged)
+        except NncError as err:
+            raise err.with_path(program.path) from None
+        with atomic_writer(data_path, "wb", code="E804") as fh, open(staged_data, "rb") as src:
+            shutil.copyfileobj(src, fh, _CHUNK)
+        with atomic_writer(out_path, "wb", code="E804") as fh:
+            fh.write(model_bytes)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _orphaned_data(target: Path, data_path: Path) -> bool:
+    """Is ``data_path`` a regular file holding external data of the model at ``target`` (which is
+    about to be replaced by a self-contained model)?"""
+    if data_path.is_symlink() or not data_path.is_file() or not target.is_file():
+        return False
+    try:
+        import onnx
+        old = onnx.load(str(target), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not an ONNX model: nothing of ours
+        return False
+    return any(e.key == "location" and e.value == data_path.name
+               for t in old.graph.initializer for e in t.external_data)
 
 
 def export_onnx(program: Program, out_path, weights=None, opset: int | None = None, verify: bool = True) -> str:
@@ -273,17 +430,33 @@ def export_onnx(program: Program, out_path, weights=None, opset: int | None = No
     ``weights``: None (initialised from the spec's seed), a path to an ``.npz`` weights file, or a
     dict ``"<layer>.<param>" -> array``. ``opset``: None for the newest supported. With ``verify``
     the model is checked (checker, shapes, onnxruntime vs NumPy) before anything is written.
+    A model whose weights exceed :data:`EXTERNAL_DATA_THRESHOLD` bytes also writes its external data
+    beside the file ``out_path`` leads to (through a symbolic link), named after it plus ``.data``.
     """
+    from .util import resolve_output
     out_path = Path(out_path)
-    exp = build(program, weights, opset)
-    if verify:
-        try:
-            verify_export(exp, program)
-        except NncError as err:
-            raise err.with_path(program.path) from None
-    write(exp.proto, out_path)
+    target, _ = resolve_output(out_path, "E804")     # a bad -o fails before the work
+    data_path = target.with_name(target.name + ".data")
+    exp = build(program, weights, opset, data_location=data_path.name)
+    if exp.data_location is None:
+        if verify:
+            try:
+                verify_export(exp, program)
+            except NncError as err:
+                raise err.with_path(program.path) from None
+        orphan = _orphaned_data(target, data_path)
+        write(exp.proto, out_path)
+        if orphan:
+            with contextlib.suppress(OSError):
+                os.unlink(data_path)
+        extra = ""
+    else:
+        resolve_output(data_path, "E804")            # e.g. a directory of that name
+        _write_external(exp, program, out_path, data_path, verify)
+        shown = data_path if out_path.is_symlink() else out_path.with_name(data_path.name)
+        extra = f"; weights in {shown}, {_size(exp.data_bytes)}"
     head = (f"wrote {out_path} (opset {exp.opset}, {exp.node_count} nodes, "
-            f"{program.model.params:,} parameters)")
+            f"{program.model.params:,} parameters{extra})")
     if not verify:
         return head + "; not verified"
     return head + f"; verified: checker, shapes, onnxruntime max |diff| {exp.max_diff:.1e}"

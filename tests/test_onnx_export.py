@@ -530,3 +530,32 @@ def test_compare_reports_the_worst_place():
     assert E.compare("y", want, want) == 0.0
     with pytest.raises(NncError):
         E.compare("y", got[:1], want)
+
+
+# ----------------------------------------------------------------------------------------------
+# token ids that reach an embedding through ops that pass them on (issue 7)
+
+@pytest.mark.parametrize("body, vocab", [
+    ("input tokens: int64[8]\nidentity -> embedding(50, 4) -> flatten -> dense(3)", 50),
+    # ids drawn for the default [0, 10) would be out of range for a vocab of 5
+    ("input tokens: int64[8]\nidentity -> identity -> embedding(5, 4) -> flatten -> dense(3)", 5),
+    # one embedding reads the input directly, a smaller one through identity: the smaller wins
+    ("input tokens: int64[8]\na = tokens -> embedding(50, 4) -> flatten\n"
+     "b = tokens -> identity -> embedding(3, 4) -> flatten\nconcat(a, b) -> dense(2)", 3),
+])
+def test_token_ids_through_identity_reach_the_embedding(body, vocab, tmp_path):
+    program = program_of(body)
+    assert E.token_vocab(program.model, "tokens") == vocab
+    ids = E.random_inputs(program.model, 64)["tokens"]
+    assert ids.dtype == np.int64 and ids.min() >= 0 and ids.max() < vocab
+    report = E.export_onnx(program, tmp_path / "t.onnx")
+    assert "verified: checker, shapes, onnxruntime" in report
+    roundtrip(program)
+
+
+def test_every_op_that_can_carry_token_ids_passes_them_on():
+    """An op with input dtype "any" keeps its source's dtype, so int64 ids flow through it: it must
+    be in PASSES_VALUES (or random_inputs must learn what it does to the ids)."""
+    carriers = {name for name, op in OPS.items() if op.input_dtype == "any"}
+    assert carriers and carriers <= E.PASSES_VALUES
+    assert E.token_vocab(program_of("input t: int64[3]\nidentity").model, "t") is None

@@ -12,8 +12,9 @@ Conventions of the exported graph (section 7 of the language reference):
   by name; every tensor's first axis is the symbolic batch dimension ``N``;
 - a node's result is the value named after its IR node (``dense_1``), or after the output it
   feeds; a one-node emitter names its node after the IR node, a multi-node one ``<id>/<OpType>``;
-- initializers are ``<layer>.<param>`` in the contract's layout; arrays that ONNX needs in another
-  layout get a derived name and say so in their ``doc_string`` (``dense_1.weight_t``,
+- initializers are ``<layer>.<param>`` in the contract's layout (embedded, or in an external data
+  file for models over protobuf's 2 GiB limit: ``build_model(external=...)``); arrays that ONNX
+  needs in another layout get a derived name and say so in their ``doc_string`` (``dense_1.weight_t``,
   ``lstm_1.W`` / ``.R`` / ``.B`` with the gate blocks reordered); small constants are
   ``<node>.<what>`` (``reshape_1.shape``);
 - inference semantics: dropout, identity and linear are elided (an Identity node is added only
@@ -40,6 +41,8 @@ from .ir import ModelIR, Node, Program
 
 MIN_OPSET = 11          # the oldest opset nnc exports (every op but softmax over a non-last axis)
 BATCH = "N"             # the symbolic batch dimension of every input and output
+EXTERNAL_MIN_BYTES = 1024   # with external data, smaller initializers (shapes, axes, scalars) stay inline
+EXTERNAL_ALIGN = 4096       # external tensors start at page boundaries (onnxruntime can map them)
 
 EMITTERS: dict[str, Callable[["Emit"], str]] = {}
 
@@ -101,7 +104,7 @@ class _Builder:
         self.onnx, self.helper, self.numpy_helper = onnx, helper, numpy_helper
         self.opset = opset
         self.nodes: list = []
-        self.initializers: list = []
+        self.initializers: list[tuple[str, np.ndarray, str | None]] = []   # (name, array, doc)
         self.names: set[str] = set()          # every value and initializer name in use
         self.node_names: set[str] = set()
 
@@ -126,12 +129,43 @@ class _Builder:
         return name
 
     def initializer(self, name: str, array: np.ndarray, doc: str | None = None) -> str:
+        """Reserve an initializer; its TensorProto is made by :meth:`tensors` once every array is
+        known (so that large ones can go to external data instead of into the proto)."""
         name = self.fresh(name)
-        t = self.numpy_helper.from_array(np.ascontiguousarray(array), name)
-        if doc:
-            t.doc_string = doc
-        self.initializers.append(t)
+        self.initializers.append((name, np.ascontiguousarray(array), doc))
         return name
+
+    def tensors(self, external: str | None) -> tuple[list, list[tuple[int, np.ndarray]]]:
+        """The initializers as TensorProtos, and the arrays that go to the external data file.
+
+        ``external`` None: every array is embedded (``raw_data``). Otherwise it is the data file's
+        name relative to the model, and every array of at least :data:`EXTERNAL_MIN_BYTES` is stored
+        there instead: the proto keeps its name, type and dims plus ``location`` / ``offset`` /
+        ``length``, and ``blobs`` lists ``(offset, little-endian array)`` in file order, each offset
+        a multiple of :data:`EXTERNAL_ALIGN`. No proto ever holds those bytes, so no proto comes near
+        protobuf's 2 GiB limit.
+        """
+        TensorProto = self.onnx.TensorProto
+        protos: list = []
+        blobs: list[tuple[int, np.ndarray]] = []
+        end = 0
+        for name, arr, doc in self.initializers:
+            if external is None or arr.nbytes < EXTERNAL_MIN_BYTES:
+                t = self.numpy_helper.from_array(arr, name)
+            else:
+                le = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+                offset = -(-end // EXTERNAL_ALIGN) * EXTERNAL_ALIGN
+                t = TensorProto(name=name, data_type=self.helper.np_dtype_to_tensor_dtype(arr.dtype),
+                                dims=list(arr.shape), data_location=TensorProto.EXTERNAL)
+                for key, value in (("location", external), ("offset", offset), ("length", le.nbytes)):
+                    entry = t.external_data.add()
+                    entry.key, entry.value = key, str(value)
+                blobs.append((offset, le))
+                end = offset + le.nbytes
+            if doc:
+                t.doc_string = doc
+            protos.append(t)
+        return protos, blobs
 
 
 class Emit:
@@ -423,12 +457,18 @@ def elem_type(dtype: str) -> int:
 
 
 def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
-                max_opset: int | None = None):
+                max_opset: int | None = None, external: str | None = None):
     """The ONNX model of ``program.model`` with ``weights`` (``"<layer>.<param>"`` -> array, the
     contract's layouts; validated by the caller) at ``opset``.
 
-    Returns ``(model_proto, values)`` where ``values`` maps every IR value (input name or node id)
-    to the ONNX value that holds it. Raises E801/E802 for an opset that cannot express the model.
+    ``external``: None to embed every initializer, or the name of the external data file (relative
+    to the model file, e.g. ``model.onnx.data``) that holds the large ones (see
+    :meth:`_Builder.tensors`; the caller writes that file).
+
+    Returns ``(model_proto, values, blobs)`` where ``values`` maps every IR value (input name or
+    node id) to the ONNX value that holds it and ``blobs`` lists the external arrays as ``(offset,
+    array)`` (empty without ``external``). Raises E801/E802 for an opset that cannot express the
+    model.
     """
     from .. import __version__
     model = program.model
@@ -480,7 +520,8 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
     inputs = [helper.make_tensor_value_info(i.name, elem_type(i.dtype), [BATCH, *i.shape])
               for i in model.inputs]
 
-    graph = helper.make_graph(b.nodes, model.name, inputs, outputs, initializer=b.initializers,
+    initializers, blobs = b.tensors(external)
+    graph = helper.make_graph(b.nodes, model.name, inputs, outputs, initializer=initializers,
                               doc_string=f"{model.name}: compiled by nnc {__version__}"
                               + (f" from {_basename(program.path)}" if program.path else ""))
     opsets = [helper.make_opsetid("", opset)]
@@ -491,7 +532,7 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
     if program.source is not None:
         props["nnc.source"] = program.source
     helper.set_model_props(mp, props)
-    return mp, values
+    return mp, values, blobs
 
 
 def _basename(path: str) -> str:
