@@ -4,6 +4,7 @@ imports the exporter, onnx or onnxruntime."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,93 @@ def test_check_never_imports_the_exporter():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "0 []"
+
+
+# ----------------------------------------------------------------------------------------------
+# the output path (contract 6.3): one rule for every output, through nnc.util's atomic writer
+
+def _compile(args, capsys):
+    code, stdout, err = run(["compile", XOR, *args], capsys)
+    assert "Traceback" not in err
+    return code, err
+
+
+@pytest.mark.parametrize("emit", [[], ["--emit", "ir"]], ids=["onnx", "ir"])
+def test_a_missing_parent_is_e804_with_a_mkdir_hint(tmp_path, capsys, emit):
+    code, err = _compile([*emit, "-o", tmp_path / "out" / "m.out"], capsys)
+    assert code == 1 and "error[E804]" in err and "does not exist" in err
+    assert "mkdir -p" in err and "out" in err
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("emit", [[], ["--emit", "ir"]], ids=["onnx", "ir"])
+def test_a_parent_that_is_a_file_is_e804_without_a_mkdir_hint(tmp_path, capsys, emit):
+    (tmp_path / "file.csv").write_text("a,b\n")
+    code, err = _compile([*emit, "-o", tmp_path / "file.csv" / "x.onnx"], capsys)
+    assert code == 1 and "error[E804]" in err and "is a file, not a directory" in err
+    assert "mkdir" not in err
+    assert (tmp_path / "file.csv").read_text() == "a,b\n" and os.listdir(tmp_path) == ["file.csv"]
+
+
+@pytest.mark.parametrize("emit", [[], ["--emit", "ir"]], ids=["onnx", "ir"])
+def test_a_directory_as_output_is_e804(tmp_path, capsys, emit):
+    (tmp_path / "d").mkdir()
+    code, err = _compile([*emit, "-o", tmp_path / "d"], capsys)
+    assert code == 1 and "error[E804]" in err and "it is a directory" in err
+    assert os.listdir(tmp_path / "d") == []
+
+
+@pytest.mark.parametrize("emit", [[], ["--emit", "ir"]], ids=["onnx", "ir"])
+def test_a_symlink_stays_a_link_and_its_target_gets_the_output(tmp_path, capsys, emit):
+    target = tmp_path / "real.out"
+    target.write_text("old")
+    link = tmp_path / "link.out"
+    link.symlink_to(target)
+    code, err = _compile([*emit, "-o", link], capsys)
+    assert code == 0, err
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert sorted(os.listdir(tmp_path)) == ["link.out", "real.out"]
+    if emit:
+        assert '"nodes"' in target.read_text()
+    else:
+        onnx.checker.check_model(onnx.load(str(target)), full_check=True)
+
+
+@pytest.mark.parametrize("emit", [[], ["--emit", "ir"]], ids=["onnx", "ir"])
+def test_an_existing_file_keeps_its_mode(tmp_path, capsys, emit):
+    out = tmp_path / "private.out"
+    out.write_text("old")
+    out.chmod(0o600)
+    code, err = _compile([*emit, "-o", out], capsys)
+    assert code == 0, err
+    assert (out.stat().st_mode & 0o777) == 0o600 and out.read_bytes() != b"old"
+    assert os.listdir(tmp_path) == ["private.out"]
+
+
+@pytest.mark.parametrize("emit", [[], ["--emit", "ir"]], ids=["onnx", "ir"])
+def test_a_fifo_is_refused_and_left_alone(tmp_path, capsys, emit):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code, err = _compile([*emit, "-o", fifo], capsys)      # would block forever if it were opened
+    assert code == 1 and "error[E804]" in err and "FIFO" in err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and os.listdir(tmp_path) == ["pipe"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("emit", [[], ["--emit", "ir"]], ids=["onnx", "ir"])
+def test_a_device_is_refused_and_left_alone(capsys, emit):
+    before = os.stat("/dev/full")
+    code, err = _compile([*emit, "-o", "/dev/full"], capsys)
+    assert code == 1 and "error[E804]" in err and "character device" in err
+    after = os.stat("/dev/full")
+    assert stat.S_ISCHR(after.st_mode) and (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
+
+
+def test_path_errors_in_a_real_process_have_no_traceback(tmp_path):
+    (tmp_path / "file.csv").write_text("")
+    os.mkfifo(tmp_path / "pipe")
+    for out in (tmp_path / "file.csv" / "x.onnx", tmp_path / "missing" / "x.onnx", tmp_path / "pipe"):
+        r = subprocess.run([sys.executable, "-m", "nnc.cli", "compile", str(XOR), "-o", str(out)],
+                           capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert r.returncode == 1 and "E804" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["file.csv", "pipe"]
