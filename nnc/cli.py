@@ -103,18 +103,27 @@ def _expand_paths(paths: list[str], suffix: str = ".nnspec") -> list[Path]:
 
 
 def _load_program(path: str, settings: list[str] | None = None):
-    """Compile a spec file (with ``--set`` overrides); NncError carries the source for display."""
+    """Compile a spec file (with ``--set`` overrides); NncError carries the source for display.
+
+    The compiler's warnings are printed to standard error (the verb goes on: a warning never
+    changes the exit code)."""
     from .compiler.errors import NncError
     from .compiler.lower import compile_source, parse_overrides
     data = _read_spec(path)
+    sources = {f"<--set {k.strip()}>": v.strip() for k, _, v in (s.partition("=") for s in settings or [])}
     try:
         overrides = parse_overrides(settings)
-        return compile_source(data, path, overrides=overrides), data
+        program = compile_source(data, path, overrides=overrides)
     except NncError as err:
         err.spec_path = path
-        err.sources = {**{f"<--set {k.strip()}>": v.strip() for k, _, v in (s.partition("=") for s in settings or [])},
-                       **(getattr(err, "sources", None) or {}), path: _decode_for_display(data)}
+        err.sources = {**sources, **(getattr(err, "sources", None) or {}), path: _decode_for_display(data)}
         raise
+    if program.warnings:
+        warned = NncError(program.warnings)
+        warned.spec_path = path
+        warned.sources = {**sources, path: _decode_for_display(data)}
+        Reporter("text", sys.stderr).add(warned, _decode_for_display(data))
+    return program, data
 
 
 # ----------------------------------------------------------------------------------------------
@@ -123,32 +132,44 @@ def _load_program(path: str, settings: list[str] | None = None):
 def cmd_check(args) -> int:
     from .compiler.errors import NncError
     from .compiler.lower import check_source
+
+    def _plural(n: int, word: str) -> str:
+        return f"{n} {word}{'s' * (n != 1)}"
+
     files = _expand_paths(args.paths)
+    # a folder with no spec under it is an error (exit 1): most likely the wrong path
+    empty = [raw for raw in args.paths if Path(raw).is_dir() and not _expand_paths([raw])]
     rep = Reporter(args.format)
     failed = 0
     for f in files:
         data = b""
+        warnings: list = []
         try:
             data = f.read_bytes()
-            check_source(data, str(f))
+            check_source(data, str(f), warnings=warnings)
         except NncError as err:
             failed += 1
             rep.add(err, _decode_for_display(data))
         except OSError as exc:
             failed += 1
             rep.add(NncError.single("E002", f"cannot read the file: {exc.strerror or exc}", path=str(f)))
+        else:
+            if warnings:
+                rep.add(NncError(warnings), _decode_for_display(data))
+    for raw in empty:
+        print(f"nnc: error: {raw}: no .nnspec files in this directory\n"
+              f"  hint: check the path; nnc check looks for *.nnspec files under it (in subfolders too)",
+              file=sys.stderr)
     if args.format == "json":
         rep.finish_json(len(files))
-    elif args.format == "text":
-        n = len(rep.diagnostics)
-        if not files:
-            print("no .nnspec files found", file=sys.stderr)
-        elif failed:
-            print(f"checked {len(files)} file{'s' * (len(files) != 1)}: {n} error{'s' * (n != 1)} "
-                  f"in {failed} file{'s' * (failed != 1)}", file=sys.stderr)
-        else:
-            print(f"checked {len(files)} file{'s' * (len(files) != 1)}: no errors", file=sys.stderr)
-    return EXIT_ERROR if failed else EXIT_OK
+    elif args.format == "text" and files:
+        errors = sum(d.severity == "error" for d in rep.diagnostics)
+        warned = len(rep.diagnostics) - errors
+        found = f"{_plural(errors, 'error')} in {_plural(failed, 'file')}" if failed else "no errors"
+        if warned:
+            found += f", {_plural(warned, 'warning')}"
+        print(f"checked {_plural(len(files), 'file')}: {found}", file=sys.stderr)
+    return EXIT_ERROR if failed or empty else EXIT_OK
 
 
 def cmd_summary(args) -> int:

@@ -11,6 +11,9 @@ list (then run the update once and review the diff).
 Besides the text, every diagnostic is checked for its shape (code, 1-based span, message), syntax
 errors for leaking no lark token names, an unexpected end of file for pointing at the end, and the
 corpus as a whole for covering every compile-time code documented in docs/errors.md.
+
+Cases named ``w*.nnspec`` hold warnings only: ``nnc check`` prints them and exits 0. Every other case
+fails (exit 1); it may hold warnings besides its errors.
 """
 from __future__ import annotations
 
@@ -60,12 +63,20 @@ def test_corpus_is_large_enough():
     assert not unknown, f"KNOWN_BUGS names no corpus file: {unknown}"
 
 
+def _warnings_only(spec: Path) -> bool:
+    return spec.stem.startswith("w")
+
+
 @pytest.mark.parametrize("spec", list(_cases()))
 def test_golden_output(spec: Path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     code = main(["check", _rel(spec)])
     captured = capsys.readouterr()
-    assert code == 1, f"{spec.name} should fail to check"
+    if _warnings_only(spec):
+        assert code == 0, f"{spec.name} holds warnings only: check must pass"
+        assert "warning[" in captured.out and "error[" not in captured.out
+    else:
+        assert code == 1, f"{spec.name} should fail to check"
     assert "Traceback" not in captured.out + captured.err
     expected_file = spec.with_suffix(".expected")
     if UPDATE and spec.stem not in KNOWN_BUGS:
@@ -77,6 +88,10 @@ def test_golden_output(spec: Path, capsys, monkeypatch):
 
 def _diagnostics(spec: Path):
     data = spec.read_bytes()
+    if _warnings_only(spec):
+        warnings: list = []
+        check_source(data, _rel(spec), warnings=warnings)
+        return data, warnings
     with pytest.raises(NncError) as info:
         check_source(data, _rel(spec))
     return data, info.value.diagnostics
@@ -88,8 +103,8 @@ def test_every_diagnostic_is_well_formed(spec: Path):
     assert diags
     lines = data.decode("utf-8", "replace").split("\n")
     for d in diags:
-        assert re.fullmatch(r"E\d{3}", d.code), d
-        assert d.severity == "error"
+        assert re.fullmatch(r"[EW]\d{3}", d.code), d
+        assert d.severity == ("warning" if d.code.startswith("W") else "error"), d
         assert d.message and d.message.strip(), d
         assert d.hint is None or d.hint.strip(), d
         assert d.path == _rel(spec)
@@ -144,7 +159,7 @@ def documented_codes() -> dict[str, str]:
     """``{code: stage}`` from the index table of docs/errors.md (``| E201 | title | compile |``)."""
     rows = {}
     for line in DOC.read_text(encoding="utf-8").splitlines():
-        m = re.match(r"\|\s*\[?`?(E\d{3})`?\]?(?:\([^)]*\))?\s*\|[^|]*\|\s*`?([a-z-]+)`?\s*\|", line)
+        m = re.match(r"\|\s*\[?`?([EW]\d{3})`?\]?(?:\([^)]*\))?\s*\|[^|]*\|\s*`?([a-z-]+)`?\s*\|", line)
         if m:
             rows[m.group(1)] = m.group(2)
     return rows
@@ -158,7 +173,7 @@ def test_corpus_covers_every_compile_time_code():
     for spec in CASES:
         expected = spec.with_suffix(".expected")
         if expected.exists():
-            in_corpus |= set(re.findall(r"error\[(E\d{3})\]", expected.read_text(encoding="utf-8")))
+            in_corpus |= set(re.findall(r"(?:error|warning)\[([EW]\d{3})\]", expected.read_text(encoding="utf-8")))
     missing = sorted(compile_time - in_corpus)
     assert not missing, f"no golden case for {missing}"
 
@@ -167,6 +182,6 @@ def test_every_code_the_compiler_emits_is_documented():
     documented = documented_codes()
     used = set()
     for py in (ROOT / "nnc").rglob("*.py"):
-        used |= set(re.findall(r'"(E\d{3})"', py.read_text(encoding="utf-8")))
+        used |= set(re.findall(r'"([EW]\d{3})"', py.read_text(encoding="utf-8")))
     missing = sorted(used - set(documented))
     assert not missing, f"codes used in nnc/ but not in docs/errors.md: {missing}"

@@ -5,6 +5,11 @@ Every error a user can cause — in a spec, a data file, a weights file, a comma
 JSON or GitHub workflow annotations (see ``docs/errors.md`` for the codes). Anything else that
 escapes is a bug in nnc.
 
+A warning (``severity="warning"``, code ``Wnnn``) is a diagnostic about a spec that compiles but
+probably does not mean what it says. It never makes a command fail: a spec with warnings only is
+returned with them (``check_source(..., warnings=[])``, ``Program.warnings``); a spec with errors
+raises an NncError that carries its warnings too, so that both are shown in source order.
+
 Positions are 1-based. ``end_column`` is exclusive: it is the column just after the last
 character of the span, as in lark and most editors' ranges.
 """
@@ -107,6 +112,17 @@ class DiagnosticSink:
     def error(self, code: str, message: str, span: SourceSpan | None, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(code, message, span, hint, self.path))
 
+    def warning(self, code: str, message: str, span: SourceSpan | None, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, hint, self.path, severity="warning"))
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity != "error"]
+
     def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
         for d in diagnostics:
             if d.path is None:
@@ -114,9 +130,11 @@ class DiagnosticSink:
             self.diagnostics.append(d)
 
     def __bool__(self) -> bool:
-        return bool(self.diagnostics)
+        """Whether an error was found (warnings do not count)."""
+        return any(d.severity == "error" for d in self.diagnostics)
 
     def raise_if_any(self) -> None:
+        """Raise every diagnostic (errors and warnings) if there is an error; else keep them."""
         if self.diagnostics:
             seen: set = set()
             unique = []
@@ -127,6 +145,7 @@ class DiagnosticSink:
                     unique.append(d)
             self.diagnostics = unique
             self.diagnostics.sort(key=lambda d: ((d.span or NO_SPAN).line, (d.span or NO_SPAN).column))
+        if self:
             raise NncError(self.diagnostics)
 
 

@@ -136,6 +136,16 @@ class Program(_Base):
     model: ModelIR
     train: Optional[TrainSpec] = None
     seed: int = 0                  # the train block's seed (or 0): initialisation uses it
+    # warnings of the compiler (errors.Diagnostic, severity "warning"); not part of the IR's JSON
+    _warnings: list = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list:
+        return self._warnings
+
+    @warnings.setter
+    def warnings(self, value: list) -> None:
+        self._warnings = list(value)
 
     def ir_json(self, indent: int | None = 2) -> str:
         """The IR as JSON (``nnc compile --emit ir``); the source text is left out."""

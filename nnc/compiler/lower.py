@@ -15,8 +15,9 @@ from . import ast as A
 from .errors import DiagnosticSink, NncError, SourceSpan
 from .ops import OPS, ShapeError, fmt_shape
 from .parse import parse, parse_value
-from .trainspec import BUILTIN_DATASETS, CLASSIFICATION_LOSSES, TRAIN_KEYS
+from .trainspec import BUILTIN_DATASETS, CLASSIFICATION_LOSSES, TRAIN_KEYS, misplaced_key_hint
 from .types import REQUIRED, ArgError, ArgErrors, Int, did_you_mean, show
+from .vocab import builtin_values, describe, example, is_builtin_value
 
 MAX_NODES = 100_000
 
@@ -42,6 +43,9 @@ class Scope:
     parent: "Scope | None" = None
     consts: dict[str, A.Value] = field(default_factory=dict)
     values: dict[str, Value] = field(default_factory=dict)
+    # constants whose definition was reported (refused, or a value naming nothing): their uses are
+    # consequences of that error and are not reported again
+    failed: set[str] = field(default_factory=set)
 
     def _lookup(self, table: str, name: str):
         s: Scope | None = self
@@ -57,6 +61,17 @@ class Scope:
 
     def value(self, name: str) -> Value | None:
         return self._lookup("values", name)
+
+    def const_failed(self, name: str) -> bool:
+        """Whether the constant ``name`` seen from here is one whose definition was an error."""
+        s: Scope | None = self
+        while s is not None:
+            if name in s.failed:
+                return True
+            if name in s.consts:
+                return False
+            s = s.parent
+        return False
 
     def all_names(self) -> list[str]:
         out: list[str] = []
@@ -87,17 +102,41 @@ class Lowerer:
         self.node_ids: dict[str, SourceSpan] = {}
         self.counters: dict[str, int] = {}
         self.repeat_locals: set[str] = set()  # names bound in a `repeat` body, for better hints
+        # (path, span) of places whose errors would only repeat one already reported: uses of a
+        # constant whose definition failed, and the bad names inside that definition
+        self.quiet: set[tuple] = set()
+        self.refused: set[str] = set()  # value names refused (E305): their uses are not reported again
+        self.lets: dict[str, list[A.LetStmt]] = {}  # every `let` of the file by name, for "defined later"
 
     # ------------------------------------------------------------------------------------------
     # diagnostics helpers
 
     def err(self, code: str, message: str, span: SourceSpan | None, hint: str | None = None) -> None:
+        if (self.sink.path, _key(span)) in self.quiet:
+            return  # a consequence of an error already reported at the definition of a constant
         self.sink.error(code, message, span, hint)
+
+    def warn(self, code: str, message: str, span: SourceSpan | None, hint: str | None = None) -> None:
+        self.sink.warning(code, message, span, hint)
+
+    def hush(self, span: SourceSpan | None) -> None:
+        self.quiet.add((self.sink.path, _key(span)))
 
     def arg_errors(self, errors: list[ArgError], scope: Scope) -> None:
         for e in errors:
             name = self.unresolved.get(_key(e.span))
-            if e.code == "E401" and name is not None and "got a name" in e.message and e.hint is None:
+            if name is not None and name not in scope.all_names() and (is_builtin_value(name) or name in OPS):
+                # a built-in word given where it means nothing (`maxpool2d(2, padding=same)`): say what
+                # the word is; hinting `let same = ...` would change what every `padding=same` means
+                where = e.param or "this value"
+                if name in OPS:
+                    hint = f"`{name}` is an op; it goes in a pipeline (`... -> {name}`), not in {where}"
+                else:
+                    hint = f"`{name}` is {describe(name)}, not a value of {where}"
+                if e.hint and e.code != "E401":
+                    hint += f"; {e.hint}"
+                self.err(e.code, e.message.replace(f"got a name `{name}`", f"got `{name}`"), e.span, hint)
+            elif e.code == "E401" and name is not None and "got a name" in e.message and e.hint is None:
                 consts = [n for n in scope.all_names() if scope.const(n) is not None]
                 self.err("E303", f"unknown constant `{name}`", e.span,
                          did_you_mean(name, consts) or "define it first with `let " + name + " = ...`")
@@ -110,6 +149,8 @@ class Lowerer:
     def subst(self, v: A.Value, scope: Scope) -> A.Value:
         """Replace names of constants by their values, recursively."""
         if isinstance(v, A.Name):
+            if scope.const_failed(v.name):
+                self.hush(v.span)
             c = scope.const(v.name)
             if c is not None:
                 return _respan(c, v.span)
@@ -127,12 +168,64 @@ class Lowerer:
         if stmt.name in OPS:
             self.err("E305", f"constant `{stmt.name}` has the name of an op", stmt.name_span,
                      "choose another name; op names are reserved")
+            scope.failed.add(stmt.name)
+            return
+        if is_builtin_value(stmt.name):
+            self.err("E314", f"constant `{stmt.name}` has the name of a built-in value: {describe(stmt.name)}",
+                     stmt.name_span, f"choose another name; a constant `{stmt.name}` would change what "
+                     f"`{example(stmt.name)}` means")
+            scope.failed.add(stmt.name)
             return
         if stmt.name in scope.consts or scope.value(stmt.name) is not None:
             self.err("E304", f"`{stmt.name}` is already defined", stmt.name_span, "choose another name")
             return
-        value = self.overrides.pop(stmt.name, None) if scope.parent is None else None
-        scope.consts[stmt.name] = self.subst(value if value is not None else stmt.value, scope)
+        override = self.overrides.pop(stmt.name, None) if scope.parent is None else None
+        if override is not None:
+            self.sink.path = f"<--set {stmt.name}>"  # the value's positions are in the --set text
+        value = self.subst(override if override is not None else stmt.value, scope)
+        ok = self.check_const_names(stmt, value, scope)
+        self.sink.path = self.path
+        scope.consts[stmt.name] = value
+        if not ok:
+            scope.failed.add(stmt.name)
+
+    def check_const_names(self, stmt: A.LetStmt, value: A.Value, scope: Scope) -> bool:
+        """Every name left in a constant's value (after substituting the constants defined before it)
+        must be an op or a built-in value; anything else is reported here, at the definition, not
+        where (or whether) the constant is used."""
+        ok = True
+        for n in _names(value):
+            if n.name in OPS or is_builtin_value(n.name):
+                continue
+            ok = False
+            if (self.sink.path, _key(n.span)) in self.quiet:
+                continue  # a constant whose own definition was reported
+            later = [s for s in self.lets.get(n.name, []) if (s.span.line, s.span.column) > (stmt.span.line,
+                                                                                            stmt.span.column)]
+            if n.name == stmt.name:
+                self.err("E303", f"constant `{stmt.name}` is defined in terms of itself", n.span,
+                         "give it a value: a number, a string, a list, or a constant defined before it")
+            elif later and stmt.name in {m.name for m in _names(later[0].value)}:
+                self.err("E303", f"constants `{stmt.name}` and `{n.name}` are defined in terms of each other",
+                         n.span, f"give one of them a value of its own (`let {n.name}` is at line "
+                         f"{later[0].span.line})")
+            elif later:
+                self.err("E303", f"constant `{n.name}` is used before it is defined (at line {later[0].span.line})",
+                         n.span, f"move `let {n.name} = ...` above this line")
+            elif scope.value(n.name) is not None:
+                self.err("E303", f"`{n.name}` is a value of the model, not a constant", n.span,
+                         "a `let` holds a number, a string, a list, or the name of an op or a built-in value; "
+                         f"use the value itself in a pipeline: `{n.name} -> ...`")
+            else:
+                consts = [c for c in scope.all_names() if scope.const(c) is not None]
+                others = [c for c in self.lets if c not in consts and c != stmt.name]  # a typo of one defined later
+                self.err("E303", f"unknown constant `{n.name}` in `let {stmt.name}`", n.span,
+                         did_you_mean(n.name, consts) or did_you_mean(n.name, others)
+                         or did_you_mean(n.name, list(OPS) + list(builtin_values()))
+                         or "a constant can use numbers, strings, lists, ops, built-in values and the "
+                         "constants defined before it")
+            self.hush(n.span)
+        return ok
 
     def coerce(self, type_, v: A.Value, scope: Scope, what: str = ""):
         try:
@@ -151,6 +244,8 @@ class Lowerer:
     def lower(self, file: A.File, source: str | None) -> dict:
         """The program as a plain nested dict in the shape of :class:`ir.Program`."""
         top = Scope()
+        for let in _lets(file.items):
+            self.lets.setdefault(let.name, []).append(let)
         models = [i for i in file.items if isinstance(i, A.Model)]
         trains = [i for i in file.items if isinstance(i, A.Train)]
         for item in file.items:
@@ -158,8 +253,11 @@ class Lowerer:
                 self.define_const(item, top)
         for name, value in list(self.overrides.items()):
             if name not in TRAIN_KEYS:
+                given = {e.key: e.value for e in (trains[0].entries if trains else [])}
+                given.update({k: v for k, v in self.overrides.items() if k in TRAIN_KEYS})
                 self.err("E307", f"cannot override `{name}`: there is no train key or top-level `let` constant `{name}`",
-                         None, did_you_mean(name, list(TRAIN_KEYS) + list(top.consts)))
+                         None, misplaced_key_hint(name, value, given, top.const, via_set=True)
+                         or did_you_mean(name, list(TRAIN_KEYS) + list(top.consts)))
                 self.overrides.pop(name)
         if not models:
             self.err("E110", "the file has no `model` block", SourceSpan(1, 1, 1, 2),
@@ -173,6 +271,7 @@ class Lowerer:
         model = self.lower_model(models[0], top) if models else None
         train = self.lower_train(trains[0] if trains else None, top, model)
         self.sink.raise_if_any()
+        self.warnings = self.sink.warnings
         assert model is not None
         consts = {}
         for name, v in top.consts.items():
@@ -245,6 +344,7 @@ class Lowerer:
         if name in OPS:
             self.err("E305", f"`{name}` is the name of an op and cannot name a value", span,
                      f"choose another name, e.g. `{name}_out`")
+            self.refused.add(name)
             return False
         if scope.value(name) is not None or scope.const(name) is not None:
             self.err("E304", f"`{name}` is already bound", span, "each name is bound once; choose another name")
@@ -282,11 +382,11 @@ class Lowerer:
                      "use a smaller count")
             return
         for _ in range(n):
-            before = len(self.sink.diagnostics)
+            before = len(self.sink.errors)
             body = Scope(parent=scope)
             self.statements(st.body, body)
             self.repeat_locals.update(body.values)
-            if len(self.sink.diagnostics) > before:
+            if len(self.sink.errors) > before:
                 break  # report a body's errors once, not once per repetition
         if self.last_binding is not None and scope.value(self.last_binding) is None:
             self.last_binding = None  # a name local to the body does not name the model's output
@@ -352,6 +452,8 @@ class Lowerer:
     def resolve_stage_const(self, st: A.Call, scope: Scope) -> A.Call:
         """``let act = relu`` then ``dense(3) -> act``: a constant naming an op stands for it."""
         c = scope.const(st.name) if st.name not in OPS else None
+        if st.name not in OPS and scope.const_failed(st.name):
+            self.hush(st.name_span)
         if isinstance(c, A.Name):
             return A.Call(c.name, st.name_span, st.args, st.span)
         if isinstance(c, A.Call) and st.args is None:
@@ -365,6 +467,8 @@ class Lowerer:
             hint = f"`{st.name}` is bound inside a `repeat` body and is local to it; bind the result after the block"
         if st.args is None and scope.const(st.name) is not None:
             hint = f"`{st.name}` is a constant, not an op or a value"
+        elif is_builtin_value(st.name) and scope.const(st.name) is None:
+            hint = f"`{st.name}` is {describe(st.name)}, not an op"
         self.err("E301", f"unknown op or value `{st.name}`", st.name_span, hint)
 
     def merge(self, st: A.Call, scope: Scope) -> Value:
@@ -380,8 +484,9 @@ class Lowerer:
             v = scope.value(a.name)
             if v is None:
                 values = [n for n in scope.all_names() if scope.value(n) is not None]
-                self.err("E303", f"unknown value `{a.name}`", a.span,
-                         did_you_mean(a.name, values) or "bind it first: `NAME = ...`")
+                if a.name not in self.refused:  # `relu = ...` was reported where it was bound
+                    self.err("E303", f"unknown value `{a.name}`", a.span,
+                             did_you_mean(a.name, values) or "bind it first: `NAME = ...`")
                 ok = False
                 continue
             sources.append(v)
@@ -464,12 +569,19 @@ class Lowerer:
     # outputs and assertions
 
     def resolve_outputs(self, m: A.Model, scope: Scope) -> list[dict]:
+        """The model's outputs. ``self.outputs_known`` is False when an error already reported
+        (a failed stage, an unknown name in `output`) hides what they are: what depends on the
+        outputs (``assert output``) is then not checked, rather than reported as a second error."""
         outs: list[dict] = []
+        self.outputs_known = True
         if self.outputs_decl is not None:
             seen = set()
             for n in self.outputs_decl.names:
                 v = scope.value(n.name)
                 if v is None:
+                    self.outputs_known = False
+                    if n.name in self.refused:
+                        continue  # `relu = ...` was reported where it was bound
                     values = [x for x in scope.all_names() if scope.value(x) is not None]
                     self.err("E303", f"unknown value `{n.name}` in `output`", n.span,
                              did_you_mean(n.name, values) or "outputs name values bound with `NAME = ...`")
@@ -477,10 +589,14 @@ class Lowerer:
                     self.err("E304", f"`{n.name}` is listed twice in `output`", n.span, None)
                 elif v.shape is not None:
                     outs.append(dict(name=n.name, source=v.id, shape=list(v.shape), dtype=v.dtype))
+                else:
+                    self.outputs_known = False
                 seen.add(n.name)
         elif self.prev is not None and self.prev.shape is not None:
             name = self.last_binding or "output"
             outs.append(dict(name=name, source=self.prev.id, shape=list(self.prev.shape), dtype=self.prev.dtype))
+        elif self.prev is not None or self.sink:
+            self.outputs_known = False  # the last statement failed (or nothing could be built)
         return outs
 
     def check_assert(self, st: A.AssertStmt, scope: Scope, params: int, flops: int,
@@ -508,6 +624,8 @@ class Lowerer:
                              did_you_mean(q.name, ["shape"]) or "use shape(NAME)")
                     return None
                 v = scope.value(q.arg.name)
+                if v is None and q.arg.name in self.refused:
+                    return None  # `relu = ...` was reported where it was bound
                 if v is None:
                     values = [x for x in scope.all_names() if scope.value(x) is not None]
                     self.err("E303", f"unknown value `{q.arg.name}` in `assert shape(...)`", q.arg.span,
@@ -516,6 +634,8 @@ class Lowerer:
                 actual = list(v.shape) if v.shape is not None else None
                 label = f"shape({q.arg.name})"
             else:
+                if not self.outputs_known:
+                    return None  # the outputs are unknown after an error already reported
                 if len(outputs) != 1:
                     self.err("E502", "`assert output` needs a model with exactly one output", q.span,
                              "use `assert shape(NAME) == [...]` for each output")
@@ -555,8 +675,10 @@ class Lowerer:
         given: dict[str, A.Entry] = {}
         for e in (t.entries if t else []):
             if e.key not in TRAIN_KEYS:
+                block = {x.key: x.value for x in t.entries if x.key in TRAIN_KEYS}
                 self.err("E307", f"unknown train key `{e.key}`", e.key_span,
-                         did_you_mean(e.key, list(TRAIN_KEYS)) or "keys: " + ", ".join(TRAIN_KEYS))
+                         misplaced_key_hint(e.key, e.value, {**block, **self.overrides}, top.const)
+                         or did_you_mean(e.key, list(TRAIN_KEYS)) or "keys: " + ", ".join(TRAIN_KEYS))
                 continue
             if e.key in given:
                 self.err("E311", f"train key `{e.key}` is given twice", e.key_span, "keep one of them")
@@ -615,6 +737,8 @@ class Lowerer:
         if loss == "cross_entropy" and out[-1] < 2:
             self.err("E602", f"cross_entropy needs at least 2 classes on the last axis, the output is {fmt_shape(out)}",
                      at("loss"), "for one output unit use `binary_cross_entropy` (with `sigmoid`)")
+        else:
+            self.check_loss_activation(loss, model, at("loss"))
         if train["patience"] is not None and train["validation"] == 0.0:
             self.err("E603", "`patience` (early stopping) needs validation data", at("patience"),
                      "add `validation = 0.2` or a validation data source")
@@ -640,9 +764,52 @@ class Lowerer:
                          at("loss"), "use `loss = mse`")
 
 
+    # classification loss -> (the output activation it is fused with, the one it does not go with,
+    # the activation the other does, what the other loss is for); see the runtime's Graph.loss_value_id
+    LOSS_ACTIVATIONS = {
+        "cross_entropy": ("softmax", "sigmoid", "binary_cross_entropy", "independent yes/no outputs"),
+        "binary_cross_entropy": ("sigmoid", "softmax", "cross_entropy", "one class out of several"),
+    }
+
+    def check_loss_activation(self, loss: str, model: dict, span: SourceSpan | None) -> None:
+        """W601: a classification loss after the other one's output activation trains, but on the
+        wrong quantity: the output is taken as logits, so `cross_entropy` applies softmax to a
+        sigmoid's outputs (and `binary_cross_entropy` sigmoid to a softmax's)."""
+        if loss not in self.LOSS_ACTIVATIONS:
+            return
+        fits, wrong, other, other_for = self.LOSS_ACTIVATIONS[loss]
+        last = next((n for n in self.nodes if n["id"] == model["outputs"][0]["source"]), None)
+        if last is None or last["op"] != wrong:
+            return
+        self.warn("W601", f"{loss} after `{wrong}`: the loss takes the {wrong}'s outputs as logits and "
+                  f"applies {fits} to them", span,
+                  f"end the model with `{fits}` for {loss}, or use `loss = {other}` ({other_for})")
+
+
 def _poison(span: SourceSpan) -> Value:
     """The value of a stage that failed: later stages skip their shape checks instead of cascading."""
     return Value("<error>", None, "float32", span)
+
+
+def _names(v: A.Value):
+    """The names in a value (not the names of calls): ``[a, b]`` and ``adam(lr=base)`` hold names."""
+    if isinstance(v, A.Name):
+        yield v
+    elif isinstance(v, A.List):
+        for x in v.items:
+            yield from _names(x)
+    elif isinstance(v, A.Call):
+        for a in v.args or []:
+            yield from _names(a.value if isinstance(a, A.KwArg) else a)
+
+
+def _lets(items: list):
+    """Every `let` statement of a file, at any depth (top level, model, `repeat` bodies)."""
+    for it in items:
+        if isinstance(it, A.LetStmt):
+            yield it
+        elif isinstance(it, (A.Model, A.Repeat)):
+            yield from _lets(it.body)
 
 
 def _key(span: SourceSpan | None) -> tuple:
@@ -694,21 +861,30 @@ def parse_overrides(settings: list[str] | dict[str, str] | None) -> dict[str, A.
 
 
 def check_source(source: str | bytes, path: str | None = None, *,
-                 overrides: dict[str, A.Value] | None = None) -> dict:
+                 overrides: dict[str, A.Value] | None = None, warnings: list | None = None) -> dict:
     """Parse, validate and lower a spec without building the pydantic IR (what ``nnc check`` needs).
 
-    Returns the program as a plain dict; raises :class:`NncError` with every diagnostic found.
+    Returns the program as a plain dict; raises :class:`NncError` with every diagnostic found (its
+    warnings included). The warnings of a spec without errors are appended to ``warnings``.
     """
     file = parse(source, path)
     text = source if isinstance(source, str) else source.decode("utf-8", "replace").lstrip("\ufeff")
-    return Lowerer(path, overrides).lower(file, text)
+    lowerer = Lowerer(path, overrides)
+    program = lowerer.lower(file, text)
+    if warnings is not None:
+        warnings.extend(lowerer.warnings)
+    return program
 
 
 def compile_source(source: str | bytes, path: str | None = None, *,
                    overrides: dict[str, A.Value] | None = None):
     """Parse, validate and lower a spec into the IR (:class:`nnc.compiler.ir.Program`).
 
-    Raises :class:`NncError` with every diagnostic found.
+    Raises :class:`NncError` with every diagnostic found. The program's ``warnings`` hold the
+    warnings (:class:`~nnc.compiler.errors.Diagnostic`, severity ``warning``) of a spec that compiles.
     """
     from .ir import Program  # NOTE: pydantic is imported only when a caller wants the IR
-    return Program.model_validate(check_source(source, path, overrides=overrides))
+    warnings: list = []
+    program = Program.model_validate(check_source(source, path, overrides=overrides, warnings=warnings))
+    program.warnings = warnings
+    return program

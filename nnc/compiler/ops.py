@@ -245,7 +245,8 @@ for _name in ("maxpool2d", "avgpool2d"):
         _name,
         Signature(_name, [Param("size", Ints(2), REQUIRED, "pool window"),
                           Param("stride", _StrideDefault(2), None, "defaults to `size`"),
-                          Param("padding", Ints(2, min=0), [0, 0])], 1, check=_pool_check),
+                          Param("padding", Ints(2, min=0, labels="ph, pw"), [0, 0])], 1,
+                         check=_pool_check),
         "pool", _pool_infer(_name),
         doc="Max pooling (padding never wins)." if _name == "maxpool2d" else
         "Average pooling; padded zeros count in the average (PyTorch's count_include_pad=True).",

@@ -19,7 +19,13 @@ REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 
 
 class ArgError(Exception):
-    """A bad argument value: becomes a diagnostic at ``span``."""
+    """A bad argument value: becomes a diagnostic at ``span``.
+
+    ``param`` names the parameter the value was given to, once known (``maxpool2d's `padding```,
+    set by :meth:`Signature.bind`), so that a later pass can say where the value went.
+    """
+
+    param: str | None = None
 
     def __init__(self, code: str, message: str, hint: str | None = None,
                  span: SourceSpan | None = None):
@@ -98,6 +104,14 @@ class Type:
         return str(value)
 
     def json_schema(self) -> dict:
+        return {}
+
+    def vocabulary(self) -> dict[str, str]:
+        """The bare names this type gives a meaning to, each with what it is (``{"same": "padding"}``).
+
+        ``let`` may not take these names (a constant would silently change what they mean), and an
+        error about a name given to the wrong parameter can say where the name belongs.
+        """
         return {}
 
 
@@ -235,6 +249,9 @@ class Enum(Type):
     def json_schema(self):
         return {"enum": list(self.choices)}
 
+    def vocabulary(self):
+        return {c: self.what for c in self.choices}
+
 
 @dataclass
 class Ints(Type):
@@ -242,10 +259,13 @@ class Ints(Type):
 
     n: int
     min: int = 1
+    labels: str = ""  # what the list's entries are, for messages: "ph, pw" -> "a list [ph, pw]"
 
     @property
     def doc(self) -> str:  # type: ignore[override]
-        return f"an integer >= {self.min} or a list of {self.n}" if self.n > 1 else f"an integer >= {self.min}"
+        if self.n == 1:
+            return f"an integer >= {self.min}"
+        return f"an integer >= {self.min} or a list " + (f"[{self.labels}]" if self.labels else f"of {self.n}")
 
     def coerce(self, v):
         item = Int(min=self.min)
@@ -284,6 +304,9 @@ class Padding(Type):
 
     def json_schema(self):
         return {"anyOf": [{"enum": ["valid", "same"]}, Ints(self.n, 0).json_schema()]}
+
+    def vocabulary(self):
+        return {"valid": "padding", "same": "padding"}
 
 
 class ShapeList(Type):
@@ -324,6 +347,9 @@ class ListOf(Type):
     def json_schema(self):
         return {"type": "array", "items": self.item.json_schema()}
 
+    def vocabulary(self):
+        return self.item.vocabulary()
+
 
 @dataclass
 class OneOf(Type):
@@ -346,6 +372,12 @@ class OneOf(Type):
 
     def json_schema(self):
         return {"anyOf": [o.json_schema() for o in self.options]}
+
+    def vocabulary(self):
+        out: dict[str, str] = {}
+        for o in self.options:
+            out.update(o.vocabulary())
+        return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -416,6 +448,7 @@ class Signature:
                 out[p.name] = p.type.coerce(v)
             except ArgError as err:
                 err.message = f"{what} `{p.name}`: {err.message}"
+                err.param = err.param or f"{self.name}'s `{p.name}`"
                 errors.append(err)
         suggested: set[str] = set()
         for kw in call.keywords:
@@ -435,6 +468,7 @@ class Signature:
                 out[p.name] = p.type.coerce(kw.value)
             except ArgError as err:
                 err.message = f"{what} `{p.name}`: {err.message}"
+                err.param = err.param or f"{self.name}'s `{p.name}`"
                 errors.append(err)
         for p in self.params:
             if p.name in given:
@@ -502,6 +536,13 @@ class Catalogue(Type):
         except ArgErrors as errs:
             raise errs.errors[0] if len(errs.errors) == 1 else errs
         return {"kind": v.name, **values}
+
+    def vocabulary(self):
+        out = {name: self.what for name in self.signatures}  # `init=zeros`, `loss = mae`
+        for sig in self.signatures.values():  # and what their arguments take: dataset(iris)
+            for p in sig.params:
+                out.update({n: w for n, w in p.type.vocabulary().items() if n not in out})
+        return out
 
     def json_schema(self):
         return {"oneOf": [{"type": "object", "properties": {"kind": {"const": name},
