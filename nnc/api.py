@@ -19,7 +19,7 @@ import numpy as np
 
 from .compiler.errors import NncError
 from .compiler.ir import Program
-from .dataload import check_token_ids, train_spec
+from .dataload import check_labels_fit, check_token_ids, data_info_of, train_spec
 from .progress import Progress, format_log
 from .runtime import data as D
 from .runtime.graph import Graph
@@ -80,16 +80,25 @@ class Model:
     """A compiled spec with weights: fit, predict, evaluate, save, load and export.
 
     ``x`` arrays are (N, *input_shape) (data are reshaped to the input when sizes agree); ``y`` are
-    (N,) class ids or (N, *output_shape) targets.
+    (N,) class ids, (N,) string labels, or (N, *output_shape) targets; x and y must have the same
+    number of rows (E732), and NaN or infinity in x is E733.
+
+    ``labels`` is the id -> label map of string targets (``labels[id] == label``): built by the
+    first ``fit`` on string labels (sorted, as ``nnc train`` does), read from the data.json beside
+    the weights by ``load_weights``, and reused by every later ``fit``, ``evaluate`` and validation
+    set, so a set holding only some classes keeps their ids. A label it lacks is E735. Set it to
+    None to start a new map.
     """
 
-    def __init__(self, program: Program, weights: dict[str, np.ndarray] | None = None):
+    def __init__(self, program: Program, weights: dict[str, np.ndarray] | None = None,
+                 labels: list[str] | None = None):
         self.program = program
         train = program.train
         self.dtype = train.dtype if train is not None else "float32"
         self.graph = Graph(program.model, self.dtype)
         self.weights = weights if weights is not None else self.graph.init_weights(program.seed)
         self.history: list[dict] = []
+        self.labels: list[str] | None = list(labels) if labels is not None else None
 
     @property
     def name(self) -> str:
@@ -114,19 +123,53 @@ class Model:
                 raise NncError.single("E763", f"no array for input `{inp.name}`")
             ds = D.fit_to_input(D.Dataset(np.asarray(arrays[inp.name]), None, f"input `{inp.name}`"),
                                 tuple(inp.shape), inp.dtype, self.dtype, input_name=inp.name)
+            D.check_finite(ds)
             check_token_ids(self.program, inp.name, ds.x, f"input `{inp.name}`")
             out[inp.name] = ds.x
         return out
+
+    @staticmethod
+    def _rows(xs: dict[str, np.ndarray], y: np.ndarray | None, what: str) -> int:
+        """The number of examples; E732 unless every input (and y) has that many rows."""
+        n = len(next(iter(xs.values())))
+        if any(len(v) != n for v in xs.values()):
+            sizes = ", ".join(f"`{k}` {len(v)}" for k, v in xs.items())
+            raise NncError.single("E732", f"{what}: the inputs have different numbers of examples: {sizes}",
+                                  hint="give every input one row per example")
+        if y is not None and (y.ndim == 0 or len(y) != n):
+            ny = f"{len(y)} rows" if y.ndim else "a single value"
+            raise NncError.single("E732", f"{what}: x has {n} rows but y has {ny}",
+                                  hint="x and y need one row per example each (the same first dimension)")
+        return n
+
+    def _targets(self, y, what: str, labels: list[str] | None, *, build: bool = False
+                 ) -> tuple[np.ndarray, list[str] | None]:
+        """(targets, label map): string labels become class ids through ``labels`` (built from
+        them when ``build`` and there is no map yet); numbers are returned as they are."""
+        y = np.asarray(y)
+        if y.dtype.kind == "O" and y.size and all(isinstance(v, str) for v in y.reshape(-1)):
+            y = y.astype(str)
+        if y.dtype.kind not in "US":
+            return y, labels
+        if labels is None and not build:
+            first = y.reshape(-1)[0] if y.size else ""
+            raise NncError.single(
+                "E735", f'{what} holds labels (e.g. "{first}"), but the model has no label map',
+                hint="fit() on string labels first, load_weights() from a run trained on them (its data.json), "
+                     "or pass class ids")
+        info = D.DataInfo("arrays", "the model's label map", labels=labels) if labels is not None else None
+        return D.label_targets(y, what, info)
 
     def predict(self, x, batch_size: int = 256):
         """Model outputs in inference mode: an array (one output) or {output name: array}."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise NncError.single("E741", f"batch_size must be a positive integer, got {batch_size!r}")
         xs = self._inputs(x)
-        n = len(next(iter(xs.values())))
-        if any(len(v) != n for v in xs.values()):
-            sizes = ", ".join(f"`{k}` {len(v)}" for k, v in xs.items())
-            raise NncError.single("E732", f"the inputs have different numbers of examples: {sizes}")
+        n = self._rows(xs, None, "predict()")
+        if n == 0:  # no rows in, no rows out: each output's shape with a batch of 0
+            outs = {o.name: np.zeros((0, *(d if isinstance(d, int) else 0 for d in o.shape)), dtype=self.dtype)
+                    for o in self.program.model.outputs}
+            return next(iter(outs.values())) if len(outs) == 1 else outs
         chunks: dict[str, list] = {}
         for s in range(0, n, batch_size):
             outs = self.graph.forward({k: v[s:s + batch_size] for k, v in xs.items()}, self.weights)
@@ -148,10 +191,18 @@ class Model:
                                       hint=f"pass them when loading: nnc.load(path, {changed}=...)")
         spec = train_spec(program)
         xs = self._inputs(x)
-        y = np.asarray(y)
+        y, labels = self._targets(y, "fit() y", self.labels, build=True)
+        self._rows(xs, y, "fit()")
+        check_labels_fit(program, y, labels, "fit() y")
         xv = yv = None
         if validation_data is not None:
-            xv, yv = self._inputs(validation_data[0]), np.asarray(validation_data[1])
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise NncError.single("E741", "validation_data must be a pair (x_val, y_val)",
+                                      hint="pass validation_data=(x_val, y_val)")
+            xv = self._inputs(validation_data[0])
+            yv, _ = self._targets(validation_data[1], "validation_data y", labels)
+            self._rows(xv, yv, "validation_data")
+            check_labels_fit(program, yv, labels, "validation_data y")
         elif spec.validation and isinstance(spec.validation, float):
             (xk, xa), = xs.items()
             tr, va = D.split_validation(D.Dataset(xa, y, "x"), spec.validation, spec.seed)
@@ -165,11 +216,17 @@ class Model:
             progress.end_epoch(format_log(log, spec.epochs, trainer.metric_names))
         self.history = [dict(zip(history_columns(trainer.metric_names, trainer.has_val),
                                  log.row(trainer.metric_names, trainer.has_val))) for log in state.history]
+        self.labels = labels
         return self.history
 
     def evaluate(self, x, y) -> dict[str, float]:
+        """Loss and metrics on (x, y); string labels take the ids of ``self.labels``."""
         spec = train_spec(self.program)
-        trainer = Trainer(self.graph, spec, self._inputs(x), np.asarray(y))
+        xs = self._inputs(x)
+        y, labels = self._targets(y, "evaluate() y", self.labels)
+        self._rows(xs, y, "evaluate()")
+        check_labels_fit(self.program, y, labels, "evaluate() y")
+        trainer = Trainer(self.graph, spec, xs, y)
         loss, metrics = trainer.evaluate(self.weights, trainer.x, trainer.y)
         return {"loss": loss, **metrics}
 
@@ -177,7 +234,12 @@ class Model:
         save_npz(path, self.weights)
 
     def load_weights(self, path) -> None:
-        self.weights = load_weights(path, self.program.model, self.dtype)
+        """Weights from a file; the label map too when a data.json lies beside it (a run directory)."""
+        weights = load_weights(path, self.program.model, self.dtype)
+        info = data_info_of(path)
+        self.weights = weights
+        if info is not None:
+            self.labels = info.labels
 
     def export(self, path, *, opset: int | None = None, verify: bool = True) -> str:
         return export_onnx(self.program, Path(path), weights=self.weights, opset=opset, verify=verify)

@@ -4,6 +4,7 @@ Used by the Python API and the CLI verbs alike.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import numpy as np
 from .compiler.errors import NncError
 from .compiler.ir import Program
 from .runtime import data as D
+from .util import atomic_write_text
 
 
 def spec_dir(program: Program) -> Path:
@@ -24,9 +26,14 @@ def train_spec(program: Program):
     return program.train
 
 
-def load_dataset(program: Program, source: str | None, *, role: str = "data", dtype: str = "float32") -> D.Dataset:
+def load_dataset(program: Program, source: str | None, *, role: str = "data", dtype: str = "float32",
+                 info: D.DataInfo | None = None) -> D.Dataset:
     """The data named by ``--data`` (relative to the working directory) or the train block's
-    ``data`` / ``validation`` source (relative to the spec), fitted to the model's input."""
+    ``data`` / ``validation`` source (relative to the spec), fitted to the model's input.
+
+    ``info`` is what the model was trained on (the training source for the validation source, a
+    run's data.json for ``evaluate``): CSV columns are matched by name and labels take its ids.
+    String labels are checked against the model's output (E740 naming the label)."""
     model = program.model
     if len(model.inputs) != 1:
         raise NncError.single("E763", f"training and evaluation need a model with one input; "
@@ -41,7 +48,7 @@ def load_dataset(program: Program, source: str | None, *, role: str = "data", dt
                 d.path = d.path or "<--data>"
             err.sources = {"<--data>": source}
             raise
-        ds = D.load_source(kind, args, Path.cwd(), float_dtype=dtype)
+        ds = D.load_source(kind, args, Path.cwd(), float_dtype=dtype, info=info)
         span = None
     else:
         train = train_spec(program)
@@ -51,12 +58,81 @@ def load_dataset(program: Program, source: str | None, *, role: str = "data", dt
                                   hint='add `data = dataset("iris")` (or csv(...)/npz(...)), or pass --data')
         span = _source_span(src)
         ds = D.load_source(src.kind, src.args, spec_dir(program), span=span, spec_path=program.path,
-                           float_dtype=dtype)
+                           float_dtype=dtype, info=info)
     D.check_dataset(ds)
     ds = D.fit_to_input(ds, tuple(inp.shape), inp.dtype, dtype, input_name=inp.name, span=span,
                         spec_path=program.path)
     check_token_ids(program, inp.name, ds.x, ds.name, ds.path)
+    check_labels_fit(program, ds.y, ds.labels, ds.name, ds.path)
     return ds
+
+
+def check_labels_fit(program: Program, y, labels: list[str] | None, what: str, path: str | None = None) -> None:
+    """Class ids that came from string labels must fit the model's output and loss: E740 that names
+    the label the user wrote (the runtime's own check can only name the id it became)."""
+    train = program.train
+    if not labels or y is None or train is None or len(program.model.outputs) != 1:
+        return
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu" or not y.size:
+        return
+    kind = train.loss["kind"]
+    shape = tuple(program.model.outputs[0].shape)
+    if kind == "cross_entropy" and shape and isinstance(shape[-1], int):
+        classes = shape[-1]
+        if int(y.max()) >= classes:
+            ids = [int(i) for i in np.unique(y[y >= classes]) if i < len(labels)]
+            which = (f'label "{labels[ids[0]]}" (class id {ids[0]}) has' if len(ids) == 1 else
+                     f"labels {D.quoted_list([labels[i] for i in ids], 5)} (class ids {ids[0]}..{ids[-1]}) have")
+            raise NncError.single(
+                "E740", f"{what}: {len(labels)} labels, but the output has {classes} classes: {which} no "
+                f"output unit", path=path,
+                hint=f"the last layer needs {len(labels)} units, one per label: {D.quoted_list(labels)}")
+    elif kind == "binary_cross_entropy" and int(y.max()) > 1:
+        raise NncError.single(
+            "E740", f"{what}: binary_cross_entropy takes two classes, but the targets have {len(labels)} labels: "
+            f"{D.quoted_list(labels)}", path=path,
+            hint=f'with two labels the first in sorted order ("{labels[0]}") is 0 and the second 1; for more '
+                 f"classes use cross_entropy with a last layer of {len(labels)} units")
+
+
+DATA_JSON = "data.json"
+
+
+def data_info_of(weights: str | Path) -> D.DataInfo | None:
+    """The data.json beside a weights file (what the run was trained on), or None if there is none.
+    A data.json that cannot be read or does not parse is E738."""
+    p = Path(weights).expanduser().parent / DATA_JSON
+    if not p.is_file():
+        return None
+    shown = str(p)
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise NncError.single("E738", f"cannot read {shown}: {getattr(exc, 'strerror', None) or exc}", path=shown,
+                              hint="it is written by `nnc train`; delete it (columns are then taken by position "
+                                   "and labels per file) or train the run again") from None
+    return D.DataInfo.from_dict(obj, shown)
+
+
+def write_data_info(out_dir: Path, ds: D.Dataset) -> D.DataInfo:
+    """Write ``out_dir/data.json`` for a run trained on ``ds`` (always, so it is never stale)."""
+    info = D.DataInfo.of(ds)
+    atomic_write_text(Path(out_dir) / DATA_JSON, json.dumps(info.to_dict(), indent=2) + "\n", code="E764")
+    return info
+
+
+def predicted_labels(out: np.ndarray, labels: list[str] | None) -> list[str] | None:
+    """The label of each row of a classifier's output: argmax of one unit per label, or one sigmoid
+    unit thresholded at 0.5 with two labels (as the metrics do). None when the output is not that."""
+    if not labels or out.ndim < 1:
+        return None
+    flat = out.reshape(len(out), int(np.prod(out.shape[1:], dtype=np.int64)))
+    if flat.shape[1] == len(labels) and len(labels) > 1:
+        return [labels[i] for i in flat.argmax(axis=1)]
+    if flat.shape[1] == 1 and len(labels) == 2:
+        return [labels[int(v > 0.5)] for v in flat[:, 0]]
+    return None
 
 
 def check_token_ids(program: Program, input_name: str, x: np.ndarray, what: str, path: str | None = None) -> None:

@@ -305,9 +305,19 @@ def test_csv_target_missing_points_at_spec_when_given(tmp_path):
     assert 'did you mean "Label"' in diag.hint
 
 
-def test_csv_semicolon_separated_hint(tmp_path):
-    diag = csv_error(tmp_path, "E704", "a;b;y\n1;2;3\n")
-    assert "';'" in diag.hint
+@pytest.mark.parametrize("target", ["y", None])
+@pytest.mark.parametrize("sep,word", [(";", "semicolons"), ("\t", "tabs")])
+def test_csv_semicolon_or_tab_separated_says_how_to_convert(tmp_path, target, sep, word):
+    # with or without a target the message is the same: not "no column y" nor "no feature columns"
+    diag = csv_error(tmp_path, "E703", sep.join("aby") + "\n" + sep.join("123") + "\n", target)
+    assert word in diag.message and "not commas" in diag.message
+    assert "csv.reader(sys.stdin, delimiter=" in diag.hint and "> d_commas.csv" in diag.hint
+
+
+def test_csv_semicolons_with_decimal_commas_suggest_pandas(tmp_path):
+    # "1,5;2,25;0": read as commas the rows would be ragged; the separator is the real problem
+    diag = csv_error(tmp_path, "E703", "a;b;y\n1,5;2,25;0\n3,0;4,5;1\n")
+    assert "semicolons" in diag.message and 'decimal=","' in diag.hint
 
 
 def test_csv_non_numeric_feature(tmp_path):
@@ -318,7 +328,7 @@ def test_csv_non_numeric_feature(tmp_path):
 
 
 def test_csv_error_line_counts_quoted_newlines(tmp_path):
-    content = 'note,v,y\n"two\nlines",1,0\n"ok",oops,1\n'
+    content = 'note,v,y\n"two\nlines",1,0\n"3",oops,1\n'
     # "note" is a feature too, so the first bad cell is the quoted text on line 2
     diag = csv_error(tmp_path, "E705", content)
     assert (diag.span.line, diag.span.column) == (2, 1)
@@ -484,7 +494,7 @@ def test_load_inputs_formats(tmp_path):
     np.savez(tmp_path / "c.npz", inputs=arr)
     write(tmp_path, "d.csv", "p,q,r\n0,1,2\n3,4,5\n")
     for name in ("a.npy", "b.npz", "c.npz", "d.csv"):
-        np.testing.assert_array_equal(load_inputs(tmp_path / name), arr)
+        np.testing.assert_array_equal(load_inputs(tmp_path / name).x, arr)
 
 
 def test_load_inputs_errors(tmp_path):

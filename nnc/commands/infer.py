@@ -1,6 +1,14 @@
-"""``nnc evaluate`` and ``nnc predict``: trained weights on data."""
+"""``nnc evaluate`` and ``nnc predict``: trained weights on data.
+
+Both read the run's ``data.json`` from the folder of the weights file when it is there (contract
+5.3), so the data are read as the model was trained on them: CSV feature columns by name, string
+labels through the training source's label map. Without it (weights from elsewhere) CSV columns are
+taken by position and labels get ids per file, as a note on standard error says.
+"""
 from __future__ import annotations
 
+import csv
+import io
 import sys
 from pathlib import Path
 
@@ -9,18 +17,40 @@ import numpy as np
 from ..api import Model
 from ..compiler.errors import NncError
 from ..compiler.ir import Program
-from ..dataload import load_dataset, train_spec
+from ..dataload import DATA_JSON, data_info_of, load_dataset, predicted_labels, train_spec
 from ..runtime import data as D
 from ..runtime.weights import load_weights
 from ..util import atomic_write_text, atomic_write_with
 from .train import plural
 
 
+def _run_info(weights: str) -> D.DataInfo | None:
+    info = data_info_of(weights)
+    folder = Path(weights).expanduser().parent
+    if info is None and (folder / "labels.json").is_file():
+        _note(f"{folder / 'labels.json'} is from an older nnc and is not read (no {DATA_JSON} beside the "
+              f"weights): labels get ids per file; train the run again to record its data")
+    return info
+
+
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
+
+
+def _positional_note(kind: str, info: D.DataInfo | None, weights: str) -> None:
+    if kind == "csv" and info is None:
+        _note(f"no {DATA_JSON} beside {weights}: the CSV's columns are taken by position")
+
+
 def evaluate_command(program: Program, args) -> int:
     spec = train_spec(program)
     weights = load_weights(args.weights, program.model, spec.dtype)
-    ds = load_dataset(program, args.data, dtype=spec.dtype)
-    model = Model(program, weights)
+    info = _run_info(args.weights)
+    ds = load_dataset(program, args.data, dtype=spec.dtype, info=info)
+    for note in ds.notes:
+        _note(note)
+    _positional_note(ds.kind, info, args.weights)
+    model = Model(program, weights, labels=ds.labels)
     result = model.evaluate(ds.x, ds.y)
     print(f"{program.model.name} on {ds.name} ({len(ds.y)} examples): "
           + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
@@ -30,16 +60,28 @@ def evaluate_command(program: Program, args) -> int:
 def predict_command(program: Program, args) -> int:
     dtype = program.train.dtype if program.train is not None else "float32"
     weights = load_weights(args.weights, program.model, dtype)
-    model = Model(program, weights)
-    x = D.load_inputs(Path(args.input))
-    outs = model.predict(x)
+    info = _run_info(args.weights)
+    try:
+        ds = D.load_inputs(args.input, info)
+    except NncError as err:  # a malformed --input 'npz(...)' is a mistake on the command line
+        if any(d.path is None for d in err.diagnostics):
+            for d in err.diagnostics:
+                d.path = d.path or "<--input>"
+            err.sources = {"<--input>": args.input}
+        raise
+    for note in ds.notes:
+        _note(note)
+    _positional_note(ds.kind, info, args.weights)
+    model = Model(program, weights, labels=info.labels if info is not None else None)
+    outs = model.predict(ds.x)
     outs = outs if isinstance(outs, dict) else {program.model.outputs[0].name: outs}
+    names = predicted_labels(next(iter(outs.values())), model.labels) if len(outs) == 1 else None
     dest = args.output
     if dest is None or dest == "-":
         for name, arr in outs.items():
             if len(outs) > 1:
                 print(f"# {name}")
-            np.savetxt(sys.stdout, arr.reshape(len(arr), -1), fmt="%.6g", delimiter=",")
+            sys.stdout.write(_rows_text(arr, names, "%.6g"))
         return 0
     path = Path(dest)
     suffix = path.suffix.lower()
@@ -56,15 +98,25 @@ def predict_command(program: Program, args) -> int:
             raise NncError.single("E765", "the model has several outputs; write them to an .npz file",
                                   hint=f"use -o {path.with_suffix('.npz')}")
         arr = next(iter(outs.values()))
-        flat = arr.reshape(len(arr), -1)
-        text = ",".join(f"out_{i}" for i in range(flat.shape[1])) + "\n"
-        text += "\n".join(",".join(f"{v:.9g}" for v in row) for row in flat) + "\n"
-        atomic_write_text(path, text, code="E765")
+        width = int(np.prod(arr.shape[1:], dtype=np.int64))
+        header = [f"out_{i}" for i in range(width)] + (["label"] if names is not None else [])
+        atomic_write_text(path, ",".join(header) + "\n" + _rows_text(arr, names, "%.9g"), code="E765")
         print(f"wrote {path} ({plural(len(arr), 'row')})", file=sys.stderr)
         return 0
     else:
         raise NncError.single("E765", f"cannot write predictions to `{path}`: unknown file type",
                               hint="use a .npy, .npz or .csv output file")
     atomic_write_with(path, save, code="E765")
-    print(f"wrote {path} ({plural(len(x), 'row')})", file=sys.stderr)
+    print(f"wrote {path} ({plural(len(ds), 'row')})", file=sys.stderr)
     return 0
+
+
+def _rows_text(arr: np.ndarray, names: list[str] | None, fmt: str) -> str:
+    """One CSV line per example: the outputs flattened, then the predicted label when there is one
+    (quoted as CSV needs)."""
+    flat = arr.reshape(len(arr), int(np.prod(arr.shape[1:], dtype=np.int64)))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    for i, row in enumerate(flat):
+        w.writerow([fmt % v for v in row] + ([names[i]] if names is not None else []))
+    return buf.getvalue()

@@ -37,7 +37,11 @@ column other than the target is a numeric feature. The target becomes
 * floats when every value is a number,
 * otherwise class ids by sorted unique label, with ``labels[id] == label``.
 
-Without a ``target`` (a bare ``--data file.csv``) the last column is the target.
+Without a ``target`` (a bare ``--data file.csv``) the last column is the target (the training
+target column, when the source is loaded with a :class:`DataInfo` that names one).
+
+Loaded with a :class:`DataInfo` (what the model was trained on), feature columns are matched by
+name and string targets take the ids of its label map (contract 5.3); see :func:`load_source`.
 
 Error codes:
 
@@ -55,6 +59,10 @@ E731  data does not fit the model input (shape, or non-integer token ids)
 E732  x and y have different numbers of rows
 E733  NaN or infinity in x or y
 E734  no data (no rows, no features, or no training rows left after the validation split)
+E735  a label the training data's label map lacks (or labels where training had numbers)
+E736  CSV lacks a feature column the training data had (matched by name)
+E737  CSV whose first, unnamed column is pandas' row index
+E738  a run's data.json that cannot be read (raised by nnc.dataload)
 ====  ==========================================================================================
 """
 from __future__ import annotations
@@ -66,7 +74,7 @@ import gzip
 import io
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -76,8 +84,8 @@ import numpy as np
 from nnc.compiler.errors import Diagnostic, NncError, SourceSpan
 
 __all__ = [
-    "Dataset", "BUILTIN_DATASETS", "load_source", "parse_source", "load_inputs", "fit_to_input",
-    "split_validation", "check_dataset",
+    "Dataset", "DataInfo", "BUILTIN_DATASETS", "load_source", "parse_source", "load_inputs", "fit_to_input",
+    "split_validation", "check_dataset", "check_finite", "encode_labels", "label_targets",
 ]
 
 
@@ -88,8 +96,13 @@ class Dataset:
     x: (N, ...) float features, or int64 token ids.
     y: (N,) int64 class ids, or (N, ...) float targets; None for predict inputs.
     name: for messages, e.g. ``dataset("iris")`` or the file path.
-    labels: id -> label for string targets (saved with the run), else None.
+    labels: the id -> label map in force (``labels[id] == label``): built from string targets, or
+        the training data's map when the data was loaded with one (see :class:`DataInfo`); else None.
     path: the file the data came from (diagnostics point there), None for built-in data.
+    kind: the source kind: ``dataset``, ``csv``, ``npz`` or ``arrays`` (Python arrays).
+    features: the CSV columns x holds, in x's order (None when the source has no column names).
+    target: the CSV target column (or the npz key of y), None otherwise.
+    notes: things worth telling the user that are not errors (e.g. CSV columns that were ignored).
     """
 
     x: np.ndarray
@@ -97,9 +110,81 @@ class Dataset:
     name: str
     labels: list[str] | None = None
     path: str | None = None
+    kind: str = "arrays"
+    features: list[str] | None = None
+    target: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
+
+
+@dataclass
+class DataInfo:
+    """What a run remembers about its training data: the run directory's ``data.json``.
+
+    The validation source, ``nnc evaluate --data`` and ``nnc predict`` are loaded *with* it, so they
+    read the data as the model was trained: CSV feature columns by name (``features``), string
+    targets through the training source's label map (``labels``), and, later, text through the
+    training vocabulary (``text``, reserved: None today).
+
+    kind: the training source's kind (``dataset``, ``csv``, ``npz``, ``arrays``).
+    source: the training source as shown in messages (a path or ``dataset("iris")``).
+    features: the CSV feature columns in the order the model reads them, or None (no names).
+    target: the CSV target column (npz: the key of y), or None.
+    labels: id -> label of string targets (``labels[id] == label``), or None.
+    path: where this was read from (a data.json), for messages; not saved.
+    """
+
+    kind: str
+    source: str | None = None
+    features: list[str] | None = None
+    target: str | None = None
+    labels: list[str] | None = None
+    text: dict | None = None
+    path: str | None = None
+
+    FORMAT = 1
+
+    @classmethod
+    def of(cls, ds: Dataset) -> "DataInfo":
+        return cls(ds.kind, ds.path or ds.name, list(ds.features) if ds.features is not None else None,
+                   ds.target, list(ds.labels) if ds.labels is not None else None)
+
+    def to_dict(self) -> dict:
+        return {"format": self.FORMAT, "kind": self.kind, "source": self.source, "features": self.features,
+                "target": self.target, "labels": self.labels, "text": self.text}
+
+    @classmethod
+    def from_dict(cls, obj: Any, path: str) -> "DataInfo":
+        """Validate a parsed data.json; E738 naming the bad field otherwise."""
+        def bad(what: str) -> NncError:
+            return NncError.single("E738", f"{path} is not a valid data.json: {what}", path=path,
+                                   hint="it is written by `nnc train`; delete it (columns are then taken "
+                                        "by position and labels per file) or train the run again")
+        if not isinstance(obj, dict):
+            raise bad("expected a JSON object")
+        fmt = obj.get("format")
+        if not isinstance(fmt, int) or fmt > cls.FORMAT or fmt < 1:
+            raise bad(f"unknown format {fmt!r} (this nnc reads format {cls.FORMAT})")
+        if not isinstance(obj.get("kind"), str):
+            raise bad('"kind" must be a string')
+        for key in ("features", "labels"):
+            v = obj.get(key)
+            if v is not None and not (isinstance(v, list) and all(isinstance(i, str) for i in v)):
+                raise bad(f'"{key}" must be a list of strings or null')
+        if obj.get("labels") is not None and len(set(obj["labels"])) != len(obj["labels"]):
+            raise bad('"labels" holds a label twice')
+        for key in ("source", "target"):
+            if obj.get(key) is not None and not isinstance(obj[key], str):
+                raise bad(f'"{key}" must be a string or null')
+        if obj.get("text") is not None and not isinstance(obj["text"], dict):
+            raise bad('"text" must be an object or null')
+        return cls(obj["kind"], obj.get("source"), obj.get("features"), obj.get("target"), obj.get("labels"),
+                   obj.get("text"), path)
+
+    def where(self) -> str:
+        return self.path or self.source or "the training data"
 
 
 BUILTIN_DATASETS: tuple[str, ...] = ("and", "or", "xor", "iris", "digits", "spirals", "sine")
@@ -218,7 +303,7 @@ def _builtin(name: str, float_dtype) -> Dataset:
         raise KeyError(name)
     if y.dtype.kind == "f":
         y = y.astype(float_dtype)
-    return Dataset(x.astype(float_dtype), y.copy(), f'dataset("{name}")', labels)
+    return Dataset(x.astype(float_dtype), y.copy(), f'dataset("{name}")', labels, kind="dataset")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -293,7 +378,8 @@ def _read_bytes(p: Path, shown: str, *, span=None, spec_path=None) -> bytes:
 
 
 def load_source(kind: str, args: dict, base_dir: Path, *, span: SourceSpan | None = None,
-                spec_path: str | None = None, float_dtype=np.float32) -> Dataset:
+                spec_path: str | None = None, float_dtype=np.float32,
+                info: DataInfo | None = None) -> Dataset:
     """Load a data source: ``dataset`` ({"name"}), ``csv`` ({"path", "target"?}) or ``npz``
     ({"path", "x"="x", "y"="y"}; ``y=None`` loads no targets).
 
@@ -301,6 +387,12 @@ def load_source(kind: str, args: dict, base_dir: Path, *, span: SourceSpan | Non
     missing file, bad arguments, a target column or npz key that the file lacks) point at
     ``span`` in ``spec_path`` when given; errors inside a file point into the file.
     Floating features (and float targets) come back as ``float_dtype``.
+
+    ``info`` is what the training data was (a run's data.json, or the training source when this is
+    the validation source). With it, CSV features are matched by column name (E736 for a missing
+    one, a note for extra ones), and string targets take the ids of its label map (E735 for a
+    label it does not have, or for labels where the model was trained on numbers). Without it, every
+    column but the target is a feature, in file order, and labels get ids by sorted label.
     """
     args = _check_args(kind, dict(args), span, spec_path)
     float_dtype = np.dtype(float_dtype)
@@ -316,8 +408,8 @@ def load_source(kind: str, args: dict, base_dir: Path, *, span: SourceSpan | Non
     data = _read_bytes(p, shown, span=span, spec_path=spec_path)
     if kind == "csv":
         table = _parse_csv(data, shown)
-        return _csv_dataset(table, args.get("target"), shown, float_dtype, span, spec_path)
-    return _npz_dataset(data, shown, args["x"], args.get("y"), float_dtype, span, spec_path)
+        return _csv_dataset(table, args.get("target"), shown, float_dtype, span, spec_path, info)
+    return _npz_dataset(data, shown, args["x"], args.get("y"), float_dtype, span, spec_path, info)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -438,6 +530,7 @@ def _parse_csv(data: bytes, shown: str) -> _Table:
     h_first, h_last, header_fields = records[0]
     header = [h.strip() for h in header_fields]
     table = _Table(shown, lines, header, h_first, records[1:])
+    _check_separator(table, table_source)
     # NOTE: all but one field numeric is a data row too (features, then a string label), not a header
     if sum(_parse_float(h) is not None for h in header) >= max(1, len(header) - 1):
         d = table.error("E703", f"{shown} has no header row: the first row holds numbers, "
@@ -465,6 +558,32 @@ def _parse_csv(data: bytes, shown: str) -> _Table:
                 break
     _raise(diags, table_source)
     return table
+
+
+_SEPARATORS = {";": ("semicolons", ";"), "\t": ("tabs", "\\t"), "|": ("'|' characters", "|")}
+
+
+def _check_separator(table: _Table, source: str) -> None:
+    """A header that is one column holding ``;``, tabs or ``|``: the file is not comma-separated
+    (E703 with the command that converts it), whatever the target or the verb."""
+    if len(table.header) != 1:
+        return
+    sep = next((s for s in _SEPARATORS if len(table.header[0].split(s)) > 1), None)
+    if sep is None:
+        return
+    what, escaped = _SEPARATORS[sep]
+    name = Path(table.path).name
+    out = Path(name).stem + "_commas.csv"
+    hint = (f"nnc reads comma-separated files; convert it, e.g. python -c \"import csv,sys; "
+            f"csv.writer(sys.stdout).writerows(csv.reader(sys.stdin, delimiter='{escaped}'))\" "
+            f"< {name} > {out}")
+    decimal_commas = any(re.search(r"\d,\d", table.lines[first - 1]) for first, _, _ in table.rows[:20])
+    if decimal_commas:
+        hint += (f"; its numbers have decimal commas, so convert with pandas instead: "
+                 f"pd.read_csv(\"{name}\", sep=\"{escaped}\", decimal=\",\").to_csv(\"{out}\", index=False)")
+    d = table.error("E703", f"{table.path} is separated by {what}, not commas: its header is the one "
+                    f"column {table.header[0]!r}", hint, table.header_line, table.header_line, None)
+    _raise([d], source)
 
 
 def _parse_float(text: str) -> float | None:
@@ -517,39 +636,183 @@ def _numeric_columns(table: _Table, cols: list[int]) -> np.ndarray:
     return out
 
 
-def _target_column(table: _Table, col: int, float_dtype) -> tuple[np.ndarray, list[str] | None]:
+def encode_labels(values: list[str], labels: list[str] | None = None
+                  ) -> tuple[np.ndarray, list[str], dict[str, int]]:
+    """Class ids of string labels: the one label-map rule of every source (csv, npz, Python arrays).
+
+    Without ``labels`` the map is built here: the sorted unique labels (code-point order), so
+    ``labels[id] == label``. With ``labels`` (the training data's map) every value takes the id of
+    that map, whichever classes this data happens to hold. Returns (ids int64, the map, {label the
+    map lacks: index of its first occurrence}); unknown labels get id -1.
+    """
+    if labels is None:
+        labels = sorted(set(values))
+    index = {label: i for i, label in enumerate(labels)}
+    ids = np.empty(len(values), dtype=np.int64)
+    unknown: dict[str, int] = {}
+    for i, v in enumerate(values):
+        j = index.get(v)
+        if j is None:
+            unknown.setdefault(v, i)
+            j = -1
+        ids[i] = j
+    return ids, list(labels), unknown
+
+
+def quoted_list(items, limit: int = 10) -> str:
+    items = list(items)
+    shown = ", ".join(f'"{i}"' for i in items[:limit])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+def unknown_label_hint(label: str, info: DataInfo) -> str:
+    return _join_hints(_did_you_mean(label, info.labels or []),
+                       f"the model was trained on the labels {quoted_list(info.labels or [])} "
+                       f"(from {info.where()}); data may hold only some of them, but no others")
+
+
+def _numeric_trained_error(message: str, info: DataInfo, **where) -> NncError:
+    return NncError.single("E735", f"{message}, but the model was trained on numeric targets "
+                           f"({info.where()}), which have no label map",
+                           hint="give the targets as numbers or class ids as the training data did, or train a "
+                                "model on this data", **where)
+
+
+def _target_column(table: _Table, col: int, float_dtype,
+                   info: DataInfo | None = None) -> tuple[np.ndarray, list[str] | None]:
     values = [fields[col] for _, _, fields in table.rows]
     diags = [_cell_problem(table, first, last, col, fields[col])
              for first, last, fields in table.rows
              if fields[col].strip().lower() in _MISSING_MARKERS][:_MAX_FILE_ERRORS]
     _raise(diags, "".join(table.lines))
+    stripped = [v.strip() for v in values]
+    known = info.labels if info is not None else None
+    if known is not None and set(stripped) <= set(known):
+        return encode_labels(stripped, known)[0], list(known)
     if all(_INT_RE.fullmatch(v) for v in values):
         ints = [int(v) for v in values]
         if all(-2**63 <= i < 2**63 for i in ints):
-            return np.array(ints, dtype=np.int64), None
+            return np.array(ints, dtype=np.int64), (list(known) if known is not None else None)
     floats = [_parse_float(v) for v in values]
-    if all(f is not None for f in floats):
+    if known is None and all(f is not None for f in floats):
         y = _numeric_columns(table, [col])[:, 0]
         return y.astype(float_dtype), None
-    labels = sorted({v.strip() for v in values})
-    ids = {label: i for i, label in enumerate(labels)}
-    return np.array([ids[v.strip()] for v in values], dtype=np.int64), labels
+    name = table.header[col] or f"#{col + 1}"
+    if info is not None and known is None:
+        r = next(r for r, f in enumerate(floats) if f is None)
+        first, last, _ = table.rows[r]
+        err = _numeric_trained_error(f'the target column "{name}" holds labels (e.g. {stripped[r]!r} on line '
+                                     f'{first})', info, span=table.locate(first, last, col), path=table.path)
+        err.source = "".join(table.lines)
+        raise err
+    ids, labels, unknown = encode_labels(stripped, known)
+    for label, r in list(unknown.items())[:_MAX_FILE_ERRORS]:
+        first, last, _ = table.rows[r]
+        count = stripped.count(label)
+        diags.append(table.error(
+            "E735", f'label "{label}" in column "{name}" at line {first} is not one of the '
+            f"{len(known)} labels the model was trained on"
+            + (f" ({count} rows hold it)" if count > 1 else ""), unknown_label_hint(label, info),
+            first, last, col))
+    _raise(diags, "".join(table.lines))
+    return ids, labels
+
+
+def _text_column_errors(table: _Table, cols: list[int], hint) -> list[Diagnostic]:
+    """One E705 per column whose values are all text (a label or a name left in), at its header,
+    instead of one per row. ``hint(name)`` says what to do in the caller's terms."""
+    sample = table.rows[:50]
+    diags = []
+    for c in cols:
+        filled = [(first, f[c].strip()) for first, _, f in sample if f[c].strip().lower() not in _MISSING_MARKERS]
+        if filled and all(_parse_float(f[c]) is None for _, _, f in sample):
+            name = table.header[c] or f"#{c + 1}"
+            line, value = filled[0]
+            diags.append(table.error("E705", f'{table.path}: column "{name}" is not numeric (e.g. "{value}" '
+                                     f"on line {line})", hint(name), table.header_line, table.header_line, c))
+    return diags
+
+
+_INDEX_NAMES = ("", "Unnamed: 0")
+
+
+def _index_column_error(table: _Table, cols: list[int]) -> Diagnostic | None:
+    """pandas' ``df.to_csv(path)`` writes the row index as a first column without a name (read back
+    and written again, it is called "Unnamed: 0"): a feature that is only the row number."""
+    if not cols or cols[0] != 0 or table.header[0] not in _INDEX_NAMES or not table.rows:
+        return None
+    values = [f[0] for _, _, f in table.rows]
+    if not all(_INT_RE.fullmatch(v) for v in values):
+        return None
+    ints = [int(v) for v in values]
+    if any(b <= a for a, b in zip(ints, ints[1:])):
+        return None
+    shown_name = f'"{table.header[0]}"' if table.header[0] else "no name"
+    return table.error(
+        "E737", f"{table.path}: the first column has {shown_name} and holds the row numbers "
+        f"{', '.join(map(str, ints[:3]))}{', ...' if len(ints) > 3 else ''}: it is a pandas index, not a feature",
+        "write the file with df.to_csv(path, index=False), or drop the column, e.g. "
+        "pd.read_csv(path, index_col=0).to_csv(path, index=False)",
+        table.header_line, table.header_line, 0)
+
+
+def _select_features(table: _Table, exclude: set[int], info: DataInfo | None) -> tuple[list[int], list[str]]:
+    """The feature columns (indices, in the model's order) and notes about ignored columns.
+
+    With the training columns (``info.features``) they are matched by name: any order, extra
+    columns ignored (a note), a missing one E736 naming it. Otherwise every column not excluded,
+    in file order.
+    """
+    header = table.header
+    candidates = [i for i in range(len(header)) if i not in exclude]
+    if info is None or info.features is None:
+        return candidates, []
+    index = {h: i for i, h in enumerate(header) if i not in exclude}
+    wanted = set(info.features)
+    spare = [header[i] for i in candidates if header[i] not in wanted]
+    diags = []
+    for name in info.features:
+        if name not in index:
+            diags.append(table.error(
+                "E736", f'{table.path} has no column "{name}", a feature the model was trained on; its columns '
+                f"are: {quoted_list(header, 20)}",
+                _join_hints(_did_you_mean(name, spare), f"the model reads the columns {quoted_list(info.features)} "
+                            f"(from {info.where()}) by name, in any order; other columns are ignored"),
+                table.header_line, table.header_line, None))
+            if len(diags) >= _MAX_FILE_ERRORS:
+                break
+    _raise(diags, "".join(table.lines))
+    notes = []
+    if spare:
+        notes.append(f"{table.path}: ignoring column{'s' if len(spare) > 1 else ''} {quoted_list(spare)}: "
+                     f"not among the {len(info.features)} the model was trained on")
+    return [index[name] for name in info.features], notes
+
+
+def _train_text_hint(name: str) -> str:
+    return (f'every column except the target must be numeric: encode "{name}" as numbers (e.g. one-hot '
+            f'columns), drop it, or make it the target (target="{name}")')
 
 
 def _csv_dataset(table: _Table, target: str | None, shown: str, float_dtype, span,
-                 spec_path) -> Dataset:
+                 spec_path, info: DataInfo | None = None) -> Dataset:
     header = table.header
     source = "".join(table.lines)
+    if target is None and info is not None and info.target and info.features is not None:
+        target = info.target  # the training column, not "the last one", when the run remembers it
+        if target not in header:
+            d = table.error("E704", f'{shown} has no column "{target}", the target the model was trained on; '
+                            f"its columns are: {quoted_list(header, 20)}",
+                            _join_hints(_did_you_mean(target, header),
+                                        'name the target column: csv("file.csv", target="<column>")'),
+                            table.header_line, table.header_line, None)
+            _raise([d], source)
     if target is None:
         col = len(header) - 1
     elif target in header:
         col = header.index(target)
     else:
         hint = _did_you_mean(target, header)
-        sep = next((s for s in (";", "\t", "|") if len(header) == 1 and s in header[0]), None)
-        if sep is not None:
-            hint = _join_hints(hint, f"the header is one column containing {sep!r}: nnc reads "
-                                     "comma-separated files")
         message = (f'{shown} has no column "{target}"; its columns are: '
                    + ", ".join(f'"{h}"' for h in header))
         if span is not None:
@@ -558,7 +821,7 @@ def _csv_dataset(table: _Table, target: str | None, shown: str, float_dtype, spa
         d = table.error("E704", message, _join_hints(hint, "pass target=\"<column>\""),
                         table.header_line, table.header_line, None)
         _raise([d], source)
-    features = [i for i in range(len(header)) if i != col]
+    features, notes = _select_features(table, {col}, info)
     if not features:
         d = table.error("E703", f"{shown} has no feature columns: its only column is the target "
                         f'"{header[col]}"', "add one column per input feature", table.header_line,
@@ -569,9 +832,12 @@ def _csv_dataset(table: _Table, target: str | None, shown: str, float_dtype, spa
                         "add one row per example below the header", table.header_line,
                         table.header_line, None)
         _raise([d], source)
+    index = _index_column_error(table, features)
+    _raise(([index] if index else []) + _text_column_errors(table, features, _train_text_hint), source)
     x = _numeric_columns(table, features)
-    y, labels = _target_column(table, col, float_dtype)
-    return Dataset(x.astype(float_dtype), y, shown, labels, path=shown)
+    y, labels = _target_column(table, col, float_dtype, info)
+    return Dataset(x.astype(float_dtype), y, shown, labels, path=shown, kind="csv",
+                   features=[header[c] for c in features], target=header[col], notes=notes)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -649,7 +915,7 @@ def _numeric_array(arr: np.ndarray, shown: str, what: str) -> np.ndarray:
 
 
 def _npz_dataset(data: bytes, shown: str, x_key: str, y_key: str | None, float_dtype, span,
-                 spec_path) -> Dataset:
+                 spec_path, info: DataInfo | None = None) -> Dataset:
     npz = _load_numpy(data, shown)
     if not isinstance(npz, _LazyNpz):
         raise NncError.single("E708", f"{shown} holds a single array (.npy format), not an .npz "
@@ -667,10 +933,9 @@ def _npz_dataset(data: bytes, shown: str, x_key: str, y_key: str | None, float_d
     if y_key is not None:
         y = npz.get(y_key)
         if y.dtype.kind in "US":
-            strings = [str(v.decode() if isinstance(v, bytes) else v) for v in y.reshape(-1)]
-            labels = sorted(set(strings))
-            ids = {label: i for i, label in enumerate(labels)}
-            y = np.array([ids[s] for s in strings], dtype=np.int64).reshape(y.shape)
+            y, labels = label_targets(y, f'array "{y_key}"', info, shown)
+        elif info is not None and info.labels is not None and y.dtype.kind in "iub":
+            labels = list(info.labels)  # class ids of the training map
         y = _numeric_array(y, shown, f'array "{y_key}"')
         if y.dtype.kind in "iub":
             y = y.astype(np.int64)
@@ -680,21 +945,70 @@ def _npz_dataset(data: bytes, shown: str, x_key: str, y_key: str | None, float_d
         raise NncError.single("E731", f'{shown}: array "{x_key}" is a single number, not one row '
                               "per example", hint="store x with the examples along the first axis",
                               path=shown)
-    return Dataset(x, y, shown, labels, path=shown)
+    return Dataset(x, y, shown, labels, path=shown, kind="npz", target=y_key)
+
+
+def label_targets(y: np.ndarray, what: str, info: DataInfo | None, shown: str | None = None
+                    ) -> tuple[np.ndarray, list[str]]:
+    """String targets of an array (npz, or the Python API's y) as (class ids, label map), through ``info``'s
+    label map when there is one (E735 for a label it lacks, or when the model was trained on
+    numbers)."""
+    strings = [str(v.decode() if isinstance(v, bytes) else v) for v in y.reshape(-1)]
+    where = dict(path=shown) if shown else {}
+    prefix = f"{shown}: " if shown else ""
+    if info is not None and info.labels is None:
+        raise _numeric_trained_error(f'{prefix}{what} holds labels (e.g. "{strings[0]}")', info, **where)
+    ids, labels, unknown = encode_labels(strings, info.labels if info is not None else None)
+    if unknown:
+        label, i = next(iter(unknown.items()))
+        others = [k for k in unknown if k != label]
+        raise NncError.single(
+            "E735", f'{prefix}label "{label}" in {what} (row {i + 1}, 0-based index {i}) is not one of the '
+            f"{len(labels)} labels the model was trained on"
+            + (f"; nor are {quoted_list(others, 5)}" if others else ""),
+            hint=unknown_label_hint(label, info), **where)
+    return ids.reshape(y.shape), labels
 
 
 # ----------------------------------------------------------------------------------------------
 # predict inputs
 
-def load_inputs(path: Path) -> np.ndarray:
-    """Inputs for ``nnc predict --input``: x (N, ...).
+_CALL_RE = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*\(")
+
+
+def _predict_text_hint(name: str) -> str:
+    return f'prediction inputs hold only the model\'s input features: drop "{name}"'
+
+
+def load_inputs(source: str | Path, info: DataInfo | None = None) -> Dataset:
+    """Inputs for ``nnc predict --input``: a Dataset with x (N, ...) and no y.
+
+    ``source`` is a path or, to choose what to read, the data-source syntax of ``--data``:
+    ``npz("f.npz", x="images")`` (the array under that key), ``csv("f.csv", target="label")``
+    (every column but ``label``).
 
     ``.npy``: the array. ``.npz``: the array under key ``x``, or the only array. ``.csv``: a header
-    row, then every column is a numeric feature (float64).
+    row, then numeric features (float64): with ``info.features`` (the training columns) the
+    columns of those names, in the model's order, other columns ignored with a note and a missing
+    one E736; without, every column in file order. NaN or infinity is E733 with its row.
     """
-    p = Path(path).expanduser()
-    shown = str(path)
-    suffix = p.suffix.lower()
+    key = target = None
+    text = str(source)
+    if isinstance(source, str) and _CALL_RE.match(source) and not Path(source).expanduser().exists():
+        kind, args = parse_source(source)
+        if kind == "dataset":
+            raise _syntax_error("predict reads a file", source, 0, len(source),
+                                'give a .npy, .npz or .csv file, or npz("f.npz", x="KEY") / csv("f.csv")')
+        text = args["path"]
+        if kind == "npz":
+            key = args["x"]
+        else:
+            target = args.get("target")
+        suffix = "." + kind
+    else:
+        suffix = Path(text).suffix.lower()
+    p = Path(text).expanduser()
+    shown = text
     if suffix not in (".npy", ".npz", ".csv"):
         raise NncError.single("E702", f"cannot read {shown}: unknown input file type "
                               f"{suffix or '(no extension)'}", hint="give a .npy, .npz or .csv file",
@@ -702,26 +1016,37 @@ def load_inputs(path: Path) -> np.ndarray:
     data = _read_bytes(p, shown)
     if suffix == ".csv":
         table = _parse_csv(data, shown)
+        exclude: set[int] = set()
+        if target is not None:
+            if target not in table.header:
+                d = table.error("E704", f'{shown} has no column "{target}"; its columns are: '
+                                f"{quoted_list(table.header, 20)}",
+                                _join_hints(_did_you_mean(target, table.header), 'target= names a column to leave out'),
+                                table.header_line, table.header_line, None)
+                _raise([d], "".join(table.lines))
+            exclude.add(table.header.index(target))
         if not table.rows:
             d = table.error("E734", f"{shown} has a header but no data rows",
                             "add one row per example below the header", table.header_line,
                             table.header_line, None)
             _raise([d], "".join(table.lines))
-        sample = table.rows[:50]
-        text_cols = [c for c in range(len(table.header))
-                     if all(_parse_float(f[c]) is None for _, _, f in sample)]
-        if text_cols:  # a whole text column (a label left in): one error, not one per row
-            names = ", ".join(f'"{table.header[c]}"' for c in text_cols)
-            d = table.error("E705", f"{shown}: column{'s' if len(text_cols) > 1 else ''} {names} "
-                            f"{'are' if len(text_cols) > 1 else 'is'} not numeric (e.g. "
-                            f'"{sample[0][2][text_cols[0]]}" on line {sample[0][0]})',
-                            f"prediction inputs hold only the model's input features: drop {names}",
-                            table.header_line, table.header_line, None)
-            _raise([d], "".join(table.lines))
-        return _numeric_columns(table, list(range(len(table.header))))
+        cols, notes = _select_features(table, exclude, info)
+        if info is None or info.features is None:
+            index = _index_column_error(table, cols)
+            _raise(([index] if index else []) + _text_column_errors(table, cols, _predict_text_hint),
+                   "".join(table.lines))
+        else:
+            _raise(_text_column_errors(table, cols, lambda name: f'the model was trained on numbers in column '
+                                       f'"{name}"'), "".join(table.lines))
+        x = _numeric_columns(table, cols)
+        return Dataset(x, None, shown, path=shown, kind="csv", features=[table.header[c] for c in cols],
+                       notes=notes)
     loaded = _load_numpy(data, shown)
     if isinstance(loaded, _LazyNpz):
-        if "x" in loaded.keys:
+        if key is not None:
+            if key not in loaded.keys:
+                raise _missing_key(key, "x", loaded, None, None)
+        elif "x" in loaded.keys:
             key = "x"
         elif len(loaded.keys) == 1:
             key = loaded.keys[0]
@@ -729,14 +1054,18 @@ def load_inputs(path: Path) -> np.ndarray:
             keys = ", ".join(f'"{k}"' for k in loaded.keys) or "(none)"
             raise NncError.single("E707", f'{shown} has no array "x" and '
                                   f"{'no arrays' if not loaded.keys else 'several'}; its keys are: "
-                                  f"{keys}", hint='store the inputs under the key "x"', path=shown)
+                                  f"{keys}", path=shown,
+                                  hint=(f"choose the array: --input 'npz(\"{shown}\", x=\"{loaded.keys[0]}\")'"
+                                        if loaded.keys else 'store the inputs under the key "x"'))
         arr = _numeric_array(loaded.get(key), shown, f'array "{key}"')
     else:
         arr = _numeric_array(loaded, shown, "the array")
     if arr.ndim == 0 or arr.shape[0] == 0:
         raise NncError.single("E734", f"{shown} holds no examples (shape {_fmt_shape(arr.shape)})",
                               hint="store one row per example along the first axis", path=shown)
-    return arr
+    ds = Dataset(arr, None, shown, path=shown, kind="npz" if suffix == ".npz" else "npy")
+    check_finite(ds)
+    return ds
 
 
 # ----------------------------------------------------------------------------------------------
@@ -757,17 +1086,24 @@ def check_dataset(ds: Dataset) -> None:
             ny = ds.y.shape[0] if ds.y.ndim else "a single value"
             raise NncError.single("E732", f"{ds.name}: x has {ds.x.shape[0]} rows but y has {ny}",
                                   path=where, hint="x and y need one row per example each")
+    check_finite(ds)
+
+
+def check_finite(ds: Dataset) -> None:
+    """E733 naming the first row (1-based, and its 0-based index) of x or y that holds NaN or
+    infinity: training, evaluation and prediction inputs alike."""
     for what, arr in (("x", ds.x), ("y", ds.y)):
-        if arr is None or arr.dtype.kind not in "fc":
+        if arr is None or arr.dtype.kind not in "fc" or arr.ndim == 0 or arr.shape[0] == 0:
             continue
-        finite = np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+        flat = arr.reshape(arr.shape[0], -1)
+        finite = np.isfinite(flat).all(axis=1)
         if not finite.all():
             bad = np.flatnonzero(~finite)
             row = int(bad[0])
-            value = arr.reshape(arr.shape[0], -1)[row][~np.isfinite(arr.reshape(arr.shape[0], -1)[row])][0]
+            value = flat[row][~np.isfinite(flat[row])][0]
             more = f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""
             raise NncError.single("E733", f"{ds.name}: {what} holds {value} in row {row + 1} "
-                                  f"(0-based index {row}){more}", path=where,
+                                  f"(0-based index {row}){more}", path=ds.path,
                                   hint="replace NaN/infinite values or drop those rows")
 
 
@@ -990,5 +1326,9 @@ def parse_source(text: str) -> tuple[str, dict]:
 
 def _bare_error(text: str, stripped: str, hint: str | None):
     start = text.find(stripped)
+    if stripped.lower().endswith(".npy"):
+        hint = _join_hints(hint, f"a .npy file holds one array, but training and evaluation need x and y: save "
+                                 f'both with np.savez("data.npz", x=x, y=y) and pass npz("data.npz", x="x", y="y")')
+        raise _syntax_error("a .npy file is not a data source", text, start, start + len(stripped), hint)
     raise _syntax_error("not a data source", text, start, start + len(stripped),
                         _join_hints(hint, _SYNTAX_HINT))
