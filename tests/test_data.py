@@ -314,6 +314,10 @@ def test_csv_semicolon_or_tab_separated_says_how_to_convert(tmp_path, target, se
     assert "csv.reader(sys.stdin, delimiter=" in diag.hint and "> d_commas.csv" in diag.hint
 
 
+def test_csv_one_column_whose_name_holds_a_semicolon_is_not_refused(tmp_path):
+    assert load_inputs(write(tmp_path, "one.csv", "width;cm\n1.5\n2\n")).x.tolist() == [[1.5], [2.0]]
+
+
 def test_csv_semicolons_with_decimal_commas_suggest_pandas(tmp_path):
     # "1,5;2,25;0": read as commas the rows would be ragged; the separator is the real problem
     diag = csv_error(tmp_path, "E703", "a;b;y\n1,5;2,25;0\n3,0;4,5;1\n")

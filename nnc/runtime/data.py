@@ -571,6 +571,9 @@ def _check_separator(table: _Table, source: str) -> None:
     sep = next((s for s in _SEPARATORS if len(table.header[0].split(s)) > 1), None)
     if sep is None:
         return
+    parts = len(table.header[0].split(sep))
+    if table.rows and table.lines[table.rows[0][0] - 1].rstrip("\r\n").count(sep) + 1 != parts:
+        return  # one column whose name happens to hold the character: the rows do not split so
     what, escaped = _SEPARATORS[sep]
     name = Path(table.path).name
     out = Path(name).stem + "_commas.csv"
