@@ -82,6 +82,7 @@ def test_every_example_is_documented_here():
 @pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
 def test_compiles_without_diagnostics(path):
     program = _compile(path)  # raises NncError with the diagnostics otherwise
+    assert program.warnings == []  # nor any warning
     assert program.model.name == path.stem
     assert all(a.actual is not None for a in program.model.assertions)
 
