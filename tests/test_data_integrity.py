@@ -89,6 +89,13 @@ def test_data_json_records_the_training_source(flowers):
     assert not (run_dir / "labels.json").exists()
 
 
+def test_data_info_of_a_split_names_the_source_not_the_part():
+    train, _ = D.split_validation(iris(), 0.2, 0)
+    info = D.DataInfo.of(train)
+    assert (info.kind, info.source, info.features, info.labels) == (
+        "dataset", 'dataset("iris")', None, ["setosa", "versicolor", "virginica"])
+
+
 def test_evaluate_on_a_file_holding_only_some_classes_keeps_the_training_ids(flowers, capsys):
     d, spec, run_dir, held_out = flowers
     ds = iris()

@@ -103,6 +103,8 @@ class Dataset:
     features: the CSV columns x holds, in x's order (None when the source has no column names).
     target: the CSV target column (or the npz key of y), None otherwise.
     notes: things worth telling the user that are not errors (e.g. CSV columns that were ignored).
+    source: the source as the user wrote it (``dataset("iris")`` or the file), kept by
+        :func:`split_validation` whose parts get other names.
     """
 
     x: np.ndarray
@@ -114,6 +116,7 @@ class Dataset:
     features: list[str] | None = None
     target: str | None = None
     notes: list[str] = field(default_factory=list)
+    source: str | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -148,7 +151,7 @@ class DataInfo:
 
     @classmethod
     def of(cls, ds: Dataset) -> "DataInfo":
-        return cls(ds.kind, ds.path or ds.name, list(ds.features) if ds.features is not None else None,
+        return cls(ds.kind, ds.source or ds.path or ds.name, list(ds.features) if ds.features is not None else None,
                    ds.target, list(ds.labels) if ds.labels is not None else None)
 
     def to_dict(self) -> dict:
@@ -303,7 +306,8 @@ def _builtin(name: str, float_dtype) -> Dataset:
         raise KeyError(name)
     if y.dtype.kind == "f":
         y = y.astype(float_dtype)
-    return Dataset(x.astype(float_dtype), y.copy(), f'dataset("{name}")', labels, kind="dataset")
+    return Dataset(x.astype(float_dtype), y.copy(), f'dataset("{name}")', labels, kind="dataset",
+                   source=f'dataset("{name}")')
 
 
 # ----------------------------------------------------------------------------------------------
