@@ -128,11 +128,11 @@ class Lowerer:
             if name is not None and name not in scope.all_names() and (is_builtin_value(name) or name in OPS):
                 # a built-in word given where it means nothing (`maxpool2d(2, padding=same)`): say what
                 # the word is; hinting `let same = ...` would change what every `padding=same` means
-                where = e.param or "this value"
+                where = f"of {e.param}" if e.param else "here"
                 if name in OPS:
-                    hint = f"`{name}` is an op; it goes in a pipeline (`... -> {name}`), not in {where}"
+                    hint = f"`{name}` is an op; it goes in a pipeline (`... -> {name}`), not a value {where}"
                 else:
-                    hint = f"`{name}` is {describe(name)}, not a value of {where}"
+                    hint = f"`{name}` is {describe(name)}, not a value {where}"
                 if e.hint and e.code != "E401":
                     hint += f"; {e.hint}"
                 self.err(e.code, e.message.replace(f"got a name `{name}`", f"got `{name}`"), e.span, hint)
@@ -228,13 +228,17 @@ class Lowerer:
         return ok
 
     def coerce(self, type_, v: A.Value, scope: Scope, what: str = ""):
+        param = {"input dimension": "an input dimension", "repeat count": "a repeat count"}.get(what, what)
         try:
             return type_.coerce(self.subst(v, scope))
         except ArgError as e:
             if what:
                 e.message = f"{what}: {e.message}"
+            e.param = e.param or param or None
             self.arg_errors([e], scope)
         except ArgErrors as es:
+            for e in es.errors:
+                e.param = e.param or param or None
             self.arg_errors(es.errors, scope)
         return None
 
