@@ -139,6 +139,14 @@ class Export:
     max_diff: float | None = None
     data_location: str | None = None    # the external data file's name relative to the model
     blobs: list[tuple[int, np.ndarray]] = field(default_factory=list)   # (offset, array) in that file
+    skeleton: Any = None                # the model without its large arrays, for shape inference
+    _bytes: bytes | None = field(default=None, repr=False)
+
+    def serialized(self) -> bytes:
+        """The ``.onnx`` file's bytes, serialised once for the checker, onnxruntime and the write."""
+        if self._bytes is None:
+            self._bytes = self.proto.SerializeToString()
+        return self._bytes
 
     @property
     def node_count(self) -> int:
@@ -168,13 +176,13 @@ def build(program: Program, weights: Any = None, opset: int | None = None, *,
         external = data_location or f"{program.model.name}.onnx.data"
     try:
         chosen = resolve_opset(program.model, opset)
-        proto, values, blobs = build_model(program, w, chosen, max_opset=max_supported_opset(),
-                                           external=external)
+        proto, values, blobs, skeleton = build_model(program, w, chosen, max_opset=max_supported_opset(),
+                                                     external=external)
     except NncError as err:
         raise err.with_path(program.path, program.source) from None
     if not blobs:       # no array big enough to move out (only with a lowered threshold)
         external = None
-    return Export(proto, chosen, w, values, data_location=external, blobs=blobs)
+    return Export(proto, chosen, w, values, data_location=external, blobs=blobs, skeleton=skeleton)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,18 +268,15 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, who: str = "onnxruntim
     return float(diff.max())
 
 
-def check_shapes(exp: Export, model: ModelIR, path: Path | None = None) -> None:
+def check_shapes(exp: Export, model: ModelIR) -> None:
     """Strict ONNX shape inference must reproduce the IR's shapes: graph outputs and every value
-    that holds an IR node's result (E803 otherwise). ``path``: infer from the model file there (a
-    model with external data; the inferred model is written beside it, with a ``.shapes`` suffix)."""
+    that holds an IR node's result (E803 otherwise). It runs on ``exp.skeleton``, the model with
+    its large arrays left out (shape inference reads only their dims; the small constants whose
+    values it needs, such as Reshape's shape, are all there), so a multi-GB model is not copied."""
     import onnx
     try:
-        if path is None:
-            inferred = onnx.shape_inference.infer_shapes(exp.proto, check_type=True, strict_mode=True)
-        else:
-            out = path.with_name(path.name + ".shapes")
-            onnx.shape_inference.infer_shapes_path(str(path), str(out), check_type=True, strict_mode=True)
-            inferred = onnx.load(str(out), load_external_data=False)
+        inferred = onnx.shape_inference.infer_shapes(exp.skeleton if exp.skeleton is not None else exp.proto,
+                                                     check_type=True, strict_mode=True)
     except Exception as exc:  # noqa: BLE001 - onnx raises several types
         raise _fail(f"ONNX shape inference rejects the exported model: {exc}") from None
     found: dict[str, tuple[int, list]] = {}
@@ -301,12 +306,16 @@ def check_shapes(exp: Export, model: ModelIR, path: Path | None = None) -> None:
 
 
 def run_onnxruntime(model, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run ``model`` (a ModelProto, or the path of a model file with its external data beside it)."""
+    """Run ``model``: a ModelProto, its bytes, or the path of a model file (with its external data
+    beside it)."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 1
-    source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
+    if isinstance(model, (str, os.PathLike)):
+        source = os.fspath(model)
+    else:
+        source = model if isinstance(model, bytes) else model.SerializeToString()
     try:
         sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         names = [o.name for o in sess.get_outputs()]
@@ -322,16 +331,17 @@ def verify_export(exp: Export, program: Program, *, path: Path | None = None, ba
     ``path``: verify the model file written there instead of ``exp.proto`` (required for a model
     with external data: its data file must be beside it, under ``exp.data_location``)."""
     import onnx
+    model = os.fspath(path) if path is not None else exp.serialized()
     try:
-        onnx.checker.check_model(os.fspath(path) if path is not None else exp.proto, full_check=True)
+        onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # noqa: BLE001
         raise _fail(f"onnx.checker rejects the exported model: {exc}") from None
     exp.checks.append("checker")
-    check_shapes(exp, program.model, path)
+    check_shapes(exp, program.model)
     exp.checks.append("shapes")
     inputs = random_inputs(program.model, batch, seed)
     want = reference_outputs(program, exp.weights, inputs)
-    got = run_onnxruntime(path if path is not None else exp.proto, inputs)
+    got = run_onnxruntime(model, inputs)
     exp.max_diff = max((compare(o.name, got[o.name], want[o.name]) for o in program.model.outputs), default=0.0)
     exp.checks.append("onnxruntime")
     return exp
@@ -341,9 +351,10 @@ def verify_export(exp: Export, program: Program, *, path: Path | None = None, ba
 # writing
 
 def write(proto, out_path: Path) -> None:
-    """Atomically write ``proto`` (a self-contained model) to ``out_path``: E804 if it cannot."""
+    """Atomically write ``proto`` (a self-contained model, or its bytes) to ``out_path``: E804 if it
+    cannot."""
     from .util import atomic_writer
-    data = proto.SerializeToString()
+    data = proto if isinstance(proto, bytes) else proto.SerializeToString()
     with atomic_writer(Path(out_path), "wb", code="E804") as fh:
         fh.write(data)
 
@@ -378,7 +389,7 @@ def _write_external(exp: Export, program: Program, out_path: Path, data_path: Pa
     Verification runs on a copy of the pair in a private directory beside ``data_path`` (the same
     file system), so that nothing at the destination changes unless it passes."""
     from .util import atomic_writer
-    model_bytes = exp.proto.SerializeToString()
+    model_bytes = exp.serialized()
     if not verify:
         with atomic_writer(data_path, "wb", code="E804") as fh:
             write_data(fh, exp.blobs)
@@ -445,7 +456,7 @@ def export_onnx(program: Program, out_path, weights=None, opset: int | None = No
             except NncError as err:
                 raise err.with_path(program.path) from None
         orphan = _orphaned_data(target, data_path)
-        write(exp.proto, out_path)
+        write(exp.serialized(), out_path)
         if orphan:
             with contextlib.suppress(OSError):
                 os.unlink(data_path)

@@ -32,7 +32,7 @@ reads the IR only: the runtime (which supplies default weights and verifies) is 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -43,6 +43,7 @@ MIN_OPSET = 11          # the oldest opset nnc exports (every op but softmax ove
 BATCH = "N"             # the symbolic batch dimension of every input and output
 EXTERNAL_MIN_BYTES = 1024   # with external data, smaller initializers (shapes, axes, scalars) stay inline
 EXTERNAL_ALIGN = 4096       # external tensors start at page boundaries (onnxruntime can map them)
+SKELETON_DATA = "<left out for shape inference>"    # the location in a skeleton (no such file)
 
 EMITTERS: dict[str, Callable[["Emit"], str]] = {}
 
@@ -135,28 +136,31 @@ class _Builder:
         self.initializers.append((name, np.ascontiguousarray(array), doc))
         return name
 
-    def tensors(self, external: str | None) -> tuple[list, list[tuple[int, np.ndarray]]]:
-        """The initializers as TensorProtos, and the arrays that go to the external data file.
+    def add_initializers(self, into, external: str | None) -> list[tuple[int, np.ndarray]]:
+        """Add the initializers to ``into`` (a graph's ``initializer`` field, filled in place: a
+        copy of a multi-GB message is slow) and return the arrays that go to external data.
 
         ``external`` None: every array is embedded (``raw_data``). Otherwise it is the data file's
         name relative to the model, and every array of at least :data:`EXTERNAL_MIN_BYTES` is stored
         there instead: the proto keeps its name, type and dims plus ``location`` / ``offset`` /
-        ``length``, and ``blobs`` lists ``(offset, little-endian array)`` in file order, each offset
-        a multiple of :data:`EXTERNAL_ALIGN`. No proto ever holds those bytes, so no proto comes near
-        protobuf's 2 GiB limit.
+        ``length``, and the result lists ``(offset, little-endian array)`` in file order, each
+        offset a multiple of :data:`EXTERNAL_ALIGN`. No proto ever holds those bytes, so no proto
+        comes near protobuf's 2 GiB limit.
         """
         TensorProto = self.onnx.TensorProto
-        protos: list = []
         blobs: list[tuple[int, np.ndarray]] = []
         end = 0
         for name, arr, doc in self.initializers:
-            if external is None or arr.nbytes < EXTERNAL_MIN_BYTES:
-                t = self.numpy_helper.from_array(arr, name)
+            le = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+            t = into.add()
+            t.name = name
+            t.data_type = self.helper.np_dtype_to_tensor_dtype(arr.dtype)
+            t.dims.extend(arr.shape)
+            if external is None or le.nbytes < EXTERNAL_MIN_BYTES:
+                t.raw_data = le.tobytes()
             else:
-                le = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
                 offset = -(-end // EXTERNAL_ALIGN) * EXTERNAL_ALIGN
-                t = TensorProto(name=name, data_type=self.helper.np_dtype_to_tensor_dtype(arr.dtype),
-                                dims=list(arr.shape), data_location=TensorProto.EXTERNAL)
+                t.data_location = TensorProto.EXTERNAL
                 for key, value in (("location", external), ("offset", offset), ("length", le.nbytes)):
                     entry = t.external_data.add()
                     entry.key, entry.value = key, str(value)
@@ -164,8 +168,7 @@ class _Builder:
                 end = offset + le.nbytes
             if doc:
                 t.doc_string = doc
-            protos.append(t)
-        return protos, blobs
+        return blobs
 
 
 class Emit:
@@ -456,6 +459,15 @@ def elem_type(dtype: str) -> int:
     return TensorProto.INT64 if dtype == "int64" else TensorProto.FLOAT
 
 
+class Built(NamedTuple):
+    """What :func:`build_model` returns."""
+
+    proto: Any                              # onnx.ModelProto (large arrays external if asked)
+    values: dict[str, str]                  # IR value (input name or node id) -> ONNX value name
+    blobs: list[tuple[int, np.ndarray]]     # the external arrays: (offset in the data file, array)
+    skeleton: Any                           # the model without its large arrays (shape inference)
+
+
 def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
                 max_opset: int | None = None, external: str | None = None):
     """The ONNX model of ``program.model`` with ``weights`` (``"<layer>.<param>"`` -> array, the
@@ -465,10 +477,10 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
     to the model file, e.g. ``model.onnx.data``) that holds the large ones (see
     :meth:`_Builder.tensors`; the caller writes that file).
 
-    Returns ``(model_proto, values, blobs)`` where ``values`` maps every IR value (input name or
-    node id) to the ONNX value that holds it and ``blobs`` lists the external arrays as ``(offset,
-    array)`` (empty without ``external``). Raises E801/E802 for an opset that cannot express the
-    model.
+    Returns a :class:`Built`: the model, where each IR value is, the external arrays (none without
+    ``external``) and a skeleton of the model for shape inference, whose arrays of at least
+    :data:`EXTERNAL_MIN_BYTES` point to external data that does not exist (with ``external`` the
+    model itself). Raises E801/E802 for an opset that cannot express the model.
     """
     from .. import __version__
     model = program.model
@@ -520,8 +532,7 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
     inputs = [helper.make_tensor_value_info(i.name, elem_type(i.dtype), [BATCH, *i.shape])
               for i in model.inputs]
 
-    initializers, blobs = b.tensors(external)
-    graph = helper.make_graph(b.nodes, model.name, inputs, outputs, initializer=initializers,
+    graph = helper.make_graph(b.nodes, model.name, inputs, outputs,
                               doc_string=f"{model.name}: compiled by nnc {__version__}"
                               + (f" from {_basename(program.path)}" if program.path else ""))
     opsets = [helper.make_opsetid("", opset)]
@@ -532,7 +543,13 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
     if program.source is not None:
         props["nnc.source"] = program.source
     helper.set_model_props(mp, props)
-    return mp, values, blobs
+    skeleton = mp
+    if external is None:    # the same model with its large arrays left out, for shape inference
+        skeleton = b.onnx.ModelProto()
+        skeleton.CopyFrom(mp)
+        b.add_initializers(skeleton.graph.initializer, SKELETON_DATA)
+    blobs = b.add_initializers(mp.graph.initializer, external)
+    return Built(mp, values, blobs, skeleton)
 
 
 def _basename(path: str) -> str:
