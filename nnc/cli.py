@@ -258,7 +258,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     _input_path(args.weights)
-    _input_path(args.input)
+    _input_path(None if args.input.rstrip().endswith(")") else args.input)  # npz("f.npz", x="k"): read later
     program, _ = _load_program(args.spec, args.set)
     from .commands.infer import predict_command
     return predict_command(program, args)
@@ -328,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="model outputs for .npy, .npz or .csv inputs")
     pr.add_argument("spec", metavar="SPEC")
     pr.add_argument("--weights", metavar="W.npz", required=True)
-    pr.add_argument("--input", metavar="FILE", required=True)
+    pr.add_argument("--input", metavar="INPUT", required=True,
+                    help='a .npy, .npz or .csv file, or \'npz("f.npz", x="KEY")\' / \'csv("f.csv", target="COL")\'')
     pr.add_argument("-o", "--output", metavar="OUT", help=".npy, .npz or .csv (default: print)")
     pr.add_argument("--set", action="append", metavar="KEY=VALUE")
     pr.set_defaults(func=cmd_predict)

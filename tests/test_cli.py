@@ -234,9 +234,10 @@ def test_example_specs_folder_is_clean(capsys, monkeypatch):
 
 
 def test_empty_directory(tmp_path, capsys):
+    # a CI step pointed at the wrong folder must not pass: no spec to check is an error
     code, out, err = run(["check", tmp_path], capsys)
-    assert code == 0
-    assert "no .nnspec files found" in err
+    assert code == 1
+    assert "no .nnspec files" in err
 
 
 def test_every_error_of_every_file_is_reported(tmp_path, capsys):

@@ -182,7 +182,7 @@ def test_data_override_with_a_csv_of_string_labels(tmp_path, capsys, monkeypatch
                           "--data", 'csv("flowers.csv", target="species")')
     assert rc == 0, err
     assert "flowers.csv" in err and "120 examples, 30 for validation" in err
-    assert json.loads((out / "labels.json").read_text())["labels"] == ["setosa", "versicolor", "virginica"]
+    assert json.loads((out / "data.json").read_text())["labels"] == ["setosa", "versicolor", "virginica"]
     header, rows = history(out / "history.csv")
     assert float(rows[-1][header.index("val_accuracy")]) >= 0.9
     # a bare .csv path: the last column is the target
@@ -246,7 +246,7 @@ def test_predict_formats_agree_with_model_predict(iris_run, capsys, tmp_path, fm
     if fmt_out == "stdout":
         rc, out, err = run(capsys, *argv)
         assert rc == 0, err
-        got = np.loadtxt(io.StringIO(out), delimiter=",", ndmin=2)
+        got = np.loadtxt(io.StringIO(out), delimiter=",", ndmin=2, usecols=(0, 1, 2))   # then the label
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
         return
     dest = tmp_path / f"preds{fmt_out}"
@@ -259,8 +259,8 @@ def test_predict_formats_agree_with_model_predict(iris_run, capsys, tmp_path, fm
         got = npz(dest)["output"]
     else:
         lines = dest.read_text().splitlines()
-        assert lines[0] == "out_0,out_1,out_2"
-        got = np.loadtxt(dest, delimiter=",", skiprows=1, ndmin=2).astype(np.float32)
+        assert lines[0] == "out_0,out_1,out_2,label"      # iris carries its class names
+        got = np.loadtxt(dest, delimiter=",", skiprows=1, ndmin=2, usecols=(0, 1, 2)).astype(np.float32)
     assert got.shape == expected.shape == (len(x), 3)
     np.testing.assert_array_equal(got, expected)     # .csv keeps 9 significant digits: exact float32
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 from ..api import export_onnx, fingerprint
 from ..compiler.errors import NncError
 from ..compiler.ir import Program
-from ..dataload import load_dataset, train_spec
+from ..dataload import load_dataset, train_spec, write_data_info
 from ..runtime import data as D
 from ..runtime.graph import Graph, check_memory
 from ..runtime.train import Trainer, TrainState, checkpoint_arrays, history_columns, restore_state
@@ -40,7 +39,9 @@ def train_command(program: Program, args) -> int:
         if spec.validation > 0:
             train_ds, val_ds = D.split_validation(train_ds, spec.validation, spec.seed)
     else:
-        val_ds = load_dataset(program, None, role="validation", dtype=dtype)
+        val_ds = load_dataset(program, None, role="validation", dtype=dtype, info=D.DataInfo.of(train_ds))
+    for note in train_ds.notes + (val_ds.notes if val_ds is not None else []):
+        progress.info(f"note: {note}")
     check_memory(graph, min(spec.batch_size, len(train_ds)))
     name = program.model.inputs[0].name
     if args.init:
@@ -62,8 +63,7 @@ def train_command(program: Program, args) -> int:
         progress.info(f"resuming {out} from epoch {state.epoch}")
     created = _prepare_run_directory(out, overwrite=bool(args.overwrite), resume=resume is not None,
                                      progress=progress)
-    if train_ds.labels:
-        atomic_write_text(out / "labels.json", json.dumps({"labels": train_ds.labels}, indent=2) + "\n")
+    write_data_info(out, train_ds)  # always: a run's data.json is never one of an older run
     n_train, n_val = len(train_ds.y), (len(val_ds.y) if val_ds is not None else 0)
     progress.info(f"training {program.model.name} ({program.model.params:,} parameters) on {train_ds.name}: "
                   f"{n_train} examples" + (f", {n_val} for validation" if n_val else "")
