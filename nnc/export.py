@@ -20,9 +20,10 @@ protobuf's 2 GiB limit for one message), the model is written as ``<name>.onnx``
 data ``<name>.onnx.data`` beside it, which the ``.onnx`` names by that relative name so the pair can
 be moved together. The large arrays never enter a protobuf message (``build_model(external=...)``).
 With verification the pair is first written into a private temporary directory beside the output and
-verified from there (checker and shape inference on the path, onnxruntime loading the data from
-beside the model); only then is the data file written into place, then the ``.onnx``, each with
-:func:`nnc.util.atomic_writer`. A failed verification leaves no new file and replaces nothing.
+verified from there (the checker on the path, onnxruntime loading the data from beside the model;
+shape inference needs no weights and runs on the proto); only then is the data file written into
+place, then the ``.onnx``, each with :func:`nnc.util.atomic_writer`. A failed verification leaves no
+new file and replaces nothing.
 
 A self-contained model written over ``<name>.onnx`` whose previous version used ``<name>.onnx.data``
 removes that data file after the new ``.onnx`` is in place (it would be an orphan that no model
@@ -466,7 +467,7 @@ def export_onnx(program: Program, out_path, weights=None, opset: int | None = No
         _write_external(exp, program, out_path, data_path, verify)
         shown = data_path if out_path.is_symlink() else out_path.with_name(data_path.name)
         extra = f"; weights in {shown}, {_size(exp.data_bytes)}"
-    head = (f"wrote {out_path} (opset {exp.opset}, {exp.node_count} nodes, "
+    head = (f"wrote {out_path} (opset {exp.opset}, {exp.node_count} node{'s' * (exp.node_count != 1)}, "
             f"{program.model.params:,} parameters{extra})")
     if not verify:
         return head + "; not verified"
