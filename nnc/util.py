@@ -59,7 +59,7 @@ def resolve_output(path: Path | str, code: str) -> tuple[Path, os.stat_result | 
                 else "nnc writes regular files only and never replaces another kind; choose a file path")
         raise NncError.single(code, f"cannot write `{shown}`: it is {what}", path=shown, hint=hint)
     if st is None:
-        check_parent(target.parent, code, shown)
+        check_parent(target.parent if os.path.islink(path) else Path(path).parent, code, shown)
     return target, st
 
 
