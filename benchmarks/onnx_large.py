@@ -19,7 +19,6 @@ and 3x the model size of free disk.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import shutil
 import subprocess
@@ -94,8 +93,9 @@ def main(argv=None) -> int:
     try:
         for name in names:
             res = run_case(name, CASES[name], work)
-            print(f"{res['case']:7s} {res['seconds']:6.1f} s  peak RSS {res['peak_rss_mb'] / 1024:5.1f} GiB (max so far)  "
-                  f".onnx {res['onnx_bytes']:,} B  .data {res['data_bytes'] / 2**30:.2f} GiB", flush=True)
+            print(f"{res['case']:7s} {res['seconds']:6.1f} s  peak RSS {res['peak_rss_mb'] / 1024:5.1f} GiB "
+                  f"(max so far)  .onnx {res['onnx_bytes']:,} B  .data {res['data_bytes'] / 2**30:.2f} GiB",
+                  flush=True)
             print(f"        {res['report']}", flush=True)
             if not args.keep:
                 for sub in (work / name, work / f"{name}-moved"):
