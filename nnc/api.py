@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,16 @@ def load_program(path: str | Path, settings: dict[str, Any] | list[str] | None =
         data = p.read_bytes()
     except OSError as exc:
         raise NncError.single("E002", f"cannot read the file: {exc.strerror or exc}", path=str(path)) from None
-    return compile_source(data, str(path), overrides=parse_overrides(settings))
+    program = compile_source(data, str(path), overrides=parse_overrides(settings))
+    for d in program.warnings:  # what `nnc check` prints as warnings, the API says as Python warnings
+        warnings.warn(NncWarning(f"{d.path or path}:{d.span.line if d.span else 1}:"
+                                 f"{d.span.column if d.span else 1}: warning[{d.code}]: {d.message}"
+                                 + (f" (hint: {d.hint})" if d.hint else "")), stacklevel=3)
+    return program
+
+
+class NncWarning(UserWarning):
+    """A compiler warning about a spec (``W...`` codes, docs/errors.md): the spec still compiles."""
 
 
 def _nnspec_literal(v: Any) -> str:

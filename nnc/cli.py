@@ -102,6 +102,19 @@ def _expand_paths(paths: list[str], suffix: str = ".nnspec") -> list[Path]:
     return out
 
 
+def _empty_dirs(paths: list[str]) -> list[str]:
+    """The folders named on the command line that hold no spec: a CI step pointed at the wrong
+    folder must fail, not pass with nothing checked."""
+    return [raw for raw in paths if Path(raw).is_dir() and not _expand_paths([raw])]
+
+
+def _report_empty(empty: list[str], verb: str) -> None:
+    for raw in empty:
+        print(f"nnc: error: {raw}: no .nnspec files in this directory\n"
+              f"  hint: check the path; nnc {verb} looks for *.nnspec files under it (in subfolders too)",
+              file=sys.stderr)
+
+
 def _load_program(path: str, settings: list[str] | None = None):
     """Compile a spec file (with ``--set`` overrides); NncError carries the source for display.
 
@@ -138,7 +151,7 @@ def cmd_check(args) -> int:
 
     files = _expand_paths(args.paths)
     # a folder with no spec under it is an error (exit 1): most likely the wrong path
-    empty = [raw for raw in args.paths if Path(raw).is_dir() and not _expand_paths([raw])]
+    empty = _empty_dirs(args.paths)
     rep = Reporter(args.format)
     failed = 0
     for f in files:
@@ -156,10 +169,7 @@ def cmd_check(args) -> int:
         else:
             if warnings:
                 rep.add(NncError(warnings), _decode_for_display(data))
-    for raw in empty:
-        print(f"nnc: error: {raw}: no .nnspec files in this directory\n"
-              f"  hint: check the path; nnc check looks for *.nnspec files under it (in subfolders too)",
-              file=sys.stderr)
+    _report_empty(empty, "check")
     if args.format == "json":
         rep.finish_json(len(files))
     elif args.format == "text" and files:
@@ -224,7 +234,9 @@ def cmd_fmt(args) -> int:
                 print(f"reformatted {f}")
     if args.check and changed:
         print(f"{len(changed)} file{'s' * (len(changed) != 1)} would be reformatted", file=sys.stderr)
-    return EXIT_ERROR if failed or (args.check and changed) else EXIT_OK
+    empty = _empty_dirs(args.paths)
+    _report_empty(empty, "fmt")
+    return EXIT_ERROR if failed or empty or (args.check and changed) else EXIT_OK
 
 
 def cmd_schema(args) -> int:

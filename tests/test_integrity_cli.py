@@ -328,3 +328,15 @@ def test_weights_of_another_kind_of_layer_are_not_suggested():
         validate_weights(arrays, expected, "w.npz", np.float32)
     missing = [d for d in info.value.diagnostics if d.code == "E751"]
     assert missing and all("hidden." in (d.hint or "") and "renamed" in d.hint for d in missing)
+
+
+def test_fmt_on_a_folder_without_specs_fails(tmp_path, capsys):
+    code, _, err = run(["fmt", "--check", tmp_path], capsys)
+    assert code == 1 and "no .nnspec files" in err
+
+
+def test_the_api_says_compiler_warnings_as_python_warnings(tmp_path):
+    import nnc
+    spec = write_tiny(tmp_path, TINY.replace("dense(3) -> softmax", "dense(3) -> sigmoid"))
+    with pytest.warns(nnc.api.NncWarning, match="W601"):
+        nnc.load(spec)
