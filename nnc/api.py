@@ -78,9 +78,10 @@ def fingerprint(program: Program, dtype: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # export (the exporter lives in nnc.export: it needs the compiler and the runtime)
 
-def export_onnx(program: Program, out: Path, *, weights=None, opset: int | None = None, verify: bool = True) -> str:
+def export_onnx(program: Program, out: Path, *, weights=None, opset: int | None = None, verify: bool = True,
+                labels: list[str] | None = None) -> str:
     from .export import export_onnx as _export
-    return _export(program, out, weights=weights, opset=opset, verify=verify)
+    return _export(program, out, weights=weights, opset=opset, verify=verify, labels=labels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -252,7 +253,8 @@ class Model:
             self.labels = info.labels
 
     def export(self, path, *, opset: int | None = None, verify: bool = True) -> str:
-        return export_onnx(self.program, Path(path), weights=self.weights, opset=opset, verify=verify)
+        return export_onnx(self.program, Path(path), weights=self.weights, opset=opset, verify=verify,
+                           labels=self.labels)
 
 
 def _recompile(program: Program, settings: dict) -> dict:

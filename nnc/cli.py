@@ -203,7 +203,13 @@ def cmd_compile(args) -> int:
         return EXIT_OK
     from . import api
     out = Path(args.output) if args.output else Path(f"{program.model.name}.onnx")
-    report = api.export_onnx(program, out, weights=args.weights, opset=args.opset, verify=not args.no_verify)
+    labels = None
+    if args.weights:  # weights of a run: its data.json has the label map the export carries
+        from .dataload import data_info_of
+        info = data_info_of(args.weights)
+        labels = info.labels if info is not None else None
+    report = api.export_onnx(program, out, weights=args.weights, opset=args.opset, verify=not args.no_verify,
+                             labels=labels)
     print(report, file=sys.stderr)
     return EXIT_OK
 

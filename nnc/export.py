@@ -164,7 +164,7 @@ def weights_bytes(weights: dict[str, np.ndarray]) -> int:
 
 
 def build(program: Program, weights: Any = None, opset: int | None = None, *,
-          data_location: str | None = None) -> Export:
+          data_location: str | None = None, labels: list[str] | None = None) -> Export:
     """The ONNX model of ``program`` in memory (not verified, not written).
 
     Weights over :data:`EXTERNAL_DATA_THRESHOLD` bytes make a model with external data named
@@ -178,7 +178,7 @@ def build(program: Program, weights: Any = None, opset: int | None = None, *,
     try:
         chosen = resolve_opset(program.model, opset)
         proto, values, blobs, skeleton = build_model(program, w, chosen, max_opset=max_supported_opset(),
-                                                     external=external)
+                                                     external=external, labels=labels)
     except NncError as err:
         raise err.with_path(program.path, program.source) from None
     if not blobs:       # no array big enough to move out (only with a lowered threshold)
@@ -436,12 +436,14 @@ def _orphaned_data(target: Path, data_path: Path) -> bool:
                for t in old.graph.initializer for e in t.external_data)
 
 
-def export_onnx(program: Program, out_path, weights=None, opset: int | None = None, verify: bool = True) -> str:
+def export_onnx(program: Program, out_path, weights=None, opset: int | None = None, verify: bool = True,
+                labels: list[str] | None = None) -> str:
     """Export ``program`` to ``out_path`` (an ONNX file); returns a one-line report.
 
     ``weights``: None (initialised from the spec's seed), a path to an ``.npz`` weights file, or a
     dict ``"<layer>.<param>" -> array``. ``opset``: None for the newest supported. With ``verify``
     the model is checked (checker, shapes, onnxruntime vs NumPy) before anything is written.
+    ``labels``: a classifier's id -> label map, kept in the metadata (``labels``, a JSON list).
     A model whose weights exceed :data:`EXTERNAL_DATA_THRESHOLD` bytes also writes its external data
     beside the file ``out_path`` leads to (through a symbolic link), named after it plus ``.data``.
     """
@@ -449,7 +451,7 @@ def export_onnx(program: Program, out_path, weights=None, opset: int | None = No
     out_path = Path(out_path)
     target, _ = resolve_output(out_path, "E804")     # a bad -o fails before the work
     data_path = target.with_name(target.name + ".data")
-    exp = build(program, weights, opset, data_location=data_path.name)
+    exp = build(program, weights, opset, data_location=data_path.name, labels=labels)
     if exp.data_location is None:
         if verify:
             try:

@@ -340,3 +340,19 @@ def test_the_api_says_compiler_warnings_as_python_warnings(tmp_path):
     spec = write_tiny(tmp_path, TINY.replace("dense(3) -> softmax", "dense(3) -> sigmoid"))
     with pytest.warns(nnc.api.NncWarning, match="W601"):
         nnc.load(spec)
+
+
+def test_the_exports_carry_the_label_map(trained, tmp_path, capsys):
+    import json
+
+    import onnx
+    spec, w, _ = trained
+    names = ["setosa", "versicolor", "virginica"]
+
+    def labels_of(path):
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        return json.loads(props["labels"])
+    assert labels_of(w.parent / "model.onnx") == names                     # nnc train
+    code, _, err = run(["compile", spec, "--weights", w, "-o", tmp_path / "m.onnx"], capsys)
+    assert code == 0, err
+    assert labels_of(tmp_path / "m.onnx") == names                          # nnc compile --weights of a run

@@ -81,7 +81,8 @@ def train_command(program: Program, args) -> int:
         progress.info(f"early stopping: validation loss did not improve for {spec.patience} epochs")
     final = state.history[-1] if state.history else None
     try:
-        report = export_onnx(program, out / "model.onnx", weights=state.weights, verify=True)
+        report = export_onnx(program, out / "model.onnx", weights=state.weights, verify=True,
+                             labels=train_ds.labels)
         progress.info(report)
     except ImportError as exc:  # pragma: no cover - onnx is a dependency
         progress.info(f"model.onnx not written: {exc}")

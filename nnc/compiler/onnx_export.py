@@ -31,6 +31,7 @@ reads the IR only: the runtime (which supplies default weights and verifies) is 
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -469,9 +470,10 @@ class Built(NamedTuple):
 
 
 def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
-                max_opset: int | None = None, external: str | None = None):
+                max_opset: int | None = None, external: str | None = None, labels: list[str] | None = None):
     """The ONNX model of ``program.model`` with ``weights`` (``"<layer>.<param>"`` -> array, the
-    contract's layouts; validated by the caller) at ``opset``.
+    contract's layouts; validated by the caller) at ``opset``. ``labels``: a classifier's id ->
+    label map, stored in the metadata as ``labels`` (a JSON list; contract 5.3).
 
     ``external``: None to embed every initializer, or the name of the external data file (relative
     to the model file, e.g. ``model.onnx.data``) that holds the large ones (see
@@ -542,6 +544,8 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
     props = {"nnc.model": model.name, "nnc.version": __version__}
     if program.source is not None:
         props["nnc.source"] = program.source
+    if labels:
+        props["labels"] = json.dumps(list(labels))
     helper.set_model_props(mp, props)
     skeleton = mp
     if external is None:    # the same model with its large arrays left out, for shape inference
