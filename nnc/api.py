@@ -76,11 +76,11 @@ def fingerprint(program: Program, dtype: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# export (the exporter lives in nnc.export: it needs the compiler and the runtime)
+# export (the exporter lives in nnc.onnx: it needs the compiler and the runtime)
 
 def export_onnx(program: Program, out: Path, *, weights=None, opset: int | None = None, verify: bool = True,
                 labels: list[str] | None = None) -> str:
-    from .export import export_onnx as _export
+    from .onnx import export_onnx as _export
     return _export(program, out, weights=weights, opset=opset, verify=verify, labels=labels)
 
 

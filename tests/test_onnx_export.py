@@ -19,10 +19,11 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.ops.op_rnn import RNN_14
 
-from nnc import export as E
+from nnc.onnx import export as E
+from nnc.onnx import verify as V
 from nnc.compiler.errors import NncError
 from nnc.compiler.lower import compile_source
-from nnc.compiler.onnx_export import EMITTERS, MIN_OPSET
+from nnc.onnx.emitters import EMITTERS, MIN_OPSET
 from nnc.compiler.ops import OPS
 from nnc.runtime.graph import Graph
 
@@ -72,22 +73,22 @@ def roundtrip(program, *, weights=None, opset=None, batches=BATCHES, reference=T
     """Export, check and compare with both runtimes; returns the export and the largest |diff|."""
     exp = E.build(program, weights if weights is not None else lively_weights(program), opset)
     onnx.checker.check_model(exp.proto, full_check=True)
-    E.check_shapes(exp, program.model)
+    V.check_shapes(exp, program.model)
     sess = session(exp.proto)
     ref = ReferenceEvaluator(exp.proto, new_ops=[RNN]) if reference else None
     names = [o.name for o in program.model.outputs]
     assert [o.name for o in sess.get_outputs()] == names
     worst = 0.0
     for batch in batches:
-        inputs = E.random_inputs(program.model, batch, seed=batch)
-        want = E.reference_outputs(program, exp.weights, inputs)
+        inputs = V.random_inputs(program.model, batch, seed=batch)
+        want = V.reference_outputs(program, exp.weights, inputs)
         got = dict(zip(names, sess.run(names, inputs)))
         for n in names:
-            worst = max(worst, E.compare(n, got[n], want[n], "onnxruntime"))
+            worst = max(worst, V.compare(n, got[n], want[n], "onnxruntime"))
         if ref is not None:
             got = dict(zip(names, ref.run(names, inputs)))
             for n in names:
-                worst = max(worst, E.compare(n, np.asarray(got[n]), want[n], "ReferenceEvaluator"))
+                worst = max(worst, V.compare(n, np.asarray(got[n]), want[n], "ReferenceEvaluator"))
     return exp, worst
 
 
@@ -283,11 +284,11 @@ def test_dynamic_batch_one_file_many_batch_sizes(tmp_path):
         sess = session(onnx.load(str(out)))
         assert sess.get_inputs()[0].shape[0] == "N"
         for batch in (1, 2, 7, 64):
-            inputs = E.random_inputs(program.model, batch, seed=batch)
-            want = E.reference_outputs(program, weights, inputs)
+            inputs = V.random_inputs(program.model, batch, seed=batch)
+            want = V.reference_outputs(program, weights, inputs)
             for o, got in zip(program.model.outputs, sess.run(None, inputs)):
                 assert got.shape[0] == batch
-                E.compare(o.name, got, want[o.name])
+                V.compare(o.name, got, want[o.name])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -448,8 +449,8 @@ def test_weights_file_round_trip(tmp_path):
     out = tmp_path / "sine.onnx"
     E.export_onnx(program, out, weights=str(wpath))
     sess = session(onnx.load(str(out)))
-    inputs = E.random_inputs(program.model, 4)
-    E.compare("output", sess.run(None, inputs)[0], E.reference_outputs(program, w, inputs)["output"])
+    inputs = V.random_inputs(program.model, 4)
+    V.compare("output", sess.run(None, inputs)[0], V.reference_outputs(program, w, inputs)["output"])
 
 
 def test_missing_weights_file_is_e750(tmp_path):
@@ -525,11 +526,11 @@ def test_compare_reports_the_worst_place():
     got[1, 2] = 0.5
     got[0, 0] = 1e-6                       # within tolerance
     with pytest.raises(NncError) as err:
-        E.compare("y", got, want)
+        V.compare("y", got, want)
     assert "max |diff| 0.5 at [1, 2]" in err.value.diagnostics[0].message
-    assert E.compare("y", want, want) == 0.0
+    assert V.compare("y", want, want) == 0.0
     with pytest.raises(NncError):
-        E.compare("y", got[:1], want)
+        V.compare("y", got[:1], want)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -545,8 +546,8 @@ def test_compare_reports_the_worst_place():
 ])
 def test_token_ids_through_identity_reach_the_embedding(body, vocab, tmp_path):
     program = program_of(body)
-    assert E.token_vocab(program.model, "tokens") == vocab
-    ids = E.random_inputs(program.model, 64)["tokens"]
+    assert V.token_vocab(program.model, "tokens") == vocab
+    ids = V.random_inputs(program.model, 64)["tokens"]
     assert ids.dtype == np.int64 and ids.min() >= 0 and ids.max() < vocab
     report = E.export_onnx(program, tmp_path / "t.onnx")
     assert "verified: checker, shapes, onnxruntime" in report
@@ -557,5 +558,5 @@ def test_every_op_that_can_carry_token_ids_passes_them_on():
     """An op with input dtype "any" keeps its source's dtype, so int64 ids flow through it: it must
     be in PASSES_VALUES (or random_inputs must learn what it does to the ids)."""
     carriers = {name for name, op in OPS.items() if op.input_dtype == "any"}
-    assert carriers and carriers <= E.PASSES_VALUES
-    assert E.token_vocab(program_of("input t: int64[3]\nidentity").model, "t") is None
+    assert carriers and carriers <= V.PASSES_VALUES
+    assert V.token_vocab(program_of("input t: int64[3]\nidentity").model, "t") is None

@@ -1,6 +1,6 @@
 """Models over protobuf's 2 GiB limit: ONNX external data (contract 6.3, docs/export.md).
 
-The mechanism is tested on small models with ``nnc.export.EXTERNAL_DATA_THRESHOLD`` lowered to a
+The mechanism is tested on small models with ``nnc.onnx.export.EXTERNAL_DATA_THRESHOLD`` lowered to a
 few KB: the same code path (arrays kept out of the proto, the pair staged and verified in a private
 directory, data file first, then the model) as a real model over 2 GiB. The real thing runs only
 with ``NNC_SLOW=1`` (about half a minute and 6 GB of RAM; also ``benchmarks/onnx_large.py``).
@@ -20,10 +20,11 @@ import onnxruntime as ort
 import pytest
 
 from cli_helpers import run
-from nnc import export as E
+from nnc.onnx import export as E
+from nnc.onnx import verify as V
 from nnc.compiler.errors import NncError
 from nnc.compiler.lower import compile_source
-from nnc.compiler.onnx_export import EMITTERS, EXTERNAL_ALIGN, EXTERNAL_MIN_BYTES
+from nnc.onnx.emitters import EMITTERS, EXTERNAL_ALIGN, EXTERNAL_MIN_BYTES
 from nnc.runtime.graph import Graph
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,9 +54,9 @@ def session(path: Path) -> ort.InferenceSession:
 
 
 def assert_runs_like_numpy(path: Path, p, w) -> None:
-    inputs = E.random_inputs(p.model, 6, seed=1)
-    want = E.reference_outputs(p, w, inputs)["output"]
-    E.compare("output", session(path).run(["output"], inputs)[0], want)
+    inputs = V.random_inputs(p.model, 6, seed=1)
+    want = V.reference_outputs(p, w, inputs)["output"]
+    V.compare("output", session(path).run(["output"], inputs)[0], want)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -3,7 +3,7 @@
 Each :class:`OpDef` holds the op's signature (positional and keyword parameters, defaults, type
 and range checks), its shape rule, the weights it owns (the weights contract of
 ``docs/language.md``), and its FLOPs. The runtime's kernels (``nnc.runtime.kernels.KERNELS``) and
-the ONNX emitters (``nnc.compiler.onnx_export.EMITTERS``) are registered under the same names;
+the ONNX emitters (``nnc.onnx.emitters.EMITTERS``) are registered under the same names;
 ``tests/test_catalogue.py`` fails if a stage lacks an entry.
 
 Shapes exclude the batch axis. ``attrs`` are the bound, normalised parameters; a shape rule may add

@@ -1,5 +1,6 @@
-"""ONNX export with verification: the layer above the compiler (which emits the graph,
-``nnc.compiler.onnx_export``) and the runtime (which supplies weights and the reference outputs).
+"""ONNX export: weights, opset, the model in memory (``nnc.onnx.emitters``), verification
+(``nnc.onnx.verify``) and the atomic write. It sits above the compiler (the IR) and the runtime
+(default weights, the reference outputs).
 
     report = export_onnx(program, "digits_cnn.onnx")            # seeded weights, newest opset
     report = export_onnx(program, "m.onnx", weights="w.npz", opset=17)
@@ -47,11 +48,10 @@ from typing import Any
 
 import numpy as np
 
-from .compiler.errors import NncError
-from .compiler.ir import ModelIR, Program
+from ..compiler.errors import NncError
+from ..compiler.ir import ModelIR, Program
+from .verify import verify_export
 
-ATOL, RTOL = 1e-5, 1e-4
-VERIFY_BATCH = 5
 PROTOBUF_LIMIT = 2**31 - 1          # bytes: the largest protobuf message, so the largest .onnx file
 # Weights (bytes) above which the model is written with external data: 64 MiB under the limit leave
 # room for the graph, the small constants and the metadata (the spec's source is at most 1 MiB).
@@ -73,7 +73,7 @@ def max_supported_opset() -> int:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from .compiler.onnx_export import MIN_OPSET, max_known_opset
+    from .emitters import MIN_OPSET, max_known_opset
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
     for opset in range(max_known_opset(), MIN_OPSET - 1, -1):
@@ -92,7 +92,7 @@ def max_supported_opset() -> int:
 
 def supported_opsets() -> range:
     """Every opset ``export_onnx`` accepts: MIN_OPSET ... the newest onnxruntime supports."""
-    from .compiler.onnx_export import MIN_OPSET
+    from .emitters import MIN_OPSET
     return range(MIN_OPSET, max_supported_opset() + 1)
 
 
@@ -100,7 +100,7 @@ def resolve_opset(model: ModelIR, opset: int | None) -> int:
     """``opset`` checked against the supported range and the model's ops (E801 / E802)."""
     import onnxruntime as ort
 
-    from .compiler.onnx_export import check_opset
+    from .emitters import check_opset
     top = max_supported_opset()
     chosen = top if opset is None else int(opset)
     check_opset(model, chosen, top, why_max=f" (the newest that onnxruntime {ort.__version__} supports)")
@@ -112,8 +112,8 @@ def resolve_opset(model: ModelIR, opset: int | None) -> int:
 
 def resolve_weights(program: Program, weights: Any = None) -> dict[str, np.ndarray]:
     """float32 weights for ``program.model``: seeded initialisation, an ``.npz`` path, or a dict."""
-    from .runtime.graph import Graph
-    from .runtime.weights import load_weights, validate_weights
+    from ..runtime.graph import Graph
+    from ..runtime.weights import load_weights, validate_weights
     model = program.model
     if weights is None:
         return Graph(model, "float32").init_weights(program.seed)
@@ -170,7 +170,7 @@ def build(program: Program, weights: Any = None, opset: int | None = None, *,
     Weights over :data:`EXTERNAL_DATA_THRESHOLD` bytes make a model with external data named
     ``data_location`` (default ``<model>.onnx.data``), whose arrays are in ``Export.blobs``.
     """
-    from .compiler.onnx_export import build_model
+    from .emitters import build_model
     w = resolve_weights(program, weights)
     external = None
     if weights_bytes(w) > EXTERNAL_DATA_THRESHOLD:
@@ -187,174 +187,12 @@ def build(program: Program, weights: Any = None, opset: int | None = None, *,
 
 
 # ----------------------------------------------------------------------------------------------
-# verification
-
-def _fail(message: str, hint: str | None = None) -> NncError:
-    return NncError.single("E803", message, hint=hint or "this is a bug in nnc's ONNX exporter; please "
-                           "report it with the spec (pass --no-verify to write the model anyway)")
-
-
-# Ops whose result holds their input's values unchanged (at inference): token ids pass through them
-# on their way to an embedding. Every catalogue op that can carry int64 (input dtype "any", whose
-# result keeps its source's dtype) must be listed here (tests/test_onnx_export.py checks it).
-PASSES_VALUES = frozenset({"identity", "dropout", "linear", "flatten", "reshape"})
-
-
-def token_vocab(model: ModelIR, value: str) -> int | None:
-    """The smallest ``vocab`` of the embeddings that read the int64 value ``value`` (an input name
-    or node id), directly or through ops in :data:`PASSES_VALUES`; None when no embedding does."""
-    readers: dict[str, list] = {}
-    for node in model.nodes:
-        for src in node.inputs:
-            readers.setdefault(src, []).append(node)
-    vocabs: list[int] = []
-    todo, seen = [value], set()
-    while todo:
-        v = todo.pop()
-        if v in seen:
-            continue
-        seen.add(v)
-        for node in readers.get(v, ()):
-            if node.op == "embedding":
-                vocabs.append(int(node.attrs["vocab"]))
-            elif node.dtype == "int64" and node.op in PASSES_VALUES:
-                todo.append(node.id)
-    return min(vocabs, default=None)
-
-
-def random_inputs(model: ModelIR, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """A seeded random batch: standard normal floats; token ids uniform in [0, vocab) of the
-    smallest embedding that reads the input, directly or through ops that pass the ids on
-    unchanged (:func:`token_vocab`), else in [0, 10)."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    for inp in model.inputs:
-        shape = (batch, *inp.shape)
-        if inp.dtype == "int64":
-            vocab = token_vocab(model, inp.name)
-            out[inp.name] = rng.integers(0, vocab if vocab is not None else 10, size=shape, dtype=np.int64)
-        else:
-            out[inp.name] = rng.standard_normal(shape).astype(np.float32)
-    return out
-
-
-def reference_outputs(program: Program, weights: dict[str, np.ndarray],
-                      inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The NumPy runtime's outputs (float32, inference)."""
-    from .runtime.graph import Graph
-    return Graph(program.model, "float32").forward(inputs, weights, training=False)
-
-
-def compare(name: str, got: np.ndarray, want: np.ndarray, who: str = "onnxruntime",
-            atol: float = ATOL, rtol: float = RTOL) -> float:
-    """Max |got - want|; E803 if shapes, dtypes or values (beyond atol + rtol * |want|) differ."""
-    if got.shape != want.shape:
-        raise _fail(f"{who} gives output `{name}` the shape {list(got.shape)}, the NumPy runtime "
-                    f"{list(want.shape)}")
-    if got.dtype != want.dtype:
-        raise _fail(f"{who} gives output `{name}` the dtype {got.dtype}, the NumPy runtime {want.dtype}")
-    if got.size == 0:
-        return 0.0
-    g, w = got.astype(np.float64), want.astype(np.float64)
-    diff = np.abs(g - w)
-    same_nan = np.isnan(g) & np.isnan(w)
-    diff = np.where(same_nan | (g == w), 0.0, diff)      # equal infinities and NaNs agree
-    bad = ~(diff <= atol + rtol * np.abs(w))
-    if np.any(bad):
-        excess = np.where(bad, np.nan_to_num(diff, nan=np.inf), -1.0)
-        where = np.unravel_index(int(np.argmax(excess)), diff.shape)
-        raise _fail(f"{who} and the NumPy runtime disagree on output `{name}`: max |diff| "
-                    f"{float(np.nanmax(np.nan_to_num(diff, nan=np.inf))):.3g} at {list(map(int, where))} "
-                    f"({who} {got[where]!r}, NumPy {want[where]!r}); tolerance atol={atol:g}, rtol={rtol:g}")
-    return float(diff.max())
-
-
-def check_shapes(exp: Export, model: ModelIR) -> None:
-    """Strict ONNX shape inference must reproduce the IR's shapes: graph outputs and every value
-    that holds an IR node's result (E803 otherwise). It runs on ``exp.skeleton``, the model with
-    its large arrays left out (shape inference reads only their dims; the small constants whose
-    values it needs, such as Reshape's shape, are all there), so a multi-GB model is not copied."""
-    import onnx
-    try:
-        inferred = onnx.shape_inference.infer_shapes(exp.skeleton if exp.skeleton is not None else exp.proto,
-                                                     check_type=True, strict_mode=True)
-    except Exception as exc:  # noqa: BLE001 - onnx raises several types
-        raise _fail(f"ONNX shape inference rejects the exported model: {exc}") from None
-    found: dict[str, tuple[int, list]] = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
-        tt = vi.type.tensor_type
-        dims = [d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else None)
-                for d in tt.shape.dim] if tt.HasField("shape") else None
-        found[vi.name] = (tt.elem_type, dims)
-    from .compiler.onnx_export import BATCH, elem_type
-    inputs = {i.name for i in model.inputs}
-    wanted: dict[str, tuple[str, list, str]] = {}
-    for node in model.nodes:
-        name = exp.values[node.id]
-        if name not in inputs:      # elided nodes (dropout, identity) hold an input's value
-            wanted[name] = (node.dtype, [BATCH, *node.shape], node.id)
-    for o in model.outputs:
-        wanted[o.name] = (o.dtype, [BATCH, *o.shape], f"output `{o.name}`")
-    for name, (dtype, shape, what) in wanted.items():
-        if name in inputs:
-            continue
-        if name not in found:
-            raise _fail(f"ONNX shape inference found no shape for `{name}` ({what})")
-        elem, dims = found[name]
-        if elem != elem_type(dtype) or dims != shape:
-            raise _fail(f"ONNX shape inference gives `{name}` ({what}) the shape {dims} (elem type {elem}), "
-                        f"the IR {shape} ({dtype})")
-
-
-def run_onnxruntime(model, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run ``model``: a ModelProto, its bytes, or the path of a model file (with its external data
-    beside it)."""
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = 1
-    if isinstance(model, (str, os.PathLike)):
-        source = os.fspath(model)
-    else:
-        source = model if isinstance(model, bytes) else model.SerializeToString()
-    try:
-        sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
-        names = [o.name for o in sess.get_outputs()]
-        return dict(zip(names, sess.run(names, inputs)))
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise _fail(f"onnxruntime cannot run the exported model: {exc}") from None
-
-
-def verify_export(exp: Export, program: Program, *, path: Path | None = None, batch: int = VERIFY_BATCH,
-                  seed: int = 0) -> Export:
-    """Checker, shapes and onnxruntime parity (see the module docstring); records what was checked.
-
-    ``path``: verify the model file written there instead of ``exp.proto`` (required for a model
-    with external data: its data file must be beside it, under ``exp.data_location``)."""
-    import onnx
-    model = os.fspath(path) if path is not None else exp.serialized()
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except Exception as exc:  # noqa: BLE001
-        raise _fail(f"onnx.checker rejects the exported model: {exc}") from None
-    exp.checks.append("checker")
-    check_shapes(exp, program.model)
-    exp.checks.append("shapes")
-    inputs = random_inputs(program.model, batch, seed)
-    want = reference_outputs(program, exp.weights, inputs)
-    got = run_onnxruntime(model, inputs)
-    exp.max_diff = max((compare(o.name, got[o.name], want[o.name]) for o in program.model.outputs), default=0.0)
-    exp.checks.append("onnxruntime")
-    return exp
-
-
-# ----------------------------------------------------------------------------------------------
 # writing
 
 def write(proto, out_path: Path) -> None:
     """Atomically write ``proto`` (a self-contained model, or its bytes) to ``out_path``: E804 if it
     cannot."""
-    from .util import atomic_writer
+    from ..util import atomic_writer
     data = proto if isinstance(proto, bytes) else proto.SerializeToString()
     with atomic_writer(Path(out_path), "wb", code="E804") as fh:
         fh.write(data)
@@ -389,7 +227,7 @@ def _write_external(exp: Export, program: Program, out_path: Path, data_path: Pa
 
     Verification runs on a copy of the pair in a private directory beside ``data_path`` (the same
     file system), so that nothing at the destination changes unless it passes."""
-    from .util import atomic_writer
+    from ..util import atomic_writer
     model_bytes = exp.serialized()
     if not verify:
         with atomic_writer(data_path, "wb", code="E804") as fh:
@@ -447,7 +285,7 @@ def export_onnx(program: Program, out_path, weights=None, opset: int | None = No
     A model whose weights exceed :data:`EXTERNAL_DATA_THRESHOLD` bytes also writes its external data
     beside the file ``out_path`` leads to (through a symbolic link), named after it plus ``.data``.
     """
-    from .util import resolve_output
+    from ..util import resolve_output
     out_path = Path(out_path)
     target, _ = resolve_output(out_path, "E804")     # a bad -o fails before the work
     data_path = target.with_name(target.name + ".data")

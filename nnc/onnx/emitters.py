@@ -27,7 +27,7 @@ axes as an attribute before 13). An op whose semantics an opset cannot express (
 non-last axis before 13: the old ``Softmax`` flattens to 2-D) is an E801 error naming it.
 
 This module imports onnx only when a model is built, and is never imported by ``nnc check``. It
-reads the IR only: the runtime (which supplies default weights and verifies) is ``nnc.export``.
+reads the IR only: the runtime (which supplies default weights and verifies) is ``nnc.onnx.export``.
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from .errors import Diagnostic, NncError, SourceSpan
-from .ir import ModelIR, Node, Program
+from ..compiler.errors import Diagnostic, NncError, SourceSpan
+from ..compiler.ir import ModelIR, Node, Program
 
 MIN_OPSET = 11          # the oldest opset nnc exports (every op but softmax over a non-last axis)
 BATCH = "N"             # the symbolic batch dimension of every input and output
