@@ -137,8 +137,8 @@ def predicted_labels(out: np.ndarray, labels: list[str] | None) -> list[str] | N
 
 def check_token_ids(program: Program, input_name: str, x: np.ndarray, what: str, path: str | None = None) -> None:
     """Token ids must index every embedding that reads them: checked before any training (E731)."""
-    for node in program.model.nodes:
-        if node.op == "embedding" and node.inputs == [input_name] and x.size:
+    for node in program.model.embeddings_reading(input_name):  # directly or through identity & co.
+        if x.size:
             bad = np.flatnonzero((x < 0).any(axis=tuple(range(1, x.ndim))) |
                                  (x >= node.attrs["vocab"]).any(axis=tuple(range(1, x.ndim))))
             if bad.size:

@@ -356,3 +356,27 @@ def test_the_exports_carry_the_label_map(trained, tmp_path, capsys):
     code, _, err = run(["compile", spec, "--weights", w, "-o", tmp_path / "m.onnx"], capsys)
     assert code == 0, err
     assert labels_of(tmp_path / "m.onnx") == names                          # nnc compile --weights of a run
+
+
+def test_token_ids_are_checked_before_training_through_identity(tmp_path):
+    import nnc
+    spec = write_tiny(tmp_path, """
+model seq {
+    input tokens: int64[6]
+    identity
+    embedding(10, 4)
+    flatten
+    dense(2)
+}
+train {
+    loss = cross_entropy
+    epochs = 1
+}
+""")
+    model = nnc.load(spec)
+    x = np.full((8, 6), 3, dtype=np.int64)
+    x[5, 2] = 12                                           # outside the embedding's [0, 10)
+    with pytest.raises(NncError) as info:
+        model.fit(x, np.zeros(8, dtype=np.int64))
+    d = info.value.diagnostics[0]
+    assert d.code == "E731" and "example 5" in d.message and "embedding_1" in d.message

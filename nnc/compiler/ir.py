@@ -121,6 +121,27 @@ class ModelIR(_Base):
             self._index = {n.id: n for n in self.nodes}
         return self._index[node_id]
 
+    def embeddings_reading(self, value: str) -> list["Node"]:
+        """The embeddings that read the value ``value`` (an input name or node id), directly or through
+        ops that pass its values on unchanged (``OpDef.passes_values``): where token ids end up."""
+        from .ops import OPS
+        readers: dict[str, list[Node]] = {}
+        for node in self.nodes:
+            for src in node.inputs:
+                readers.setdefault(src, []).append(node)
+        found, todo, seen = [], [value], set()
+        while todo:
+            v = todo.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            for node in readers.get(v, ()):
+                if node.op == "embedding":
+                    found.append(node)
+                elif OPS[node.op].passes_values:
+                    todo.append(node.id)
+        return found
+
     def shape_of(self, name: str) -> list[int]:
         for inp in self.inputs:
             if inp.name == name:

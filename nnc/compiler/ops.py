@@ -13,7 +13,7 @@ the exporter read, so neither re-derives them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from .types import (INITIALIZERS, REQUIRED, Bool, Enum, Float, Int, Ints, Padding, Param,
@@ -52,13 +52,11 @@ class OpDef:
     input_dtype: str = "float32"                # what the op accepts: float32 | int64
     output_dtype: str = "float32"
     merge: bool = False                         # takes several named inputs: add(a, b)
+    # NOTE: the output holds the input's values unchanged at inference, so token ids pass through it
+    # on their way to an embedding (checked before training, drawn in range for export verification)
+    passes_values: bool = False
     doc: str = ""
     example: str = ""
-    extra_params: list[str] = field(default_factory=list)
-
-    @property
-    def has_weights(self) -> bool:
-        return self.kind in ("layer", "norm")
 
 
 OPS: dict[str, OpDef] = {}
@@ -268,7 +266,7 @@ register(OpDef("globalavgpool2d", Signature("globalavgpool2d", []), "pool", _gap
 # shape ops
 
 register(OpDef("flatten", Signature("flatten", []), "shape", lambda shapes, a: (_prod(shapes[0]),),
-               doc="[...] -> [product of the dimensions].", example="flatten"))
+               passes_values=True, doc="[...] -> [product of the dimensions].", example="flatten"))
 
 
 def _reshape_infer(shapes, a):
@@ -290,18 +288,18 @@ def _reshape_infer(shapes, a):
 
 
 register(OpDef("reshape", Signature("reshape", [Param("shape", ShapeList(), REQUIRED)], 1), "shape",
-               _reshape_infer, doc="Reshape each example; one entry may be -1.",
+               _reshape_infer, passes_values=True, doc="Reshape each example; one entry may be -1.",
                example="reshape([1, 28, 28])"))
 
 register(OpDef("identity", Signature("identity", []), "shape", lambda shapes, a: shapes[0],
-               input_dtype="any", doc="Passes its input through.", example="identity"))
+               input_dtype="any", passes_values=True, doc="Passes its input through.", example="identity"))
 
 
 # ----------------------------------------------------------------------------------------------
 # regularisation and normalisation
 
 register(OpDef("dropout", Signature("dropout", [Param("rate", Float(0, 1, max_open=True), REQUIRED)], 1),
-               "regularization", lambda shapes, a: shapes[0],
+               "regularization", lambda shapes, a: shapes[0], passes_values=True,
                doc="Inverted dropout while training; identity at inference.", example="dropout(0.25)"))
 
 
@@ -485,7 +483,4 @@ _ACTIVATIONS = {
 for _name, (_params, _doc) in _ACTIVATIONS.items():
     register(OpDef(_name, Signature(_name, _params, 0), "activation",
                    _axis_infer(_name) if _params and _params[0].name == "axis" else _same,
-                   doc=_doc, example=f"dense(10) -> {_name}"))
-
-ACTIVATIONS = tuple(_ACTIVATIONS)
-OP_NAMES = tuple(OPS)
+                   passes_values=_name == "linear", doc=_doc, example=f"dense(10) -> {_name}"))

@@ -31,32 +31,10 @@ def _fail(message: str, hint: str | None = None) -> NncError:
                            "report it with the spec (pass --no-verify to write the model anyway)")
 
 
-# Ops whose result holds their input's values unchanged (at inference): token ids pass through them
-# on their way to an embedding. Every catalogue op that can carry int64 (input dtype "any", whose
-# result keeps its source's dtype) must be listed here (tests/test_onnx_export.py checks it).
-PASSES_VALUES = frozenset({"identity", "dropout", "linear", "flatten", "reshape"})
-
-
 def token_vocab(model: ModelIR, value: str) -> int | None:
-    """The smallest ``vocab`` of the embeddings that read the int64 value ``value`` (an input name
-    or node id), directly or through ops in :data:`PASSES_VALUES`; None when no embedding does."""
-    readers: dict[str, list] = {}
-    for node in model.nodes:
-        for src in node.inputs:
-            readers.setdefault(src, []).append(node)
-    vocabs: list[int] = []
-    todo, seen = [value], set()
-    while todo:
-        v = todo.pop()
-        if v in seen:
-            continue
-        seen.add(v)
-        for node in readers.get(v, ()):
-            if node.op == "embedding":
-                vocabs.append(int(node.attrs["vocab"]))
-            elif node.dtype == "int64" and node.op in PASSES_VALUES:
-                todo.append(node.id)
-    return min(vocabs, default=None)
+    """The smallest ``vocab`` of the embeddings that read the int64 value ``value``, directly or
+    through ops that pass the ids on (:meth:`ModelIR.embeddings_reading`); None when none does."""
+    return min((int(n.attrs["vocab"]) for n in model.embeddings_reading(value)), default=None)
 
 
 def random_inputs(model: ModelIR, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
