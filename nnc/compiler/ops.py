@@ -8,7 +8,21 @@ the ONNX emitters (``nnc.onnx.emitters.EMITTERS``) are registered under the same
 
 Shapes exclude the batch axis. ``attrs`` are the bound, normalised parameters; a shape rule may add
 derived attributes (e.g. ``pads`` for convolutions, a non-negative ``axis``) that the runtime and
-the exporter read, so neither re-derives them.
+the exporter read, so neither re-derives them. Every parameter is present in ``attrs`` (defaults
+filled in here, once): kernels and emitters read ``a["key"]``, never ``a.get(key, default)``.
+
+Adding an op means, and should mean nothing else than:
+
+1. an :class:`OpDef` here: signature (with ranges), shape rule (raising :class:`ShapeError` with a
+   code and a hint), weights (:class:`WeightSpec`, PyTorch's names and layouts), FLOPs, doc and
+   example; flags such as ``passes_values`` instead of special cases by name elsewhere;
+2. a NumPy kernel in the family module of ``nnc/runtime/kernels/`` (forward and backward side by
+   side, the cache named, array shapes in the docstring);
+3. an ONNX emitter in ``nnc/onnx/emitters.py`` (and a torch lowering once that engine exists);
+4. rows in the test tables: the gradient case in ``tests/test_kernels.py`` (its op list is this
+   catalogue, so a missing case fails), PyTorch parity, export parity, a golden error for each new
+   message in ``tests/errors/``; and the op's row in ``docs/language.md`` section 6
+   (``tests/test_docs_catalogue.py`` checks it names every parameter).
 """
 from __future__ import annotations
 
