@@ -112,7 +112,7 @@ def resolve_opset(model: ModelIR, opset: int | None) -> int:
 
 def resolve_weights(program: Program, weights: Any = None) -> dict[str, np.ndarray]:
     """float32 weights for ``program.model``: seeded initialisation, an ``.npz`` path, or a dict."""
-    from ..runtime.graph import Graph
+    from ..runtime.graph import Graph, weight_shapes
     from ..runtime.weights import load_weights, validate_weights
     model = program.model
     if weights is None:
@@ -120,7 +120,7 @@ def resolve_weights(program: Program, weights: Any = None) -> dict[str, np.ndarr
     if isinstance(weights, (str, os.PathLike)):
         return load_weights(weights, model, "float32")
     if isinstance(weights, dict):
-        return validate_weights(dict(weights), Graph(model, "float32").weight_shapes(), "weights",
+        return validate_weights(dict(weights), weight_shapes(model), "weights",
                                 np.dtype("float32"))
     raise TypeError(f"weights must be None, a path or a dict, not {type(weights).__name__}")
 

@@ -24,6 +24,12 @@ def weight_key(node: Node, name: str) -> str:
     return f"{node.id}.{name}"
 
 
+def weight_shapes(model: ModelIR) -> dict[str, tuple[tuple[int, ...], bool]]:
+    """``{"dense_1.weight": ((units, F), trainable), ...}`` in contract order: what a weights file
+    of ``model`` holds (the IR alone decides it; no Graph needed)."""
+    return {weight_key(n, w.name): (tuple(w.shape), w.trainable) for n in model.nodes for w in n.weights}
+
+
 class Graph:
     """A model ready to run: ``forward`` for inference, ``forward`` + ``backward`` for training."""
 
@@ -42,8 +48,8 @@ class Graph:
     # weights
 
     def weight_shapes(self) -> dict[str, tuple[tuple[int, ...], bool]]:
-        """``{"dense_1.weight": ((units, F), trainable), ...}`` in contract order."""
-        return {weight_key(n, w.name): (tuple(w.shape), w.trainable) for n in self.nodes for w in n.weights}
+        """See :func:`weight_shapes`."""
+        return weight_shapes(self.model)
 
     def weight_count(self) -> int:
         """Numbers held by all weights and state (exact: Python integers never overflow)."""

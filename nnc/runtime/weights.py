@@ -120,8 +120,8 @@ def _renamed(key: str, shape, others: dict[str, tuple]) -> str | None:
 
 def load_weights(path, model, dtype="float32") -> dict[str, np.ndarray]:
     """Weights for ``model`` (a ModelIR) from an ``.npz`` file, validated against the contract."""
-    from .graph import Graph
-    expected = Graph(model, dtype).weight_shapes()
+    from .graph import weight_shapes
+    expected = weight_shapes(model)
     return validate_weights(read_npz(Path(path)), expected, str(path), np.dtype(dtype))
 
 
