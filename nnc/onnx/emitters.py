@@ -226,7 +226,7 @@ class Emit:
 def _dense(e: Emit) -> str:
     """x: (N, F) -> Gemm(x, weight [units, F], bias, transB=1);
     x: (N, T, F) -> MatMul(x, weight^T [F, units]) + bias, applied at every time step."""
-    bias = [e.param("bias")] if "bias" in e.w else []
+    bias = [e.param("bias")] if e.attrs["bias"] else []
     if len(e.in_shapes[0]) == 1:
         return e.op("Gemm", [e.x, e.param("weight"), *bias], transB=1)
     wt = e.param("weight_t", e.w["weight"].T,
@@ -240,7 +240,7 @@ def _conv(e: Emit) -> str:
     """x: (N, C, H, W) or (N, C, L); weight [filters, C, k...]; pads in ONNX order (explicit, so
     `same` with an odd total pads the end, as SAME_UPPER)."""
     a = e.attrs
-    ins = [e.x, e.param("weight")] + ([e.param("bias")] if "bias" in e.w else [])
+    ins = [e.x, e.param("weight")] + ([e.param("bias")] if a["bias"] else [])
     return e.op("Conv", ins, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
                 dilations=list(a["dilation"]), pads=list(a["pads"]))
 
@@ -325,7 +325,7 @@ def _recurrent(e: Emit) -> str:
                 doc=f"[{lid}.bias_ih, {lid}.bias_hh] as [1, 2*G*u]{note}")
     attrs: dict = {"hidden_size": u}
     if kind == "rnn":
-        attrs["activations"] = ["Relu" if a.get("activation") == "relu" else "Tanh"]
+        attrs["activations"] = ["Relu" if a["activation"] == "relu" else "Tanh"]
     if kind == "gru":
         attrs["linear_before_reset"] = 1    # PyTorch: the reset gate multiplies (W_hn h + b_hn)
     op_type = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[kind]
