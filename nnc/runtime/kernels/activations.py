@@ -1,11 +1,19 @@
-"""Activations: elementwise unless noted (softmax and log_softmax work along an axis)."""
+"""Activations. The elementwise ones are one table of forward/backward pairs (tinygrad's gradient
+table): adding one is an entry in :data:`POINTWISE` (``linear`` is ``identity``'s kernel). ``softmax`` and ``log_softmax`` work along
+an axis and are kernels of their own.
+
+Each pair: ``forward(x, a) -> (y, saved)`` and ``backward(dy, saved) -> dx``, x any shape (batch
+first), dtype preserved; ``saved`` holds exactly what the backward reads.
+"""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from .base import Kernel, _np_axis, register
+from .base import KERNELS, Kernel, _np_axis, register
 from .special import erfc, sigmoid
 
 
@@ -24,40 +32,95 @@ def _zeros_like(x: np.ndarray) -> np.ndarray:
         _ZEROS[x.dtype] = z
     return z[:x.size].reshape(x.shape)
 
-@register("relu")
-class ReLU(Kernel):
-    """y = max(x, 0), elementwise; x: any shape."""
+
+@dataclass(frozen=True)
+class Pointwise:
+    forward: Callable      # (x, a) -> (y, saved)
+    backward: Callable     # (dy, saved) -> dx
+    doc: str
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_INV_SQRT2 = 1 / math.sqrt(2)
+_INV_SQRT2PI = 1 / math.sqrt(2 * math.pi)
+
+
+def _leaky_relu(x, a):
+    pos = x > 0
+    alpha = float(a["alpha"])
+    return np.where(pos, x, alpha * x), (pos, alpha)
+
+
+def _elu(x, a):
+    alpha = float(a["alpha"])
+    pos = x > 0
+    neg = alpha * np.expm1(np.minimum(x, 0))
+    return np.where(pos, x, neg), (pos, neg, alpha)
+
+
+def _selu(x, a):
+    pos = x > 0
+    neg = (_SELU_SCALE * _SELU_ALPHA) * np.expm1(np.minimum(x, 0))
+    return np.where(pos, _SELU_SCALE * x, neg), (pos, neg)
+
+
+def _gelu(x, a):
+    cdf = 0.5 * erfc(x * -_INV_SQRT2)          # Phi(x) = erfc(-x / sqrt 2) / 2: accurate for very negative x
+    return x * cdf, (x, cdf)
+
+
+def _gelu_grad(dy, saved):
+    x, cdf = saved
+    return dy * (cdf + x * (_INV_SQRT2PI * np.exp(-0.5 * x * x)))
+
+
+def _softplus(x, a):
+    big = x > 20
+    return np.where(big, x, np.log1p(np.exp(np.minimum(x, 20)))), (x, big)
+
+
+def _silu(x, a):
+    s = sigmoid(x)
+    return x * s, (x, s)
+
+
+POINTWISE: dict[str, Pointwise] = {
+    "relu": Pointwise(lambda x, a: (np.maximum(x, _zeros_like(x)), x > 0), lambda dy, pos: dy * pos,
+                      "max(x, 0)"),
+    "sigmoid": Pointwise(lambda x, a: (y := sigmoid(x), y), lambda dy, y: dy * y * (1 - y),
+                         "1 / (1 + exp(-x)), stable for large |x|"),
+    "tanh": Pointwise(lambda x, a: (y := np.tanh(x), y), lambda dy, y: dy * (1 - y * y), "tanh(x)"),
+    "leaky_relu": Pointwise(_leaky_relu, lambda dy, s: np.where(s[0], dy, s[1] * dy), "x if x > 0 else alpha * x"),
+    "elu": Pointwise(_elu, lambda dy, s: np.where(s[0], dy, dy * (s[1] + s[2])),
+                     "x if x > 0 else alpha * (exp(x) - 1)"),
+    "selu": Pointwise(_selu, lambda dy, s: dy * np.where(s[0], _SELU_SCALE, s[1] + _SELU_SCALE * _SELU_ALPHA),
+                      "scale * elu(x, alpha), PyTorch's constants"),
+    "gelu": Pointwise(_gelu, _gelu_grad, "x * Phi(x), the exact (erf) form"),
+    "softplus": Pointwise(_softplus, lambda dy, s: np.where(s[1], dy, dy * sigmoid(s[0])),
+                          "log(1 + exp(x)); x itself where x > 20 (PyTorch's beta=1, threshold=20)"),
+    "silu": Pointwise(_silu, lambda dy, s: dy * s[1] * (1 + s[0] * (1 - s[1])), "x * sigmoid(x)"),
+    # NOTE: Heaviside forward, straight-through backward (dx = dy): the perceptron rule
+    "step": Pointwise(lambda x, a: ((x > 0).astype(x.dtype), None), lambda dy, _: dy, "1 where x > 0 else 0"),
+}
+
+
+class PointwiseKernel(Kernel):
+    """An entry of :data:`POINTWISE` as a kernel."""
+
+    def __init__(self, name: str, fn: Pointwise):
+        self.name, self.fn = name, fn
+        self.__doc__ = f"{name}: y = {fn.doc}, elementwise; x: any shape."
 
     def forward(self, xs, w, a, ctx):
-        x = xs[0]
-        return np.maximum(x, _zeros_like(x)), x > 0
+        return self.fn.forward(xs[0], a)
 
-    def backward(self, dy, pos):
-        return [dy * pos], {}
-
-
-@register("sigmoid")
-class Sigmoid(Kernel):
-    """y = 1 / (1 + exp(-x)), stable for large |x|; x: any shape."""
-
-    def forward(self, xs, w, a, ctx):
-        y = sigmoid(xs[0])
-        return y, y
-
-    def backward(self, dy, y):
-        return [dy * y * (1 - y)], {}
+    def backward(self, dy, saved):
+        return [self.fn.backward(dy, saved)], {}
 
 
-@register("tanh")
-class Tanh(Kernel):
-    """y = tanh(x); x: any shape."""
-
-    def forward(self, xs, w, a, ctx):
-        y = np.tanh(xs[0])
-        return y, y
-
-    def backward(self, dy, y):
-        return [dy * (1 - y * y)], {}
+for _name, _fn in POINTWISE.items():
+    KERNELS[_name] = PointwiseKernel(_name, _fn)
 
 
 @register("softmax")
@@ -90,113 +153,3 @@ class LogSoftmax(Kernel):
     def backward(self, dy, cache):
         y, axis = cache
         return [dy - np.exp(y) * dy.sum(axis=axis, keepdims=True)], {}
-
-
-@register("leaky_relu")
-class LeakyReLU(Kernel):
-    """y = x where x > 0 else alpha * x."""
-
-    def forward(self, xs, w, a, ctx):
-        x = xs[0]
-        alpha = float(a["alpha"])
-        pos = x > 0
-        return np.where(pos, x, alpha * x), (pos, alpha)
-
-    def backward(self, dy, cache):
-        pos, alpha = cache
-        return [np.where(pos, dy, alpha * dy)], {}
-
-
-@register("elu")
-class ELU(Kernel):
-    """y = x where x > 0 else alpha * (exp(x) - 1)."""
-
-    def forward(self, xs, w, a, ctx):
-        x = xs[0]
-        alpha = float(a["alpha"])
-        pos = x > 0
-        neg = alpha * np.expm1(np.minimum(x, 0))
-        return np.where(pos, x, neg), (pos, neg, alpha)
-
-    def backward(self, dy, cache):
-        pos, neg, alpha = cache
-        return [np.where(pos, dy, dy * (neg + alpha))], {}
-
-
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
-
-
-@register("selu")
-class SELU(Kernel):
-    """y = scale * (x where x > 0 else alpha * (exp(x) - 1)), PyTorch's constants."""
-
-    def forward(self, xs, w, a, ctx):
-        x = xs[0]
-        pos = x > 0
-        neg = (_SELU_SCALE * _SELU_ALPHA) * np.expm1(np.minimum(x, 0))
-        return np.where(pos, _SELU_SCALE * x, neg), (pos, neg)
-
-    def backward(self, dy, cache):
-        pos, neg = cache
-        return [dy * np.where(pos, _SELU_SCALE, neg + _SELU_SCALE * _SELU_ALPHA)], {}
-
-
-_INV_SQRT2 = 1 / math.sqrt(2)
-_INV_SQRT2PI = 1 / math.sqrt(2 * math.pi)
-
-
-@register("gelu")
-class GELU(Kernel):
-    """Exact GELU: y = x * Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2 (accurate for very negative x)."""
-
-    def forward(self, xs, w, a, ctx):
-        x = xs[0]
-        cdf = 0.5 * erfc(x * -_INV_SQRT2)
-        return x * cdf, (x, cdf)
-
-    def backward(self, dy, cache):
-        x, cdf = cache
-        pdf = _INV_SQRT2PI * np.exp(-0.5 * x * x)
-        return [dy * (cdf + x * pdf)], {}
-
-
-@register("softplus")
-class Softplus(Kernel):
-    """y = log(1 + exp(x)), and y = x where x > 20 (PyTorch beta=1, threshold=20)."""
-
-    def forward(self, xs, w, a, ctx):
-        x = xs[0]
-        big = x > 20
-        y = np.where(big, x, np.log1p(np.exp(np.minimum(x, 20))))
-        return y, (x, big)
-
-    def backward(self, dy, cache):
-        x, big = cache
-        return [np.where(big, dy, dy * sigmoid(x))], {}
-
-
-@register("silu")
-class SiLU(Kernel):
-    """y = x * sigmoid(x)."""
-
-    def forward(self, xs, w, a, ctx):
-        x = xs[0]
-        s = sigmoid(x)
-        return x * s, (x, s)
-
-    def backward(self, dy, cache):
-        x, s = cache
-        return [dy * s * (1 + x * (1 - s))], {}
-
-
-@register("step")
-class Step(Kernel):
-    """Heaviside: y = 1 where x > 0 else 0 (x's dtype). Backward is straight-through: dx = dy."""
-
-    def forward(self, xs, w, a, ctx):
-        x = xs[0]
-        return (x > 0).astype(x.dtype), None
-
-    def backward(self, dy, cache):
-        return [dy], {}
