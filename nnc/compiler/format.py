@@ -51,9 +51,9 @@ Formatting never changes the syntax tree (apart from positions), hence never the
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
+from ..grammar import lex
 from . import ast as A
 from .parse import parse
 
@@ -82,48 +82,30 @@ class Tok:
     after: list[Comment] = field(default_factory=list)   # trailing comment(s) after it
 
 
-# mirrors the terminals of nnspec.lark; the source has already parsed, so this is unambiguous
-_LEX = re.compile(r"""
-    (?P<ws>[ \t\f\r\n]+)
-  | (?P<comment>\#[^\n]*)
-  | (?P<tok>
-        "[^"\n]*" | '[^'\n]*'
-      | ->
-      | -?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9]+)?
-      | [A-Za-z_][A-Za-z0-9_]*
-      | <= | >= | == | < | >
-      | [=(){}\[\],:]
-    )
-""", re.VERBOSE)
-
-
 def _lex(text: str) -> list[Tok]:
-    """Tokens with their comments attached; the last token is an end-of-file marker ``""``."""
+    """Tokens with their comments attached; the last token is an end-of-file marker ``""``.
+
+    The tokens are the grammar's (:func:`nnc.grammar.lex`, comments and white space included), so
+    the printer sees exactly what the parser saw."""
     toks: list[Tok] = []
     pending: list[Comment] = []
-    line = 1
     last_line = None  # line where the previous token or comment ended
-    pos = 0
-    while pos < len(text):
-        m = _LEX.match(text, pos)
-        if m is None:  # pragma: no cover - the parser accepted the text, so the lexer must too
-            raise AssertionError(f"nnc fmt: cannot tokenise at offset {pos}: {text[pos:pos + 20]!r}")
-        pos = m.end()
-        kind = m.lastgroup
-        if kind == "ws":
-            line += m.group().count("\n")
+    for t in lex(text):
+        if t.type == "WS":
             continue
+        line = t.line
         blank = last_line is not None and line - last_line >= 2
-        if kind == "comment":
-            c = Comment(m.group().rstrip(), line, blank)
+        if t.type == "COMMENT":
+            c = Comment(t.value.rstrip(), line, blank)
             if toks and toks[-1].line == line and not pending:
                 toks[-1].after.append(c)
             else:
                 pending.append(c)
         else:
-            toks.append(Tok(m.group(), line, blank, pending))
+            toks.append(Tok(t.value, line, blank, pending))
             pending = []
         last_line = line
+    line = text.count("\n") + 1
     toks.append(Tok("", line, last_line is not None and line - last_line >= 2, pending))
     return toks
 
