@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .compiler.datasource import parse_source
 from .compiler.errors import NncError
 from .compiler.ir import Program
 from .runtime import data as D
@@ -42,7 +43,7 @@ def load_dataset(program: Program, source: str | None, *, role: str = "data", dt
     inp = model.inputs[0]
     if source is not None:
         try:
-            kind, args = D.parse_source(source)
+            kind, args = parse_source(source)
         except NncError as err:  # the mistake is on the command line, not in the spec
             for d in err.diagnostics:
                 d.path = d.path or "<--data>"

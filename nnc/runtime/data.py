@@ -81,6 +81,8 @@ from typing import Any
 
 import numpy as np
 
+from nnc.compiler import datasource as S
+from nnc.compiler.datasource import parse_source
 from nnc.compiler.errors import Diagnostic, NncError, SourceSpan
 
 __all__ = [
@@ -191,15 +193,6 @@ class DataInfo:
 
 
 BUILTIN_DATASETS: tuple[str, ...] = ("and", "or", "xor", "iris", "digits", "spirals", "sine")
-
-SOURCE_KINDS: dict[str, tuple[str, ...]] = {
-    # kind -> its parameters, positional order first
-    "dataset": ("name",),
-    "csv": ("path", "target"),
-    "npz": ("path", "x", "y"),
-}
-_REQUIRED = {"dataset": ("name",), "csv": ("path",), "npz": ("path",)}
-_NPZ_DEFAULTS = {"x": "x", "y": "y"}
 
 _MAX_FILE_ERRORS = 10  # cell-level problems reported from one file before giving up
 _MISSING_MARKERS = {"", "na", "n/a", "null", "none", "?"}
@@ -318,14 +311,15 @@ def _source_error(code: str, message: str, hint: str | None, span, spec_path) ->
 
 
 def _check_args(kind: str, args: dict, span, spec_path) -> dict:
-    """Validate a source's arguments; fill npz defaults. Returns a new dict."""
-    if kind not in SOURCE_KINDS:
-        hint = _did_you_mean(kind, SOURCE_KINDS, quote="`") if isinstance(kind, str) else None
+    """Validate a source's arguments against the data-source catalogue (``SOURCES``); fill its
+    defaults (npz's ``x``, ``y``). Returns a new dict."""
+    sig = S.signature(kind)
+    if sig is None:
         raise _source_error(
             "E709", f"unknown data source `{kind}`",
-            _join_hints(hint, 'a data source is dataset("NAME"), csv("file.csv", target="column") '
-                              'or npz("file.npz", x="x", y="y")'), span, spec_path)
-    known = SOURCE_KINDS[kind]
+            _join_hints(S.unknown_kind_hint(kind), 'a data source is dataset("NAME"), csv("file.csv", target="column") '
+                        'or npz("file.npz", x="x", y="y")'), span, spec_path)
+    known = S.parameters(sig)
     out: dict[str, Any] = {}
     for key, value in args.items():
         if key not in known:
@@ -337,19 +331,11 @@ def _check_args(kind: str, args: dict, span, spec_path) -> dict:
             raise _source_error("E709", f"{kind}(): `{key}` must be a string, got {value!r}",
                                 f'write it in quotes, e.g. {key}="..."', span, spec_path)
         out[key] = str(value) if isinstance(value, Path) else value
-    for key in _REQUIRED[kind]:
+    for key in S.required(sig):
         if not out.get(key):
-            raise _source_error("E709", f"{kind}() needs `{key}`", f"e.g. {_example(kind)}",
+            raise _source_error("E709", f"{kind}() needs `{key}`", f"e.g. {S.example(kind)}",
                                 span, spec_path)
-    if kind == "npz":
-        for key, default in _NPZ_DEFAULTS.items():
-            out.setdefault(key, default)
-    return out
-
-
-def _example(kind: str) -> str:
-    return {"dataset": 'dataset("iris")', "csv": 'csv("data.csv", target="label")',
-            "npz": 'npz("data.npz", x="x", y="y")'}[kind]
+    return S.with_defaults(sig, out)
 
 
 def _resolve(path_text: str, base_dir: Path) -> tuple[Path, str]:
@@ -980,9 +966,6 @@ def label_targets(y: np.ndarray, what: str, info: DataInfo | None, shown: str | 
 # ----------------------------------------------------------------------------------------------
 # predict inputs
 
-_CALL_RE = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*\(")
-
-
 def _predict_text_hint(name: str) -> str:
     return f'prediction inputs hold only the model\'s input features: drop "{name}"'
 
@@ -1001,11 +984,11 @@ def load_inputs(source: str | Path, info: DataInfo | None = None) -> Dataset:
     """
     key = target = None
     text = str(source)
-    if isinstance(source, str) and _CALL_RE.match(source) and not Path(source).expanduser().exists():
+    if isinstance(source, str) and S.looks_like_call(source) and not Path(source).expanduser().exists():
         kind, args = parse_source(source)
         if kind == "dataset":
-            raise _syntax_error("predict reads a file", source, 0, len(source),
-                                'give a .npy, .npz or .csv file, or npz("f.npz", x="KEY") / csv("f.csv")')
+            raise S.error("predict reads a file", source, SourceSpan(1, 1, 1, len(source) + 1),
+                          'give a .npy, .npz or .csv file, or npz("f.npz", x="KEY") / csv("f.csv")')
         text = args["path"]
         if kind == "npz":
             key = args["x"]
@@ -1202,140 +1185,3 @@ def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, 
                        name=f"{ds.name} ({suffix})")
 
     return take(train_idx, "training part"), take(val_idx, "validation part")
-
-
-# ----------------------------------------------------------------------------------------------
-# --data values
-
-_TOKEN_RE = re.compile(r"""
-    (?P<ws>\s+)
-  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<string>"[^"]*"|'[^']*')
-  | (?P<number>[+-]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)
-  | (?P<punct>[(),=])
-""", re.VERBOSE)
-
-_SYNTAX_HINT = ('write dataset("iris"), csv("data.csv", target="label"), npz("data.npz", x="x", '
-                'y="y"), or a path ending in .csv or .npz')
-
-
-def _syntax_error(message: str, text: str, start: int, end: int | None = None,
-                  hint: str = _SYNTAX_HINT) -> NncError:
-    end = max(start + 1, end if end is not None else start + 1)
-    return NncError.single("E709", f"bad data source `{text}`: {message}", hint=hint,
-                           span=SourceSpan(1, start + 1, 1, end + 1))
-
-
-def _tokens(text: str) -> list[tuple[str, str, int, int]]:
-    out, pos = [], 0
-    while pos < len(text):
-        m = _TOKEN_RE.match(text, pos)
-        if m is None:
-            if text[pos] in "\"'":
-                raise _syntax_error("unterminated string", text, pos, len(text))
-            raise _syntax_error(f"unexpected {text[pos]!r}", text, pos)
-        if m.lastgroup != "ws":
-            out.append((m.lastgroup, m.group(), m.start(), m.end()))
-        pos = m.end()
-    return out
-
-
-def parse_source(text: str) -> tuple[str, dict]:
-    """Parse a ``--data`` value into (kind, args) for :func:`load_source`.
-
-    Forms: ``dataset("iris")``, ``csv("f.csv", target="y")``, ``npz("f.npz", x="x", y="y")``
-    (positional arguments in that order, then ``key=value``; strings in single or double quotes;
-    a bare word such as ``target=label`` is taken as a string). A bare path ending in ``.csv``
-    means ``csv(path)`` with the last column as the target, ``.npz`` means ``npz(path)`` with keys
-    ``x`` and ``y``; a bare built-in name (``iris``) means ``dataset("iris")``.
-    """
-    stripped = text.strip()
-    if not stripped:
-        raise _syntax_error("empty", text, 0)
-    lowered = stripped.lower()
-    is_path = lowered.endswith((".csv", ".npz"))  # a path such as "runs(2)/x.csv" is not a call
-    if is_path or not re.match(r"[A-Za-z_][A-Za-z0-9_]*\s*\(", stripped):
-        if lowered.endswith(".csv"):
-            return "csv", {"path": stripped}
-        if lowered.endswith(".npz"):
-            return "npz", {"path": stripped, **_NPZ_DEFAULTS}
-        if stripped in BUILTIN_DATASETS:
-            return "dataset", {"name": stripped}
-        hint = _did_you_mean(stripped, BUILTIN_DATASETS)
-        return _bare_error(text, stripped, hint)
-    toks = _tokens(text)
-    kind_tok = toks[0]
-    kind = kind_tok[1]
-    if kind not in SOURCE_KINDS:
-        raise _syntax_error(f"unknown data source `{kind}`", text, kind_tok[2], kind_tok[3],
-                            _join_hints(_did_you_mean(kind, SOURCE_KINDS, quote="`"), _SYNTAX_HINT))
-    params = SOURCE_KINDS[kind]
-    args: dict[str, Any] = {}
-    i, positional, seen_keyword = 2, 0, False  # toks[1] is "("
-
-    def value_of(tok) -> str:
-        kind_, val, s, e = tok
-        if kind_ == "string":
-            return val[1:-1]
-        if kind_ in ("name", "number"):
-            return val
-        raise _syntax_error(f"expected a value, found {val!r}", text, s, e)
-
-    while True:
-        if i >= len(toks):
-            raise _syntax_error("missing `)`", text, len(text))
-        tok = toks[i]
-        if tok[1] == ")":
-            i += 1
-            break
-        if i + 1 < len(toks) and tok[0] == "name" and toks[i + 1][1] == "=":
-            key = tok[1]
-            if key not in params:
-                raise _syntax_error(f"{kind}() has no parameter `{key}`", text, tok[2], tok[3],
-                                    _join_hints(_did_you_mean(key, params, quote="`"),
-                                                f"{kind}() takes " + ", ".join(params)))
-            if key in args:
-                raise _syntax_error(f"`{key}` is given twice", text, tok[2], tok[3])
-            if i + 2 >= len(toks):
-                raise _syntax_error(f"`{key}=` needs a value", text, len(text))
-            args[key] = value_of(toks[i + 2])
-            seen_keyword = True
-            i += 3
-        else:
-            if seen_keyword:
-                raise _syntax_error("a positional argument follows a keyword argument", text,
-                                    tok[2], tok[3])
-            if positional >= len(params):
-                raise _syntax_error(f"{kind}() takes at most {len(params)} positional "
-                                    f"argument{'s' if len(params) > 1 else ''}", text, tok[2], tok[3],
-                                    f"{kind}() takes " + ", ".join(params))
-            args[params[positional]] = value_of(tok)
-            positional += 1
-            i += 1
-        if i >= len(toks):
-            raise _syntax_error("missing `)`", text, len(text))
-        if toks[i][1] == ",":
-            i += 1
-        elif toks[i][1] != ")":
-            raise _syntax_error(f"expected `,` or `)`, found {toks[i][1]!r}", text, toks[i][2],
-                                toks[i][3])
-    if i < len(toks):
-        raise _syntax_error(f"unexpected {toks[i][1]!r} after `)`", text, toks[i][2], toks[i][3])
-    for key in _REQUIRED[kind]:
-        if not args.get(key):
-            raise _syntax_error(f"{kind}() needs `{key}`", text, kind_tok[2], len(text),
-                                f"e.g. {_example(kind)}")
-    if kind == "npz":
-        for key, default in _NPZ_DEFAULTS.items():
-            args.setdefault(key, default)
-    return kind, args
-
-
-def _bare_error(text: str, stripped: str, hint: str | None):
-    start = text.find(stripped)
-    if stripped.lower().endswith(".npy"):
-        hint = _join_hints(hint, f"a .npy file holds one array, but training and evaluation need x and y: save "
-                                 f'both with np.savez("data.npz", x=x, y=y) and pass npz("data.npz", x="x", y="y")')
-        raise _syntax_error("a .npy file is not a data source", text, start, start + len(stripped), hint)
-    raise _syntax_error("not a data source", text, start, start + len(stripped),
-                        _join_hints(hint, _SYNTAX_HINT))
