@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from nnc.compiler.errors import NncError
-from nnc.runtime.init import INITIALIZERS, fans, initialize
+from nnc import vocab
+from nnc.runtime.init import DRAWS as INITIALIZERS, fans, initialize
 
 ARGS = {"constant": {"v": 0.25}, "uniform": {"low": -0.05, "high": 0.05},
         "normal": {"mean": 1.0, "std": 0.5}}
@@ -22,7 +23,7 @@ def test_table():
     assert list(INITIALIZERS) == ["zeros", "ones", "constant", "uniform", "normal",
                                   "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
                                   "lecun_normal", "orthogonal"]
-    assert list(INITIALIZERS["uniform"]) == ["low", "high"]
+    assert list(vocab.INITIALIZERS.signatures["uniform"].by_name) == ["low", "high"]
 
 
 def test_fans_as_torch():

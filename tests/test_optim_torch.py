@@ -6,6 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from nnc import vocab  # noqa: E402
 from nnc.runtime.losses import loss_and_grad  # noqa: E402
 from nnc.runtime.optimizers import make_optimizer  # noqa: E402
 from nnc.runtime.schedules import make_schedule  # noqa: E402
@@ -13,20 +14,18 @@ from nnc.runtime.schedules import make_schedule  # noqa: E402
 TOL = {np.float32: dict(rtol=2e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
 
 
-def _torch_optimizer(kind, params, h):
+def _torch_optimizer(kind, params, hyper):
+    h = vocab.OPTIMIZERS.validate(kind, hyper)  # the defaults, from their one declaration
     if kind == "sgd":
-        return torch.optim.SGD(params, lr=0.0, momentum=h.get("momentum", 0.0),
-                               nesterov=h.get("nesterov", False),
-                               weight_decay=h.get("weight_decay", 0.0), foreach=False)
+        return torch.optim.SGD(params, lr=0.0, momentum=h["momentum"], nesterov=h["nesterov"],
+                               weight_decay=h["weight_decay"], foreach=False)
     if kind in ("adam", "adamw"):
         cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
-        return cls(params, lr=0.0, betas=(h.get("beta1", 0.9), h.get("beta2", 0.999)),
-                   eps=h.get("eps", 1e-8),
-                   weight_decay=h.get("weight_decay", 0.0 if kind == "adam" else 0.01),
-                   foreach=False)
+        return cls(params, lr=0.0, betas=(h["beta1"], h["beta2"]), eps=h["eps"],
+                   weight_decay=h["weight_decay"], foreach=False)
     if kind == "rmsprop":
-        return torch.optim.RMSprop(params, lr=0.0, alpha=h.get("rho", 0.9), eps=h.get("eps", 1e-8),
-                                   momentum=h.get("momentum", 0.0), foreach=False)
+        return torch.optim.RMSprop(params, lr=0.0, alpha=h["rho"], eps=h["eps"], momentum=h["momentum"],
+                                   foreach=False)
     return torch.optim.Adagrad(params, lr=0.0, foreach=False)
 
 
@@ -64,17 +63,18 @@ def test_optimizer_matches_torch(kind, hyper, dtype):
 
 
 def _torch_loss(kind, z, y, params):
+    params = vocab.LOSSES.validate(kind, params)
     zt = torch.tensor(z, requires_grad=True)
     yt = torch.tensor(y)
     if kind == "cross_entropy":
         # our class axis is last; torch's is 1
         zz = zt if z.ndim == 2 else zt.movedim(-1, 1)
         yy = yt if y.shape != z.shape or z.ndim == 2 else yt.movedim(-1, 1)
-        loss = torch.nn.functional.cross_entropy(zz, yy, label_smoothing=params.get("label_smoothing", 0.0))
+        loss = torch.nn.functional.cross_entropy(zz, yy, label_smoothing=params["label_smoothing"])
     elif kind == "binary_cross_entropy":
         loss = torch.nn.functional.binary_cross_entropy_with_logits(zt, yt)
     elif kind == "huber":
-        loss = torch.nn.functional.huber_loss(zt, yt, delta=params.get("delta", 1.0))
+        loss = torch.nn.functional.huber_loss(zt, yt, delta=params["delta"])
     elif kind == "mae":
         loss = torch.nn.functional.l1_loss(zt, yt)
     else:

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from nnc.compiler.errors import NncError
-from nnc.runtime.optimizers import OPTIMIZERS, make_optimizer
+from nnc import vocab
+from nnc.runtime.optimizers import make_optimizer
+
+OPTIMIZERS = vocab.OPTIMIZERS.defaults()  # the one declaration of the defaults
 
 # ----------------------------------------------------------------------------------------------
 # reference updates: one scalar at a time, in float64, with the textbook forms of torch's docs.

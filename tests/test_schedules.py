@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from nnc.compiler.errors import NncError
-from nnc.runtime.schedules import SCHEDULES, make_schedule
+from nnc import vocab
+from nnc.runtime.schedules import make_schedule
+
+SCHEDULES = vocab.SCHEDULES.defaults()  # the one declaration of the defaults (None: required)
 
 
 def _seq(kind, params, base=0.1, epochs=10):

@@ -1,5 +1,5 @@
 """Argument types and call signatures: the typed, validated values of ops, initialisers, losses,
-optimizers, schedules and data sources.
+optimizers, schedules and data sources (those vocabularies are declared in ``nnc/vocab.py``).
 
 A :class:`Signature` binds a call as written (``conv2d(16, kernel=3, padding=same)``) to a dict
 of normalised Python values with every default filled in, or raises :class:`ArgError` pointing at
@@ -8,6 +8,7 @@ the offending argument. ``let`` constants are substituted before binding (see ``
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -537,6 +538,42 @@ class Catalogue(Type):
             raise errs.errors[0] if len(errs.errors) == 1 else errs
         return {"kind": v.name, **values}
 
+    def value(self, kind: str, **args) -> dict:
+        """A normalised value with every default filled in: ``OPTIMIZERS.value("adam")``."""
+        sig = self.signatures[kind]
+        return {"kind": kind, **{p.name: args.get(p.name, p.default) for p in sig.params}}
+
+    def defaults(self) -> dict[str, dict]:
+        """``{kind: {param: default}}`` in declaration order; ``None`` marks a required parameter."""
+        return {name: {p.name: None if p.default is REQUIRED else p.default for p in sig.params}
+                for name, sig in self.signatures.items()}
+
+    def validate(self, kind: str, args: dict | None = None, code: str = "E741") -> dict:
+        """``{param: value}`` of a call made from Python (an engine's API: ``make_optimizer("sgd",
+        ..., {"momentum": 0.9})``), checked exactly as the compiler checks ``sgd(momentum=0.9)``
+        and normalised (every parameter present; numbers as the declared int or float).
+
+        The values are written as the AST values a spec would hold (:func:`python_value`) and bound
+        by :meth:`Signature.bind`, so ranges and cross-parameter checks are the declaration's.
+        Raises :class:`NncError` ``code`` (E741: an invalid runtime parameter) with every problem.
+        """
+        from .errors import Diagnostic, NncError
+
+        sig = self.signatures.get(kind) if isinstance(kind, str) else None
+        if sig is None:
+            raise NncError.single(code, f"unknown {self.what} `{kind}`",
+                                  hint=did_you_mean(str(kind), list(self.signatures))
+                                  or "choose one of " + ", ".join(self.signatures))
+        what = f"{self.what} `{kind}`"
+        call = A.Call(kind, _NOWHERE, [A.KwArg(str(k), _NOWHERE, python_value(v), _NOWHERE)
+                                       for k, v in (args or {}).items()], _NOWHERE)
+        try:
+            out = sig.bind(call, what)
+        except ArgErrors as errs:
+            raise NncError([Diagnostic(code, e.message if f"`{kind}`" in e.message else f"{what}: {e.message}",
+                                       None, e.hint) for e in errs.errors]) from None
+        return out
+
     def vocabulary(self):
         out = {name: self.what for name in self.signatures}  # `init=zeros`, `loss = mae`
         for sig in self.signatures.values():  # and what their arguments take: dataset(iris)
@@ -551,26 +588,50 @@ class Catalogue(Type):
 
 
 # ----------------------------------------------------------------------------------------------
-# initialisers: one catalogue shared by every op's `init=` (the runtime implements each by name)
+# calls made from Python (an engine's API), checked by the same signatures
 
-INITIALIZERS = Catalogue("initializer")
-for _name in ("zeros", "ones", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
-              "lecun_normal"):
-    INITIALIZERS.add(Signature(_name, []))
-INITIALIZERS.add(Signature("orthogonal", []))
-INITIALIZERS.add(Signature("constant", [Param("v", Float(), REQUIRED)], 1))
-INITIALIZERS.add(Signature("uniform", [Param("low", Float(), -0.05), Param("high", Float(), 0.05)], 2,
-                           check=lambda v, c: _ordered(v, c, "low", "high")))
-INITIALIZERS.add(Signature("normal", [Param("mean", Float(), 0.0), Param("std", Float(min=0), 0.05)], 2))
+_NOWHERE = SourceSpan()
 
 
-def _ordered(values: dict, call: A.Call, lo: str, hi: str) -> None:
-    if values[lo] >= values[hi]:
-        raise ArgError("E402", f"`{call.name}` needs {lo} < {hi}, got {values[lo]} and {values[hi]}",
-                       None, call.span)
+@dataclass
+class _Opaque:
+    """A Python value nnspec has no syntax for (``None``, an object): every type refuses it."""
+
+    value: Any
+    span: SourceSpan = _NOWHERE
+
+    def __str__(self) -> str:
+        return repr(self.value)
 
 
-def init_value(kind: str, **args) -> dict:
-    """A normalised initialiser value, e.g. ``init_value("uniform", low=-0.05, high=0.05)``."""
-    sig = INITIALIZERS.signatures[kind]
-    return {"kind": kind, **{p.name: args.get(p.name, p.default) for p in sig.params}}
+def python_value(v: Any) -> A.Value:
+    """A Python value as the AST value that writes it in a spec: ``0.9`` -> ``Num(0.9, "0.9")``,
+    ``True`` -> ``Bool``, ``"x"`` -> ``Str``, a list -> ``List``, ``{"kind": "adam", "lr": 0.1}`` ->
+    ``Call``. NumPy scalars count as their Python value; a value nnspec cannot write is kept as
+    it is, for every type to refuse."""
+    if hasattr(v, "item") and getattr(v, "shape", None) == ():
+        v = v.item()  # a NumPy scalar or 0-d array, without importing NumPy
+    if isinstance(v, bool):
+        return A.Bool(v, _NOWHERE)
+    if isinstance(v, int):
+        return A.Num(v, str(v), _NOWHERE)
+    if isinstance(v, float):
+        return A.Num(v, repr(v), _NOWHERE)
+    if isinstance(v, str):
+        return A.Str(v, json.dumps(v), _NOWHERE)
+    if isinstance(v, (list, tuple)):
+        return A.List([python_value(x) for x in v], _NOWHERE)
+    if isinstance(v, dict) and isinstance(v.get("kind"), str):
+        return A.Call(v["kind"], _NOWHERE, [A.KwArg(str(k), _NOWHERE, python_value(x), _NOWHERE)
+                                            for k, x in v.items() if k != "kind"], _NOWHERE)
+    return _Opaque(v)  # type: ignore[return-value]
+
+
+def __getattr__(name: str):
+    # NOTE: the initialisers are declared in nnc/vocab.py with the other vocabularies; this keeps
+    # `from nnc.compiler.types import INITIALIZERS, init_value` (ops.py) working until it imports them
+    # from there. (nnc.vocab imports this module, so the import is deferred to first use.)
+    if name in ("INITIALIZERS", "init_value"):
+        from .. import vocab
+        return getattr(vocab, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

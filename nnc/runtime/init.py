@@ -30,7 +30,8 @@ Random numbers are drawn in float64 from ``rng`` (``Generator.uniform`` / ``stan
 and then cast to ``dtype``, so the values do not depend on the dtype beyond that rounding and a
 given generator state always gives the same array.
 
-In ``INITIALIZERS`` a default of ``None`` marks a required parameter.
+The parameters, their defaults and ranges are the signatures of ``nnc.vocab.INITIALIZERS``
+(bare ``uniform`` is ``uniform(-0.05, 0.05)``); a draw reads them normalised and has none of its own.
 """
 from __future__ import annotations
 
@@ -39,25 +40,10 @@ from typing import Callable
 
 import numpy as np
 
+from nnc import vocab
 from nnc.compiler.errors import NncError
 
-from .params import E_PARAM, check_number, merge_params
-
-
-#: name -> positional parameters with their defaults (dict order = positional order; None = required)
-INITIALIZERS: dict[str, dict] = {
-    "zeros": {},
-    "ones": {},
-    "constant": {"v": None},
-    "uniform": {"low": None, "high": None},
-    "normal": {"mean": None, "std": None},
-    "glorot_uniform": {},
-    "glorot_normal": {},
-    "he_uniform": {},
-    "he_normal": {},
-    "lecun_normal": {},
-    "orthogonal": {},
-}
+E_PARAM = "E741"
 
 
 def fans(shape: tuple[int, ...], kind: str = "this initialiser") -> tuple[int, int]:
@@ -147,7 +133,9 @@ def _orthogonal(a, shape, rng):
     return q.reshape(shape)
 
 
-_DRAW: dict[str, Callable[[dict, tuple, np.random.Generator], np.ndarray]] = {
+#: name -> its implementation, drawing one float64 array of a shape from a generator; every
+#: initialiser of ``nnc.vocab.INITIALIZERS``, reading exactly its parameters
+DRAWS: dict[str, Callable[[dict, tuple, np.random.Generator], np.ndarray]] = {
     "zeros": _zeros,
     "ones": _ones,
     "constant": _constant,
@@ -160,31 +148,19 @@ _DRAW: dict[str, Callable[[dict, tuple, np.random.Generator], np.ndarray]] = {
     "lecun_normal": _lecun_normal,
     "orthogonal": _orthogonal,
 }
-assert tuple(_DRAW) == tuple(INITIALIZERS)
-
-
-def _checked_args(kind: str, args: dict | None) -> dict:
-    merged = merge_params("initialiser", kind, INITIALIZERS, args, f"{kind}({', '.join(INITIALIZERS.get(kind, {}))})")
-    for key, value in merged.items():
-        merged[key] = check_number(f"initialiser `{kind}`", key, value, -math.inf)
-    if kind == "uniform" and not merged["low"] <= merged["high"]:
-        raise NncError.single(E_PARAM, f"uniform needs low <= high, got "
-                              f"uniform({merged['low']:g}, {merged['high']:g})")
-    if kind == "normal" and merged["std"] < 0:
-        raise NncError.single(E_PARAM, f"normal needs std >= 0, got {merged['std']:g}")
-    return merged
 
 
 def initialize(kind: str, args: dict, shape: tuple[int, ...], rng: np.random.Generator, dtype,
                blocks: int = 1) -> np.ndarray:
     """A new C-contiguous array of ``shape`` and ``dtype`` drawn from initialiser ``kind``.
 
-    args: the initialiser's parameters by name (``{"low": -0.05, "high": 0.05}``).
+    args: the initialiser's parameters by name (``{"low": -0.05, "high": 0.05}``); missing ones
+    take their defaults, and all are checked by the signature in ``nnc.vocab`` (raises E741).
     blocks: split axis 0 into this many equal blocks, each initialised independently in order.
     """
-    a = _checked_args(kind, args)
+    a = vocab.INITIALIZERS.validate(kind, args)
     shape = tuple(int(d) for d in shape)
-    draw = _DRAW[kind]
+    draw = DRAWS[kind]
     if blocks == 1:
         values = draw(a, shape, rng)
     else:

@@ -27,7 +27,8 @@ The gradient returned is d(mean loss)/dz, with z's shape and dtype. Arithmetic s
 (float32 stays float32), like PyTorch.
 
 Errors in the targets (wrong shape, class id out of range, NaN, ...) raise ``NncError`` with code
-``E740``; an invalid loss parameter (``huber(delta=-1)``, an unknown kind) raises ``E741``.
+``E740``; an invalid loss parameter (``huber(delta=-1)``, an unknown kind) raises ``E741``. The
+parameters, their defaults and ranges are the signatures of ``nnc.vocab.LOSSES``.
 """
 from __future__ import annotations
 
@@ -35,24 +36,13 @@ from typing import Callable
 
 import numpy as np
 
+from nnc import vocab
 from nnc.compiler.errors import NncError
 
-LOSSES: tuple[str, ...] = ("mse", "mae", "huber", "cross_entropy", "binary_cross_entropy")
-
-#: kind -> its parameters with their defaults (dict order = positional order).
-LOSS_PARAMS: dict[str, dict] = {
-    "mse": {},
-    "mae": {},
-    "huber": {"delta": 1.0},
-    "cross_entropy": {"label_smoothing": 0.0},
-    "binary_cross_entropy": {},
-}
+E_TARGETS = "E740"
 
 #: losses whose output is a class distribution (metrics default to accuracy for these)
-CLASSIFICATION_LOSSES: tuple[str, ...] = ("cross_entropy", "binary_cross_entropy")
-
-E_TARGETS = "E740"
-E_PARAM = "E741"
+CLASSIFICATION_LOSSES = vocab.CLASSIFICATION_LOSSES
 
 
 # ----------------------------------------------------------------------------------------------
@@ -60,29 +50,9 @@ E_PARAM = "E741"
 
 
 def loss_params(kind: str, params: dict | None) -> dict:
-    """``params`` merged over the defaults of ``kind``, validated (raises E741)."""
-    if kind not in LOSS_PARAMS:
-        raise NncError.single(E_PARAM, f"unknown loss `{kind}`",
-                              hint="choose one of " + ", ".join(LOSSES))
-    merged = dict(LOSS_PARAMS[kind])
-    for key, value in (params or {}).items():
-        if key not in merged:
-            known = ", ".join(LOSS_PARAMS[kind]) or "none"
-            raise NncError.single(E_PARAM, f"loss `{kind}` has no parameter `{key}`",
-                                  hint=f"its parameters: {known}")
-        merged[key] = value
-    if kind == "huber":
-        delta = merged["delta"]
-        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta > 0:
-            raise NncError.single(E_PARAM, f"huber delta must be a positive number, got {delta!r}")
-        merged["delta"] = float(delta)
-    if kind == "cross_entropy":
-        ls = merged["label_smoothing"]
-        if isinstance(ls, bool) or not isinstance(ls, (int, float)) or not 0.0 <= ls <= 1.0:
-            raise NncError.single(E_PARAM,
-                                  f"label_smoothing must be a number in [0, 1], got {ls!r}")
-        merged["label_smoothing"] = float(ls)
-    return merged
+    """``params`` normalised by the loss's signature in ``nnc.vocab`` (every parameter present);
+    raises E741 for an unknown kind or parameter or a value out of its range."""
+    return vocab.LOSSES.validate(kind, params)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -104,7 +74,7 @@ def validate_targets(kind: str, z_shape: tuple, y: np.ndarray) -> None:
     """
     y = np.asarray(y)
     z_shape = tuple(z_shape)
-    if kind not in LOSS_PARAMS:
+    if kind not in LOSS_FUNCTIONS:
         loss_params(kind, None)  # raises the unknown-kind error
     if len(z_shape) == 0:
         raise NncError.single(E_TARGETS, "the model output has no batch axis")
@@ -272,20 +242,24 @@ def _binary_cross_entropy(params: dict, z: np.ndarray, y: np.ndarray) -> tuple[f
     return loss, grad
 
 
-_LOSS_FUNCTIONS: dict[str, Callable[[dict, np.ndarray, np.ndarray], tuple[float, np.ndarray]]] = {
+#: kind -> its implementation; every loss of ``nnc.vocab.LOSSES``, reading exactly its parameters
+LOSS_FUNCTIONS: dict[str, Callable[[dict, np.ndarray, np.ndarray], tuple[float, np.ndarray]]] = {
     "mse": _mse,
     "mae": _mae,
     "huber": _huber,
     "cross_entropy": _cross_entropy,
     "binary_cross_entropy": _binary_cross_entropy,
 }
-assert tuple(_LOSS_FUNCTIONS) == LOSSES == tuple(LOSS_PARAMS)
+
+#: the loss kinds this runtime implements (``nnc.vocab.LOSSES``'s, in its order)
+LOSSES: tuple[str, ...] = tuple(LOSS_FUNCTIONS)
 
 
 def loss_and_grad(kind: str, params: dict, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean loss over the batch and its gradient dL/dz (same shape/dtype as z).
 
-    kind: one of ``LOSSES``; params: the loss's parameters (missing ones take their defaults).
+    kind: one of ``LOSSES``; params: the loss's parameters (missing ones take the defaults of its
+    signature in ``nnc.vocab``).
     z: the model output (N, ...) -- logits for cross_entropy (class axis last) and
     binary_cross_entropy. y: the targets (see the module docstring). Raises ``NncError`` E740 for
     targets that do not fit z, E741 for bad parameters.
@@ -295,4 +269,4 @@ def loss_and_grad(kind: str, params: dict, z: np.ndarray, y: np.ndarray) -> tupl
     if z.dtype.kind != "f":
         z = z.astype(np.float64)
     validate_targets(kind, z.shape, y)
-    return _LOSS_FUNCTIONS[kind](p, z, np.asarray(y))
+    return LOSS_FUNCTIONS[kind](p, z, np.asarray(y))

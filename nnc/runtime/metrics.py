@@ -20,9 +20,12 @@ from typing import Callable
 
 import numpy as np
 
+from nnc import vocab
 from nnc.compiler.errors import NncError
 
-METRICS: tuple[str, ...] = ("accuracy", "mae", "mse")
+#: the metric names, as declared in ``nnc.vocab.METRICS``
+METRICS: tuple[str, ...] = vocab.METRICS.choices
+default_metrics = vocab.default_metrics
 
 
 def _is_ids(out: np.ndarray, y: np.ndarray, loss_kind: str) -> bool:
@@ -59,18 +62,12 @@ def _mse(out: np.ndarray, y: np.ndarray, loss_kind: str) -> float:
     return float(np.mean(d * d))
 
 
-_METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray, str], float]] = {
+#: name -> its implementation; every metric of ``nnc.vocab.METRICS``
+METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray, str], float]] = {
     "accuracy": _accuracy,
     "mae": _mae,
     "mse": _mse,
 }
-assert tuple(_METRIC_FUNCTIONS) == METRICS
-
-
-def default_metrics(loss_kind: str) -> list[str]:
-    """The spec's default: ``[accuracy]`` for classification losses, ``[mae]`` otherwise."""
-    return ["accuracy"] if loss_kind in ("cross_entropy", "binary_cross_entropy") else ["mae"]
-
 
 def metric(name: str, out: np.ndarray, y: np.ndarray, loss_kind: str) -> float:
     """The metric ``name`` of the model output ``out`` (N, ...) against targets ``y``.
@@ -78,11 +75,11 @@ def metric(name: str, out: np.ndarray, y: np.ndarray, loss_kind: str) -> float:
     The targets are assumed validated by ``losses.validate_targets`` (same shapes rules).
     An empty batch gives NaN.
     """
-    if name not in _METRIC_FUNCTIONS:
+    if name not in METRIC_FUNCTIONS:
         raise NncError.single("E741", f"unknown metric `{name}`",
                               hint="choose from " + ", ".join(METRICS))
     out = np.asarray(out)
     y = np.asarray(y)
     if out.size == 0:
         return float("nan")
-    return _METRIC_FUNCTIONS[name](out, y, loss_kind)
+    return METRIC_FUNCTIONS[name](out, y, loss_kind)

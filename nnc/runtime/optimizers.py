@@ -29,16 +29,17 @@ State (:meth:`Optimizer.state_dict`) is a flat dict of arrays, saveable with ``n
 ``"<kind>.step.<param>"`` (0-d int64) and ``"<kind>.<buffer>.<param>"`` with torch's buffer
 names (``momentum_buffer``, ``exp_avg``, ``exp_avg_sq``, ``square_avg``, ``sum``).
 
-Invalid hyper-parameters raise ``NncError`` E741; a state that does not fit (another optimizer,
-other parameters) raises E742 naming the key.
+The hyper-parameters, their defaults and ranges are the signatures of ``nnc.vocab.OPTIMIZERS``:
+an optimizer receives them normalised (every key present) and has none of its own. Invalid ones
+raise ``NncError`` E741; a state that does not fit (another optimizer, other parameters) raises
+E742 naming the key.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from nnc import vocab
 from nnc.compiler.errors import NncError
-
-from .params import E_PARAM, check_number as _number
 
 E_STATE = "E742"
 
@@ -47,18 +48,14 @@ class Optimizer:
     """Base class: per-parameter state buffers, step counts, scratch space and (de)serialisation.
 
     params: name -> array, updated in place by :meth:`step` (floating dtype, any shape).
-    hyper: the optimizer's hyper-parameters; missing ones take the class defaults.
+    hyper: the optimizer's hyper-parameters, validated and completed by its signature in
+    ``nnc.vocab.OPTIMIZERS`` (raises E741).
     """
 
     kind: str = ""
-    defaults: dict = {}
 
     def __init__(self, params: dict[str, np.ndarray], **hyper):
-        unknown = [k for k in hyper if k not in self.defaults]
-        if unknown:
-            raise NncError.single(E_PARAM, f"{self.kind} has no parameter `{unknown[0]}`",
-                                  hint="its parameters: " + ", ".join(self.defaults))
-        self.hyper = self._validate({**self.defaults, **hyper})
+        self.hyper = vocab.OPTIMIZERS.validate(self.kind, hyper)
         self.params = params
         for name, p in params.items():
             if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
@@ -74,9 +71,6 @@ class Optimizer:
         self._scratch = {dt: (np.empty(n, dt), np.empty(n, dt)) for dt, n in sizes.items()}
 
     # -- to be provided by each optimizer -------------------------------------------------------
-
-    def _validate(self, hyper: dict) -> dict:
-        return hyper
 
     def _buffer_names(self) -> tuple[str, ...]:
         return ()
@@ -125,7 +119,7 @@ class Optimizer:
         # "<optimizer kind>.<state name>.<param>" (a layer named "adam" has keys "adam.weight" ...)
         def is_state(key: str) -> bool:
             parts = key.split(".", 2)
-            return len(parts) == 3 and parts[0] in OPTIMIZERS and parts[1] in STATE_NAMES
+            return len(parts) == 3 and parts[0] in OPTIMIZER_CLASSES and parts[1] in STATE_NAMES
         ours = {k for k in state if is_state(k) and k.startswith(f"{self.kind}.")}
         hint = "the checkpoint was written with another optimizer or model; start a new run"
         for key in sorted(expected - set(state)):
@@ -167,20 +161,6 @@ class SGD(Optimizer):
     """
 
     kind = "sgd"
-    defaults = {"lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
-
-    def _validate(self, h: dict) -> dict:
-        h["lr"] = _number("sgd", "lr", h["lr"], 0.0, None)
-        h["momentum"] = _number("sgd", "momentum", h["momentum"], 0.0, None)
-        h["weight_decay"] = _number("sgd", "weight_decay", h["weight_decay"], 0.0, None)
-        if not isinstance(h["nesterov"], (bool, np.bool_)):
-            raise NncError.single(E_PARAM, f"sgd nesterov must be true or false, "
-                                  f"got {h['nesterov']!r}")
-        h["nesterov"] = bool(h["nesterov"])
-        if h["nesterov"] and h["momentum"] <= 0:
-            raise NncError.single(E_PARAM, "sgd nesterov needs a momentum above 0",
-                                  hint="e.g. sgd(momentum=0.9, nesterov=true)")
-        return h
 
     def _buffer_names(self) -> tuple[str, ...]:
         return ("momentum_buffer",) if self.hyper["momentum"] != 0 else ()
@@ -219,17 +199,7 @@ class Adam(Optimizer):
     """
 
     kind = "adam"
-    defaults = {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
     decoupled = False
-
-    def _validate(self, h: dict) -> dict:
-        k = self.kind
-        h["lr"] = _number(k, "lr", h["lr"], 0.0, None)
-        h["beta1"] = _number(k, "beta1", h["beta1"], 0.0, 1.0)
-        h["beta2"] = _number(k, "beta2", h["beta2"], 0.0, 1.0)
-        h["eps"] = _number(k, "eps", h["eps"], 0.0, None)
-        h["weight_decay"] = _number(k, "weight_decay", h["weight_decay"], 0.0, None)
-        return h
 
     def _buffer_names(self) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq")
@@ -275,7 +245,6 @@ class AdamW(Adam):
     """torch.optim.AdamW: Adam with decoupled decay ``p = p (1 - lr weight_decay)`` first."""
 
     kind = "adamw"
-    defaults = {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01}
     decoupled = True
 
 
@@ -288,14 +257,6 @@ class RMSprop(Optimizer):
     """
 
     kind = "rmsprop"
-    defaults = {"lr": 0.001, "rho": 0.9, "eps": 1e-8, "momentum": 0.0}
-
-    def _validate(self, h: dict) -> dict:
-        h["lr"] = _number("rmsprop", "lr", h["lr"], 0.0, None)
-        h["rho"] = _number("rmsprop", "rho", h["rho"], 0.0, 1.0, hi_open=False)
-        h["eps"] = _number("rmsprop", "eps", h["eps"], 0.0, None)
-        h["momentum"] = _number("rmsprop", "momentum", h["momentum"], 0.0, None)
-        return h
 
     def _buffer_names(self) -> tuple[str, ...]:
         return ("square_avg", "momentum_buffer") if self.hyper["momentum"] > 0 else ("square_avg",)
@@ -329,12 +290,7 @@ class Adagrad(Optimizer):
     """
 
     kind = "adagrad"
-    defaults = {"lr": 0.01}
     eps = 1e-10
-
-    def _validate(self, h: dict) -> dict:
-        h["lr"] = _number("adagrad", "lr", h["lr"], 0.0, None)
-        return h
 
     def _buffer_names(self) -> tuple[str, ...]:
         return ("sum",)
@@ -351,18 +307,17 @@ class Adagrad(Optimizer):
         p += t0
 
 
-_CLASSES: dict[str, type[Optimizer]] = {c.kind: c for c in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+#: kind -> its implementation; every optimizer of ``nnc.vocab.OPTIMIZERS``
+OPTIMIZER_CLASSES: dict[str, type[Optimizer]] = {c.kind: c for c in (SGD, Adam, AdamW, RMSprop, Adagrad)}
 
 #: every per-parameter state name used in state_dict keys ("<kind>.<name>.<param>")
 STATE_NAMES = frozenset({"step", "momentum_buffer", "exp_avg", "exp_avg_sq", "square_avg", "sum"})
 
-#: kind -> default hyper-parameters (dict order = positional order), section 5's table
-OPTIMIZERS: dict[str, dict] = {kind: dict(cls.defaults) for kind, cls in _CLASSES.items()}
-
 
 def make_optimizer(kind: str, params: dict[str, np.ndarray], hyper: dict) -> Optimizer:
     """The optimizer ``kind`` over ``params`` (updated in place) with ``hyper`` over its defaults."""
-    if kind not in _CLASSES:
-        raise NncError.single(E_PARAM, f"unknown optimizer `{kind}`",
-                              hint="choose one of " + ", ".join(_CLASSES))
-    return _CLASSES[kind](params, **(hyper or {}))
+    cls = OPTIMIZER_CLASSES.get(kind)
+    if cls is None:
+        vocab.OPTIMIZERS.validate(kind, hyper)  # an unknown kind: E741
+        raise NotImplementedError(f"optimizer {kind} is declared but not implemented")
+    return cls(params, **(hyper or {}))

@@ -14,8 +14,9 @@ kind (defaults)                        lr for epoch e (base = the optimizer's lr
 ``plateau(factor=0.5, patience=3)``    see :class:`Plateau`                (torch ReduceLROnPlateau)
 =====================================  =========================================================
 
-In ``SCHEDULES`` a default of ``None`` marks a required parameter (``every``, ``gamma`` of
-``exponential``). Invalid parameters raise ``NncError`` E741; a state that does not fit raises E742.
+The parameters, their defaults and ranges are the signatures of ``nnc.vocab.SCHEDULES``; a
+schedule reads them normalised from ``self.params`` (every key present) and has none of its own.
+Invalid parameters raise ``NncError`` E741; a state that does not fit raises E742.
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ import math
 
 import numpy as np
 
+from nnc import vocab
 from nnc.compiler.errors import NncError
 
-from .params import check_number as _number, merge_params
 E_STATE = "E742"
 
 #: every key a schedule's state_dict may hold (other keys in a checkpoint belong to others)
@@ -34,15 +35,18 @@ STATE_KEYS = frozenset({"schedule.lr", "schedule.best", "schedule.num_bad_epochs
 
 
 class Schedule:
-    """A learning rate per epoch. The closed-form schedules are stateless."""
+    """A learning rate per epoch. The closed-form schedules are stateless.
+
+    params: the schedule's parameters, validated and completed by its signature in
+    ``nnc.vocab.SCHEDULES`` (raises E741).
+    """
 
     kind: str = ""
-    defaults: dict = {}
 
     def __init__(self, base_lr: float, epochs: int, **params):
         self.base_lr = float(base_lr)
         self.epochs = int(epochs)
-        self.params = params
+        self.params = vocab.SCHEDULES.validate(self.kind, params)
 
     def lr(self, epoch: int) -> float:
         """The learning rate of (0-based) ``epoch``."""
@@ -64,7 +68,6 @@ class Schedule:
 
 class Constant(Schedule):
     kind = "constant"
-    defaults: dict = {}
 
     def lr(self, epoch: int) -> float:
         return self.base_lr
@@ -74,29 +77,18 @@ class Step(Schedule):
     """torch StepLR: ``base * gamma ** (epoch // every)``."""
 
     kind = "step"
-    defaults = {"every": None, "gamma": 0.1}
-
-    def __init__(self, base_lr, epochs, every, gamma):
-        super().__init__(base_lr, epochs)
-        self.every = _number("step", "every", every, 1, None, integer=True)
-        self.gamma = _number("step", "gamma", gamma, 0.0, None, lo_open=True)
 
     def lr(self, epoch: int) -> float:
-        return self.base_lr * self.gamma ** (epoch // self.every)
+        return self.base_lr * self.params["gamma"] ** (epoch // self.params["every"])
 
 
 class Exponential(Schedule):
     """torch ExponentialLR: ``base * gamma ** epoch``."""
 
     kind = "exponential"
-    defaults = {"gamma": None}
-
-    def __init__(self, base_lr, epochs, gamma):
-        super().__init__(base_lr, epochs)
-        self.gamma = _number("exponential", "gamma", gamma, 0.0, None, lo_open=True)
 
     def lr(self, epoch: int) -> float:
-        return self.base_lr * self.gamma ** epoch
+        return self.base_lr * self.params["gamma"] ** epoch
 
 
 class Cosine(Schedule):
@@ -113,21 +105,15 @@ class Cosine(Schedule):
     """
 
     kind = "cosine"
-    defaults = {"min_lr": 0.0, "warmup": 0}
-
-    def __init__(self, base_lr, epochs, min_lr, warmup):
-        super().__init__(base_lr, epochs)
-        self.min_lr = _number("cosine", "min_lr", min_lr, 0.0, None)
-        self.warmup = _number("cosine", "warmup", warmup, 0, None, integer=True)
 
     def lr(self, epoch: int) -> float:
-        w = self.warmup
+        w, min_lr = self.params["warmup"], self.params["min_lr"]
         if epoch < w:
             return self.base_lr * (epoch + 1) / (w + 1)
         t, t_max = epoch - w, self.epochs - w
         if t >= t_max:
-            return self.min_lr
-        return self.min_lr + (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * t / t_max)) / 2
+            return min_lr
+        return min_lr + (self.base_lr - min_lr) * (1 + math.cos(math.pi * t / t_max)) / 2
 
 
 class Plateau(Schedule):
@@ -141,15 +127,12 @@ class Plateau(Schedule):
     """
 
     kind = "plateau"
-    defaults = {"factor": 0.5, "patience": 3}
     threshold = 1e-4
     eps = 1e-8
     min_lr = 0.0
 
-    def __init__(self, base_lr, epochs, factor, patience):
-        super().__init__(base_lr, epochs)
-        self.factor = _number("plateau", "factor", factor, 0.0, 1.0)
-        self.patience = _number("plateau", "patience", patience, 0, None, integer=True)
+    def __init__(self, base_lr, epochs, **params):
+        super().__init__(base_lr, epochs, **params)
         self.current_lr = self.base_lr
         self.best = math.inf
         self.num_bad_epochs = 0
@@ -166,8 +149,8 @@ class Plateau(Schedule):
             self.num_bad_epochs = 0
         else:
             self.num_bad_epochs += 1
-        if self.num_bad_epochs > self.patience:
-            new_lr = max(self.current_lr * self.factor, self.min_lr)
+        if self.num_bad_epochs > self.params["patience"]:
+            new_lr = max(self.current_lr * self.params["factor"], self.min_lr)
             if self.current_lr - new_lr > self.eps:
                 self.current_lr = new_lr
             self.num_bad_epochs = 0
@@ -194,14 +177,15 @@ class Plateau(Schedule):
         self.last_epoch = int(d["schedule.last_epoch"])
 
 
-_CLASSES: dict[str, type[Schedule]] = {
+#: kind -> its implementation; every schedule of ``nnc.vocab.SCHEDULES``
+SCHEDULE_CLASSES: dict[str, type[Schedule]] = {
     c.kind: c for c in (Constant, Step, Exponential, Cosine, Plateau)}
-
-#: kind -> parameters with defaults (dict order = positional order; None = required)
-SCHEDULES: dict[str, dict] = {kind: dict(cls.defaults) for kind, cls in _CLASSES.items()}
 
 
 def make_schedule(kind: str, params: dict, base_lr: float, epochs: int) -> Schedule:
     """The schedule ``kind`` with ``params`` over its defaults, for ``epochs`` epochs from base_lr."""
-    merged = merge_params("schedule", kind, SCHEDULES, params, f"e.g. {kind}({{key}}=...)")
-    return _CLASSES[kind](base_lr, epochs, **merged)
+    cls = SCHEDULE_CLASSES.get(kind)
+    if cls is None:
+        vocab.SCHEDULES.validate(kind, params)  # an unknown kind: E741
+        raise NotImplementedError(f"schedule {kind} is declared but not implemented")
+    return cls(base_lr, epochs, **(params or {}))

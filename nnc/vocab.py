@@ -1,0 +1,139 @@
+"""Every train-block vocabulary, declared once: losses, optimizers, schedules, initialisers,
+metrics, data sources and the built-in data sets, each entry a :class:`Signature` with its
+parameters' types, ranges and defaults (the language reference, sections 4 and 5).
+
+One declaration, three readers (onnx's ``OpRun`` fills attributes from the schema and never
+restates a default; tinygrad writes SGD as ``LARS(tcoef=0)`` so a default lives in one place):
+
+- the compiler binds what a spec writes (``optimizer = adam(lr=0.01)``) with
+  :meth:`Catalogue.coerce`; the train block's keys are in ``nnc.compiler.trainspec``;
+- an engine (the NumPy runtime in ``nnc.runtime``, the coming PyTorch one) receives normalised
+  values (every parameter present) and, when called directly from Python, validates them with
+  :meth:`Catalogue.validate` -- the same checks, raised as ``NncError`` E741. An engine has no
+  defaults or ranges of its own: it implements each entry by name and reads its parameters
+  (``hyper["momentum"]``), nothing else (``tests/test_catalogue.py`` holds it to that).
+
+Adding an entry: its ``Signature`` here, its implementation under the same name in every engine
+(``runtime/losses.py``, ``optimizers.py``, ``schedules.py``, ``init.py``, ``metrics.py``), a row in
+the tables of ``docs/language.md``; nothing else.
+
+This module imports no NumPy: ``nnc check`` reads it.
+"""
+from __future__ import annotations
+
+from .compiler.types import (REQUIRED, ArgError, Bool, Catalogue, Enum, Float, Int, Param, Signature,
+                             Str)
+
+# ----------------------------------------------------------------------------------------------
+# losses
+
+LOSSES = Catalogue("loss")
+LOSSES.add(Signature("mse", [], doc="mean squared error"))
+LOSSES.add(Signature("mae", [], doc="mean absolute error"))
+LOSSES.add(Signature("huber", [Param("delta", Float(0, min_open=True), 1.0)], 1, doc="Huber loss"))
+LOSSES.add(Signature("cross_entropy", [Param("label_smoothing", Float(0, 1), 0.0)], 1,
+                     doc="softmax cross-entropy from logits; targets are class ids or probabilities"))
+LOSSES.add(Signature("binary_cross_entropy", [], doc="sigmoid binary cross-entropy from logits"))
+
+#: losses whose output is a class distribution (metrics default to accuracy for these)
+CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy")
+
+# ----------------------------------------------------------------------------------------------
+# optimizers (update rules: torch.optim's)
+
+_LR = Float(0, min_open=True)
+_UNIT = Float(0, 1)
+_WD = Float(min=0)
+
+
+def _nesterov_check(values: dict, call) -> None:
+    if values.get("nesterov") and values["momentum"] <= 0:
+        raise ArgError("E402", "nesterov momentum needs momentum > 0", "e.g. sgd(lr=0.1, momentum=0.9, "
+                       "nesterov=true)", call.span)
+
+
+OPTIMIZERS = Catalogue("optimizer")
+OPTIMIZERS.add(Signature("sgd", [Param("lr", _LR, 0.01), Param("momentum", _UNIT, 0.0),
+                                 Param("nesterov", Bool(), False), Param("weight_decay", _WD, 0.0)], 1,
+                         check=_nesterov_check))
+_ADAM = [Param("lr", _LR, 0.001), Param("beta1", Float(0, 1, max_open=True), 0.9),
+         Param("beta2", Float(0, 1, max_open=True), 0.999), Param("eps", Float(0, min_open=True), 1e-8)]
+OPTIMIZERS.add(Signature("adam", _ADAM + [Param("weight_decay", _WD, 0.0)], 1))
+OPTIMIZERS.add(Signature("adamw", _ADAM + [Param("weight_decay", _WD, 0.01)], 1))
+OPTIMIZERS.add(Signature("rmsprop", [Param("lr", _LR, 0.001), Param("rho", Float(0, 1, max_open=True), 0.9),
+                                     Param("eps", Float(0, min_open=True), 1e-8),
+                                     Param("momentum", _UNIT, 0.0)], 1))
+OPTIMIZERS.add(Signature("adagrad", [Param("lr", _LR, 0.01)], 1))
+
+# ----------------------------------------------------------------------------------------------
+# learning-rate schedules (stepped per epoch)
+
+SCHEDULES = Catalogue("schedule")
+SCHEDULES.add(Signature("constant", []))
+SCHEDULES.add(Signature("step", [Param("every", Int(min=1), REQUIRED, "epochs between decays"),
+                                 Param("gamma", Float(0, min_open=True), 0.1)], 2))
+SCHEDULES.add(Signature("exponential", [Param("gamma", Float(0, min_open=True), REQUIRED)], 1))
+SCHEDULES.add(Signature("cosine", [Param("min_lr", Float(min=0), 0.0), Param("warmup", Int(min=0), 0)]))
+SCHEDULES.add(Signature("plateau", [Param("factor", Float(0, 1, min_open=True, max_open=True), 0.5),
+                                    Param("patience", Int(min=0), 3)]))
+
+# ----------------------------------------------------------------------------------------------
+# initialisers: one catalogue shared by every op's `init=` (torch.nn.init's)
+
+
+def _ordered(values: dict, call, lo: str, hi: str) -> None:
+    if values[lo] >= values[hi]:
+        raise ArgError("E402", f"`{call.name}` needs {lo} < {hi}, got {values[lo]} and {values[hi]}",
+                       None, call.span)
+
+
+INITIALIZERS = Catalogue("initializer")
+for _name in ("zeros", "ones", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
+              "lecun_normal"):
+    INITIALIZERS.add(Signature(_name, []))
+INITIALIZERS.add(Signature("orthogonal", []))
+INITIALIZERS.add(Signature("constant", [Param("v", Float(), REQUIRED)], 1))
+# NOTE: bare `uniform` is uniform(-0.05, 0.05), embedding's default (docs/language.md, section 7)
+INITIALIZERS.add(Signature("uniform", [Param("low", Float(), -0.05), Param("high", Float(), 0.05)], 2,
+                           check=lambda v, c: _ordered(v, c, "low", "high")))
+INITIALIZERS.add(Signature("normal", [Param("mean", Float(), 0.0), Param("std", Float(min=0), 0.05)], 2))
+
+
+def init_value(kind: str, **args) -> dict:
+    """A normalised initialiser value, e.g. ``init_value("uniform", low=-0.05, high=0.05)``."""
+    return INITIALIZERS.value(kind, **args)
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics
+
+METRICS = Enum(("accuracy", "mae", "mse"), "metric")
+
+
+def default_metrics(loss_kind: str) -> list[str]:
+    """The train block's default: ``[accuracy]`` for classification losses, ``[mae]`` otherwise."""
+    return ["accuracy"] if loss_kind in CLASSIFICATION_LOSSES else ["mae"]
+
+
+# ----------------------------------------------------------------------------------------------
+# data sources and the built-in data sets
+
+#: built-in data sets: per-example input shape, dtype, and number of classes (None: regression).
+#: ``nnc check`` validates a model against these facts without loading any data.
+BUILTIN_DATASETS: dict[str, tuple[tuple[int, ...], str, int | None]] = {
+    "and": ((2,), "float32", 2),
+    "or": ((2,), "float32", 2),
+    "xor": ((2,), "float32", 2),
+    "iris": ((4,), "float32", 3),
+    "digits": ((1, 8, 8), "float32", 10),
+    "spirals": ((2,), "float32", 3),
+    "sine": ((20, 1), "float32", None),
+}
+
+SOURCES = Catalogue("data source")
+SOURCES.add(Signature("dataset", [Param("name", Enum(tuple(BUILTIN_DATASETS), "built-in dataset"), REQUIRED)], 1,
+                      doc="a built-in data set"))
+SOURCES.add(Signature("csv", [Param("path", Str(), REQUIRED), Param("target", Str(), REQUIRED)], 1,
+                      doc="a CSV file with a header row"))
+SOURCES.add(Signature("npz", [Param("path", Str(), REQUIRED), Param("x", Str(), "x"), Param("y", Str(), "y")], 1,
+                      doc="a NumPy .npz archive"))
