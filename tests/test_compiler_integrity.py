@@ -19,8 +19,8 @@ from nnc.compiler.errors import NncError
 from nnc.compiler.lower import check_source, compile_source, parse_overrides
 from nnc.compiler.ops import OPS
 from nnc.compiler.trainspec import BUILTIN_DATASETS, LOSSES, OPTIMIZERS, SCHEDULES, SOURCES, TRAIN_KEYS
-from nnc.compiler.types import INITIALIZERS
-from nnc.compiler.vocab import builtin_values
+from nnc.vocab import INITIALIZERS
+from nnc.compiler.builtin_names import builtin_values
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,9 +15,10 @@ from . import ast as A
 from .errors import DiagnosticSink, NncError, SourceSpan
 from .ops import OPS, ShapeError, fmt_shape
 from .parse import parse, parse_value
-from .trainspec import BUILTIN_DATASETS, CLASSIFICATION_LOSSES, TRAIN_KEYS, misplaced_key_hint
+from ..vocab import BUILTIN_DATASETS, CLASSIFICATION_LOSSES, default_metrics
+from .trainspec import TRAIN_KEYS, misplaced_key_hint
 from .types import REQUIRED, ArgError, ArgErrors, Int, did_you_mean, show
-from .vocab import builtin_values, describe, example, is_builtin_value
+from .builtin_names import builtin_values, describe, example, is_builtin_value
 
 MAX_NODES = 100_000
 
@@ -715,7 +716,7 @@ class Lowerer:
         if bad:
             return None
         if values["metrics"] is None:
-            values["metrics"] = ["accuracy"] if values["loss"]["kind"] in CLASSIFICATION_LOSSES else ["mae"]
+            values["metrics"] = default_metrics(values["loss"]["kind"])
         for key in ("data", "validation"):
             v = values[key]
             if isinstance(v, dict):

@@ -30,8 +30,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from .types import (INITIALIZERS, REQUIRED, Bool, Enum, Float, Int, Ints, Padding, Param,
-                    ShapeList, Signature, init_value)
+from ..vocab import INITIALIZERS, init_value
+from .types import REQUIRED, Bool, Enum, Float, Int, Ints, Padding, Param, ShapeList, Signature
 
 Shape = tuple[int, ...]
 

@@ -625,13 +625,3 @@ def python_value(v: Any) -> A.Value:
         return A.Call(v["kind"], _NOWHERE, [A.KwArg(str(k), _NOWHERE, python_value(x), _NOWHERE)
                                             for k, x in v.items() if k != "kind"], _NOWHERE)
     return _Opaque(v)  # type: ignore[return-value]
-
-
-def __getattr__(name: str):
-    # NOTE: the initialisers are declared in nnc/vocab.py with the other vocabularies; this keeps
-    # `from nnc.compiler.types import INITIALIZERS, init_value` (ops.py) working until it imports them
-    # from there. (nnc.vocab imports this module, so the import is deferred to first use.)
-    if name in ("INITIALIZERS", "init_value"):
-        from .. import vocab
-        return getattr(vocab, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -255,6 +255,13 @@ LOSS_FUNCTIONS: dict[str, Callable[[dict, np.ndarray, np.ndarray], tuple[float, 
 LOSSES: tuple[str, ...] = tuple(LOSS_FUNCTIONS)
 
 
+def loss_function(kind: str, params: dict | None):
+    """``(z, y) -> (loss, dL/dz)`` with the parameters validated once, for a training loop whose
+    targets were validated once for the run (:func:`validate_targets`): no per-batch checks."""
+    p, fn = loss_params(kind, params), LOSS_FUNCTIONS[kind]
+    return lambda z, y: fn(p, z, y)
+
+
 def loss_and_grad(kind: str, params: dict, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean loss over the batch and its gradient dL/dz (same shape/dtype as z).
 

@@ -297,12 +297,11 @@ class Adagrad(Optimizer):
 
     def _update(self, name, p, g, lr, step, t0, t1):
         s = self.buffers["sum"][name]
-        clr = lr / (1 + (step - 1) * 0.0)  # torch's lr_decay term, lr_decay = 0
-        np.multiply(g, g, out=t1)
+        np.multiply(g, g, out=t1)          # NOTE: torch's lr_decay is 0 here, so its lr is used as given
         s += t1
         np.sqrt(s, out=t1)
         t1 += self.eps
-        np.multiply(g, -clr, out=t0)
+        np.multiply(g, -lr, out=t0)
         t0 /= t1
         p += t0
 

@@ -19,7 +19,7 @@ from ..compiler.errors import NncError
 from ..compiler.ir import TrainSpec
 from .alloc import keep_freed_memory
 from .graph import Graph
-from .losses import loss_and_grad, validate_targets
+from .losses import loss_function, validate_targets
 from .metrics import metric
 from .optimizers import Optimizer, make_optimizer
 from .schedules import Schedule, make_schedule
@@ -77,7 +77,8 @@ class Trainer:
         self.x_val, self.y_val = x_val, y_val
         self.has_val = x_val is not None and y_val is not None and len(y_val) > 0
         self.loss_kind = spec.loss["kind"]
-        self.loss_params = {k: v for k, v in spec.loss.items() if k != "kind"}
+        # NOTE: parameters and targets are validated here, once per run, not in every batch
+        self.loss = loss_function(self.loss_kind, {k: v for k, v in spec.loss.items() if k != "kind"})
         self.value_id, self.fused = graph.loss_value_id(self.loss_kind)
         self.metric_names = list(spec.metrics)
         out = graph.model.outputs[0]
@@ -155,7 +156,7 @@ class Trainer:
         xb, yb = self._take(self.x, idx), self.y[idx]
         outs, tape = graph.forward(xb, state.weights, training=True, rng=state.rng, keep=True)
         z = tape[0][self.value_id]
-        loss, dz = loss_and_grad(self.loss_kind, self.loss_params, z, yb)
+        loss, dz = self.loss(z, yb)
         if not math.isfinite(loss):
             raise NncError.single(
                 "E761", f"the loss became {'NaN' if math.isnan(loss) else 'infinite'} at epoch {epoch}, "
@@ -176,7 +177,7 @@ class Trainer:
             xb, yb = self._take(x, idx), y[idx]
             outs, tape = self.graph.forward(xb, weights, training=False, keep=True)
             z = tape[0][self.value_id]
-            loss, _ = loss_and_grad(self.loss_kind, self.loss_params, z, yb)
+            loss, _ = self.loss(z, yb)
             out = outs[self.graph.model.outputs[0].name]
             k = len(idx)
             total += loss * k
