@@ -20,6 +20,6 @@ def __getattr__(name):
         from .compiler.lower import compile_source
         return compile_source
     if name == "NncError":
-        from .compiler.errors import NncError
+        from .errors import NncError
         return NncError
     raise AttributeError(f"module 'nnc' has no attribute {name!r}")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .compiler.errors import NncError
+from .errors import NncError
 from .compiler.ir import Program
 from .dataload import check_labels_fit, check_token_ids, data_info_of, train_spec
 from .progress import Progress, format_log

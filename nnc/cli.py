@@ -11,6 +11,7 @@ onnxruntime) so that it starts fast in CI.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -34,14 +35,13 @@ class Reporter:
     def __init__(self, fmt: str = "text", stream=None):
         self.fmt = fmt
         self.stream = stream or sys.stdout
-        self.sources: dict[str | None, str] = {}
         self.diagnostics: list = []
 
     def add(self, err, source: str | None = None) -> None:
-        """Print ``err``'s diagnostics. ``source`` is the text of the spec being processed; a
-        diagnostic located in another text (a data file, a ``--set`` value) finds it in
-        ``err.sources`` or, for the data layer, ``err.source``."""
-        from .compiler.errors import render_github, render_text
+        """Print ``err``'s diagnostics. A diagnostic shows the line it points into from
+        ``err.sources`` (the spec, a data file, a ``--set`` value); ``source`` is the text of the spec
+        being processed, for an error that carries no texts of its own."""
+        from .errors import render_github, render_text
         for d in err.diagnostics:
             src = self._source_for(d, err, source)
             self.diagnostics.append(d)
@@ -53,18 +53,13 @@ class Reporter:
     @staticmethod
     def _source_for(d, err, source: str | None) -> str | None:
         """The text ``d`` points into: a ``--set``/``--data`` value, the spec, or a data file."""
-        spec_path = getattr(err, "spec_path", None)
-        text = (getattr(err, "sources", None) or {}).get(d.path)
+        text = err.sources.get(d.path)
         if text is not None:
             return text
-        if d.path is not None and d.path == spec_path:
-            return source
-        if d.path is not None and not d.path.startswith("<") and getattr(err, "source", None) is not None:
-            return err.source  # the data layer keeps the text of the file it read
-        return source if spec_path is None else None
+        return source if not err.sources else None   # the texts it carries are other files
 
     def finish_json(self, files_checked: int) -> None:
-        from .compiler.errors import render_json
+        from .errors import render_json
         print(render_json(self.diagnostics, files_checked), file=self.stream)
 
 
@@ -77,7 +72,7 @@ def _read_spec(path: str) -> bytes:
     try:
         return p.read_bytes()
     except OSError as exc:
-        from .compiler.errors import NncError
+        from .errors import NncError
         raise NncError.single("E002", f"cannot read the file: {exc.strerror or exc}", path=path,
                               hint="check the file's permissions") from None
 
@@ -120,7 +115,7 @@ def _load_program(path: str, settings: list[str] | None = None):
 
     The compiler's warnings are printed to standard error (the verb goes on: a warning never
     changes the exit code)."""
-    from .compiler.errors import NncError
+    from .errors import NncError
     from .compiler.lower import compile_source, parse_overrides
     data = _read_spec(path)
     sources = {f"<--set {k.strip()}>": v.strip() for k, _, v in (s.partition("=") for s in settings or [])}
@@ -128,12 +123,10 @@ def _load_program(path: str, settings: list[str] | None = None):
         overrides = parse_overrides(settings)
         program = compile_source(data, path, overrides=overrides)
     except NncError as err:
-        err.spec_path = path
-        err.sources = {**sources, **(getattr(err, "sources", None) or {}), path: _decode_for_display(data)}
+        err.sources = {**sources, **err.sources, path: _decode_for_display(data)}
         raise
     if program.warnings:
         warned = NncError(program.warnings)
-        warned.spec_path = path
         warned.sources = {**sources, path: _decode_for_display(data)}
         Reporter("text", sys.stderr).add(warned, _decode_for_display(data))
     return program, data
@@ -143,7 +136,7 @@ def _load_program(path: str, settings: list[str] | None = None):
 # verbs
 
 def cmd_check(args) -> int:
-    from .compiler.errors import NncError
+    from .errors import NncError
     from .compiler.lower import check_source
 
     def _plural(n: int, word: str) -> str:
@@ -215,7 +208,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_fmt(args) -> int:
-    from .compiler.errors import NncError
+    from .errors import NncError
     from .compiler.format import format_source
     from .util import atomic_write_text
     files = _expand_paths(args.paths)
@@ -395,7 +388,7 @@ def _run(args) -> int:
     except OutputClosed:
         raise
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
-        from .compiler.errors import NncError
+        from .errors import NncError
         if isinstance(exc, NncError):
             rep = Reporter(getattr(args, "format", "text") if getattr(args, "format", "text") != "json" else "text",
                            sys.stderr)
@@ -403,7 +396,10 @@ def _run(args) -> int:
             for d in exc.diagnostics:  # errors of training, evaluation, export: about this spec
                 if d.path is None and spec is not None:
                     d.path = spec
-            rep.add(exc, (getattr(exc, "sources", None) or {}).get(spec))
+            if spec is not None and spec not in exc.sources:  # e.g. a data error at the spec's `data =`
+                with contextlib.suppress(OSError):
+                    exc.sources[spec] = _decode_for_display(Path(spec).read_bytes()) or ""
+            rep.add(exc, exc.sources.get(spec))
             return EXIT_ERROR
         if os.environ.get("NNC_DEBUG"):
             raise

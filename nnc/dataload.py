@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .compiler.datasource import parse_source
-from .compiler.errors import NncError
+from .errors import NncError
 from .compiler.ir import Program
 from .runtime import data as D
 from .util import atomic_write_text
@@ -47,7 +47,7 @@ def load_dataset(program: Program, source: str | None, *, role: str = "data", dt
         except NncError as err:  # the mistake is on the command line, not in the spec
             for d in err.diagnostics:
                 d.path = d.path or "<--data>"
-            err.sources = {"<--data>": source}
+            err.sources["<--data>"] = source
             raise
         ds = D.load_source(kind, args, Path.cwd(), float_dtype=dtype, info=info)
         span = None
@@ -152,7 +152,7 @@ def check_token_ids(program: Program, input_name: str, x: np.ndarray, what: str,
 
 
 def _source_span(src):
-    from .compiler.errors import SourceSpan
+    from .errors import SourceSpan
     s = src.span
     return SourceSpan(s.line, s.column, s.end_line, s.end_column) if s else None
 

@@ -12,7 +12,7 @@ section 6.3 in one place:
 * a missing parent directory, or a parent that is a file, is an error that says so (``nnc train``
   creates its run directory itself, before writing into it).
 
-Each of these is an :class:`~nnc.compiler.errors.NncError` with the caller's error code, so every
+Each of these is an :class:`~nnc.errors.NncError` with the caller's error code, so every
 verb reports its own code (E764 run files, E765 predictions, E804 ONNX, E002 specs) with one rule.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Callable
 
-from .compiler.errors import NncError
+from .errors import NncError
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nnc import vocab
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc.compiler.ops import OPS
 from nnc.compiler.parse import parse_value
 from nnc.compiler.types import REQUIRED, ArgError, ArgErrors, Bool, Catalogue, Float, Int

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc.compiler.lower import check_source, compile_source, parse_overrides
 from nnc.compiler.ops import OPS
 from nnc.compiler.trainspec import BUILTIN_DATASETS, LOSSES, OPTIMIZERS, SCHEDULES, SOURCES, TRAIN_KEYS

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from nnc.compiler.errors import NncError, SourceSpan
+from nnc.errors import NncError, SourceSpan
 from nnc.runtime.data import (
     BUILTIN_DATASETS, Dataset, check_dataset, fit_to_input, load_inputs, load_source,
     parse_source, split_validation,
@@ -379,7 +379,8 @@ def test_csv_header_only_is_empty_data(tmp_path):
 def test_csv_error_carries_file_text_for_rendering(tmp_path):
     with pytest.raises(NncError) as info:
         load_csv(tmp_path, "a,y\n1,0\nq,1\n")
-    assert info.value.source.split("\n")[2] == "q,1"
+    err = info.value
+    assert err.sources[err.diagnostics[0].path].split("\n")[2] == "q,1"
 
 
 # ----------------------------------------------------------------------------------------------

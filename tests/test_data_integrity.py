@@ -13,7 +13,7 @@ import pytest
 
 import nnc
 from cli_helpers import run
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc.runtime import data as D
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from nnc.cli import main
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc.compiler.lower import check_source
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc.compiler.format import format_source
 from nnc.compiler.lower import compile_source
 from nnc.compiler.parse import decode_source, parse

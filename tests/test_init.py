@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc import vocab
 from nnc.runtime.init import DRAWS as INITIALIZERS, fans, initialize
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import run
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"

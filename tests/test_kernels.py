@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc.runtime.kernels import KERNELS, Ctx, erf, erfc
 
 from nnc.compiler.ops import OPS

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc import vocab
 from nnc.runtime.losses import LOSSES, loss_and_grad, validate_targets
 from nnc.runtime.metrics import METRICS, default_metrics, metric

@@ -12,7 +12,7 @@ import pytest
 import nnc.compiler.format as fmt
 import nnc.runtime.data as D
 from nnc.compiler import datasource
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc.compiler.parse import KEYWORDS, parse, parse_value, read_value
 from nnc.compiler.trainspec import SOURCES
 from nnc.grammar import get_parser, lex

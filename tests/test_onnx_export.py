@@ -21,7 +21,7 @@ from onnx.reference.ops.op_rnn import RNN_14
 
 from nnc.onnx import export as E
 from nnc.onnx import verify as V
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc.compiler.lower import compile_source
 from nnc.onnx.emitters import EMITTERS, MIN_OPSET
 from nnc.compiler.ops import OPS

@@ -22,7 +22,7 @@ import pytest
 from cli_helpers import run
 from nnc.onnx import export as E
 from nnc.onnx import verify as V
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc.compiler.lower import compile_source
 from nnc.onnx.emitters import EMITTERS, EXTERNAL_ALIGN, EXTERNAL_MIN_BYTES
 from nnc.runtime.graph import Graph

@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc import vocab
 from nnc.runtime.optimizers import make_optimizer
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nnc.cli import main
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc.compiler.lower import check_source, compile_source
 from nnc.compiler.ops import OPS
 from nnc.compiler.parse import KEYWORDS

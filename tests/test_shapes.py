@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pytest
 
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc.compiler.lower import compile_source
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nnc import vocab
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 from nnc.compiler.lower import check_source
 from nnc.compiler.ops import OPS
 from nnc.compiler.trainspec import TRAIN_KEYS

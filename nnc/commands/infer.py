@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..api import Model
-from ..compiler.errors import NncError
+from ..errors import NncError
 from ..compiler.ir import Program
 from ..dataload import DATA_JSON, data_info_of, load_dataset, predicted_labels, train_spec
 from ..runtime import data as D
@@ -67,7 +67,7 @@ def predict_command(program: Program, args) -> int:
         if any(d.path is None for d in err.diagnostics):
             for d in err.diagnostics:
                 d.path = d.path or "<--input>"
-            err.sources = {"<--input>": args.input}
+            err.sources["<--input>"] = args.input
         raise
     for note in ds.notes:
         _note(note)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from ..api import export_onnx, fingerprint
-from ..compiler.errors import NncError
+from ..errors import NncError
 from ..compiler.ir import Program
 from ..dataload import load_dataset, train_spec, write_data_info
 from ..runtime import data as D

@@ -11,14 +11,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ast as A
-from .errors import DiagnosticSink, NncError, SourceSpan
-from .ops import OPS, ShapeError, fmt_shape
-from .parse import parse, parse_value
+from ..errors import DiagnosticSink, NncError, SourceSpan, did_you_mean, fmt_shape
 from ..vocab import BUILTIN_DATASETS, CLASSIFICATION_LOSSES, default_metrics
-from .trainspec import TRAIN_KEYS, misplaced_key_hint
-from .types import REQUIRED, ArgError, ArgErrors, Int, did_you_mean, show
+from . import ast as A
 from .builtin_names import builtin_values, describe, example, is_builtin_value
+from .ops import OPS, ShapeError
+from .parse import parse, parse_value
+from .trainspec import TRAIN_KEYS, misplaced_key_hint
+from .types import REQUIRED, ArgError, ArgErrors, Int, show
 
 MAX_NODES = 100_000
 
@@ -886,7 +886,7 @@ def compile_source(source: str | bytes, path: str | None = None, *,
     """Parse, validate and lower a spec into the IR (:class:`nnc.compiler.ir.Program`).
 
     Raises :class:`NncError` with every diagnostic found. The program's ``warnings`` hold the
-    warnings (:class:`~nnc.compiler.errors.Diagnostic`, severity ``warning``) of a spec that compiles.
+    warnings (:class:`~nnc.errors.Diagnostic`, severity ``warning``) of a spec that compiles.
     """
     from .ir import Program  # NOTE: pydantic is imported only when a caller wants the IR
     warnings: list = []

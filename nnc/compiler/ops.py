@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from ..errors import fmt_shape
 from ..vocab import INITIALIZERS, init_value
 from .types import REQUIRED, Bool, Enum, Float, Int, Ints, Padding, Param, ShapeList, Signature
 
@@ -79,10 +80,6 @@ OPS: dict[str, OpDef] = {}
 def register(op: OpDef) -> OpDef:
     OPS[op.name] = op
     return op
-
-
-def fmt_shape(shape) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def _prod(shape) -> int:

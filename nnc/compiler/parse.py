@@ -14,7 +14,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from ..grammar import KEYWORDS, get_parser, lex, literal_types
 from . import ast as A
-from .errors import Diagnostic, NncError, SourceSpan
+from ..errors import Diagnostic, NncError, SourceSpan
 
 __all__ = ["KEYWORDS", "parse", "parse_value", "read_value", "decode_source"]
 MAX_NESTING = 64
@@ -445,7 +445,7 @@ def parse_value(text: str, what: str = "value") -> A.Value:
         except UnexpectedInput as exc:
             raise _syntax_error(exc, text, get_parser()[0], path) from None
     except NncError as err:
-        err.sources = {path: text}
+        err.sources[path] = text
         for d in err.diagnostics:
             if d.code == "E102" and "expected" in d.message:
                 d.message = d.message.split(";")[0] + " after the value"

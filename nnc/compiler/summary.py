@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .ir import Program
-from .ops import fmt_shape
+from ..errors import fmt_shape
 
 
 def _human_bytes(n: int) -> str:

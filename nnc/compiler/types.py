@@ -11,10 +11,10 @@ import difflib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from . import ast as A
-from .errors import SourceSpan
+from ..errors import SourceSpan, did_you_mean
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 
@@ -32,16 +32,6 @@ class ArgError(Exception):
                  span: SourceSpan | None = None):
         super().__init__(message)
         self.code, self.message, self.hint, self.span = code, message, hint, span
-
-
-def did_you_mean(word: str, choices: Sequence[str]) -> str | None:
-    """"did you mean `x`?" for the closest choice, or None."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    if not close:
-        lowered = {c.lower(): c for c in choices}
-        if word.lower() in lowered:
-            close = [lowered[word.lower()]]
-    return f"did you mean `{close[0]}`?" if close else None
 
 
 def show(v: A.Value) -> str:
@@ -557,7 +547,7 @@ class Catalogue(Type):
         by :meth:`Signature.bind`, so ranges and cross-parameter checks are the declaration's.
         Raises :class:`NncError` ``code`` (E741: an invalid runtime parameter) with every problem.
         """
-        from .errors import Diagnostic, NncError
+        from ..errors import Diagnostic, NncError
 
         sig = self.signatures.get(kind) if isinstance(kind, str) else None
         if sig is None:

@@ -37,7 +37,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from ..compiler.errors import Diagnostic, NncError, SourceSpan
+from ..errors import Diagnostic, NncError, SourceSpan
 from ..compiler.ir import ModelIR, Node, Program
 
 MIN_OPSET = 11          # the oldest opset nnc exports (every op but softmax over a non-last axis)

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from ..compiler.errors import NncError
+from ..errors import NncError
 from ..compiler.ir import ModelIR, Program
 from .verify import verify_export
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..compiler.errors import NncError
+from ..errors import NncError
 from ..compiler.ir import ModelIR, Program
 
 if TYPE_CHECKING:

@@ -68,7 +68,6 @@ E738  a run's data.json that cannot be read (raised by nnc.dataload)
 from __future__ import annotations
 
 import csv
-import difflib
 import functools
 import gzip
 import io
@@ -83,7 +82,7 @@ import numpy as np
 
 from nnc.compiler import datasource as S
 from nnc.compiler.datasource import parse_source
-from nnc.compiler.errors import Diagnostic, NncError, SourceSpan
+from nnc.errors import Diagnostic, NncError, SourceSpan, did_you_mean, fmt_shape
 
 __all__ = [
     "Dataset", "DataInfo", "BUILTIN_DATASETS", "load_source", "parse_source", "load_inputs", "fit_to_input",
@@ -199,18 +198,8 @@ _MISSING_MARKERS = {"", "na", "n/a", "null", "none", "?"}
 _INT_RE = re.compile(r"\s*[+-]?\d+\s*")
 
 
-def _fmt_shape(shape) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
-def _did_you_mean(word: str, choices, *, quote: str = '"') -> str | None:
-    choices = [c for c in choices if isinstance(c, str)]
-    lowered = {c.lower(): c for c in choices}
-    match = lowered.get(word.lower()) if isinstance(word, str) else None
-    if match is None and isinstance(word, str):
-        close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-        match = close[0] if close else None
-    return f"did you mean {quote}{match}{quote}?" if match is not None else None
+def _did_you_mean(word, choices, *, quote: str = '"') -> str | None:
+    return did_you_mean(word, choices, quote=quote)   # data files quote names with "..."
 
 
 def _join_hints(*hints: str | None) -> str | None:
@@ -460,7 +449,7 @@ def _raise(diags: list[Diagnostic], source: str | None = None) -> None:
     if diags:
         err = NncError(diags)
         if source is not None:
-            err.source = source  # lets a renderer show the offending line of the data file
+            err.sources.update({d.path: source for d in diags if d.path})  # the renderer shows the line
         raise err
 
 
@@ -696,7 +685,7 @@ def _target_column(table: _Table, col: int, float_dtype,
         first, last, _ = table.rows[r]
         err = _numeric_trained_error(f'the target column "{name}" holds labels (e.g. {stripped[r]!r} on line '
                                      f'{first})', info, span=table.locate(first, last, col), path=table.path)
-        err.source = "".join(table.lines)
+        err.sources[table.path] = "".join(table.lines)
         raise err
     ids, labels, unknown = encode_labels(stripped, known)
     for label, r in list(unknown.items())[:_MAX_FILE_ERRORS]:
@@ -1051,7 +1040,7 @@ def load_inputs(source: str | Path, info: DataInfo | None = None) -> Dataset:
     else:
         arr = _numeric_array(loaded, shown, "the array")
     if arr.ndim == 0 or arr.shape[0] == 0:
-        raise NncError.single("E734", f"{shown} holds no examples (shape {_fmt_shape(arr.shape)})",
+        raise NncError.single("E734", f"{shown} holds no examples (shape {fmt_shape(arr.shape)})",
                               hint="store one row per example along the first axis", path=shown)
     ds = Dataset(arr, None, shown, path=shown, kind="npz" if suffix == ".npz" else "npy")
     check_finite(ds)
@@ -1069,7 +1058,7 @@ def check_dataset(ds: Dataset) -> None:
                               hint="check the data source: it must hold at least one row")
     if ds.x.size == 0:
         raise NncError.single("E734", f"{ds.name} has no features (x has shape "
-                              f"{_fmt_shape(ds.x.shape)})", path=where,
+                              f"{fmt_shape(ds.x.shape)})", path=where,
                               hint="every example needs at least one input value")
     if ds.y is not None:
         if ds.y.ndim == 0 or ds.y.shape[0] != ds.x.shape[0]:
@@ -1116,11 +1105,11 @@ def fit_to_input(ds: Dataset, input_shape: tuple[int, ...], input_dtype: str, fl
     if per_example != input_shape and not _matches(per_example, input_shape):
         if not fixed or math.prod(per_example) != math.prod(input_shape):
             raise NncError.single(
-                "E731", f"{ds.name} has examples of shape {_fmt_shape(per_example)} "
-                f"({math.prod(per_example)} values) but {label} is {_fmt_shape(input_shape)}"
+                "E731", f"{ds.name} has examples of shape {fmt_shape(per_example)} "
+                f"({math.prod(per_example)} values) but {label} is {fmt_shape(input_shape)}"
                 + (f" ({math.prod(input_shape)} values)" if fixed else ""),
                 hint=f"use data whose examples have {math.prod(input_shape) if fixed else 'matching'}"
-                     f" values, or declare the input as {_fmt_shape(per_example)}", **where)
+                     f" values, or declare the input as {fmt_shape(per_example)}", **where)
         x = x.reshape((n,) + input_shape)
     if input_dtype == "int64":
         if x.dtype.kind == "f":

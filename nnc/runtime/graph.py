@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ..compiler.errors import NncError
+from ..errors import NncError
 from ..compiler.ir import ModelIR, Node
 from .init import initialize
 from .kernels import KERNELS, Ctx

@@ -41,7 +41,7 @@ from typing import Callable
 import numpy as np
 
 from nnc import vocab
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 
 E_PARAM = "E741"
 

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from nnc import vocab
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 
 #: the metric names, as declared in ``nnc.vocab.METRICS``
 METRICS: tuple[str, ...] = vocab.METRICS.choices

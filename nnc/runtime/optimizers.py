@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnc import vocab
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 
 E_STATE = "E742"
 

@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from nnc import vocab
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 
 E_STATE = "E742"
 

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..compiler.errors import NncError
+from ..errors import NncError
 from ..compiler.ir import TrainSpec
 from .alloc import keep_freed_memory
 from .graph import Graph

@@ -15,13 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compiler.errors import NncError
-from ..compiler.types import did_you_mean
+from ..errors import NncError, did_you_mean, fmt_shape
 from ..util import atomic_write_with
-
-
-def _fmt(shape) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def read_npz(path: Path, what: str = "weights file") -> dict[str, np.ndarray]:
@@ -71,7 +66,7 @@ def validate_weights(arrays: dict[str, np.ndarray], expected: dict[str, tuple[tu
     extra = [k for k in arrays if k not in expected]
     errors: list[NncError] = []
     for k in missing:
-        errors.append(NncError.single("E751", f"weights file has no `{k}` (expected shape {_fmt(expected[k][0])})",
+        errors.append(NncError.single("E751", f"weights file has no `{k}` (expected shape {fmt_shape(expected[k][0])})",
                                       path=path, hint=_renamed(k, expected[k][0], {e: arrays[e].shape for e in extra})
                                       or "the file was saved from a different model; retrain or fix the spec"))
     for k in extra:
@@ -92,7 +87,7 @@ def validate_weights(arrays: dict[str, np.ndarray], expected: dict[str, tuple[tu
             errors.append(NncError.single("E754", f"`{k}` holds {a.dtype} values, not numbers", path=path))
             continue
         if tuple(a.shape) != tuple(shape):
-            errors.append(NncError.single("E753", f"`{k}` has shape {_fmt(a.shape)}, the model needs {_fmt(shape)}",
+            errors.append(NncError.single("E753", f"`{k}` has shape {fmt_shape(a.shape)}, the model needs {fmt_shape(shape)}",
                                           path=path, hint="the layer's size in the spec differs from the "
                                           "model these weights were trained for"))
             continue
@@ -115,7 +110,7 @@ def _renamed(key: str, shape, others: dict[str, tuple]) -> str | None:
     if not same:
         return None
     best = did_you_mean(key, same) or f"did you mean `{same[0]}`?"
-    return f"{best} (it has the same shape {_fmt(shape)}: was the layer renamed?)"
+    return f"{best} (it has the same shape {fmt_shape(shape)}: was the layer renamed?)"
 
 
 def load_weights(path, model, dtype="float32") -> dict[str, np.ndarray]:

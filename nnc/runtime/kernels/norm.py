@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnc.compiler.errors import NncError
+from nnc.errors import NncError
 
 from .base import Kernel, register
 

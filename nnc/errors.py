@@ -15,9 +15,27 @@ character of the span, as in lark and most editors' ranges.
 """
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
+
+
+def did_you_mean(word, choices, *, quote: str = "`") -> str | None:
+    """"did you mean `x`?" for the closest of ``choices`` (one equal but for case first), or None."""
+    if not isinstance(word, str):
+        return None
+    choices = [c for c in choices if isinstance(c, str)]
+    match = {c.lower(): c for c in choices}.get(word.lower())
+    if match is None:
+        close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+        match = close[0] if close else None
+    return f"did you mean {quote}{match}{quote}?" if match is not None else None
+
+
+def fmt_shape(shape) -> str:
+    """A per-example shape as the spec writes it: ``[16, 4, 4]``."""
+    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,9 @@ class NncError(Exception):
         if isinstance(diagnostics, Diagnostic):
             diagnostics = [diagnostics]
         self.diagnostics: list[Diagnostic] = list(diagnostics)
+        # path -> the text its diagnostics point into (a spec, a data file, a --set value), so that a
+        # renderer can show the offending line; filled by whoever read that text
+        self.sources: dict[str, str] = {}
         super().__init__("\n".join(f"[{d.code}] {d.message}" for d in self.diagnostics))
 
     @classmethod
@@ -97,8 +118,8 @@ class NncError(Exception):
         for d in self.diagnostics:
             if d.path is None:
                 d.path = path
-        if source is not None:
-            self.source = source
+        if source is not None and path is not None:
+            self.sources.setdefault(path, source)
         return self
 
 
