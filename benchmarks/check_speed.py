@@ -76,7 +76,7 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT / "tests"))
     from test_robustness import GARBAGE  # the corpus the robustness tests feed the checker
-    from nnc.compiler.errors import NncError
+    from nnc.errors import NncError
     slowest = (0.0, "")
     total = time.perf_counter()
     for name, source in GARBAGE.items():
