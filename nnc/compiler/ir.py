@@ -60,11 +60,6 @@ class Node(_Base):
     flops: int = 0                # per example: 2 x multiply-adds of dense, conv, recurrent
     span: Span
 
-    @property
-    def layer(self) -> str | None:
-        """The weights-contract layer name, for nodes that own weights."""
-        return self.id if self.weights else None
-
 
 class Output(_Base):
     name: str                     # the output value's name (ONNX output name)

@@ -1,12 +1,40 @@
 """Pooling: maxpool2d, avgpool2d, globalavgpool2d (loops over window positions only)."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .base import Kernel, register
 
 
-def _pool_geometry(x, a):
+class Window(NamedTuple):
+    """A pooling window's geometry: size (kh, kw), stride (sh, sw), pads (top, left, bottom, right)
+    and the output size (Ho, Wo)."""
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pads: tuple
+    Ho: int
+    Wo: int
+
+
+class MaxPoolCache(NamedTuple):
+    xp: np.ndarray         # (N, C, Hp, Wp) the (-inf) padded input
+    y: np.ndarray          # (N, C, Ho, Wo) the forward's output: the backward finds the argmax again
+    xshape: tuple          # (N, C, H, W)
+    win: Window
+
+
+class AvgPoolCache(NamedTuple):
+    xshape: tuple          # (N, C, H, W)
+    xpshape: tuple         # (N, C, Hp, Wp)
+    win: Window
+
+
+def _pool_geometry(x, a) -> Window:
     kh, kw = a["size"]
     sh, sw = a["stride"]
     pt, pl, pb, pr = a["pads"]
@@ -14,7 +42,7 @@ def _pool_geometry(x, a):
     Wo = (x.shape[3] + pl + pr - kw) // sw + 1
     if Ho <= 0 or Wo <= 0:
         raise ValueError(f"pool: window ({kh}, {kw}) exceeds padded input")
-    return kh, kw, sh, sw, (pt, pl, pb, pr), Ho, Wo
+    return Window(kh, kw, sh, sw, (pt, pl, pb, pr), Ho, Wo)
 
 
 def _window(xp, p, q, sh, sw, Ho, Wo):
@@ -29,7 +57,8 @@ class MaxPool2D(Kernel):
 
     def forward(self, xs, w, a, ctx):
         x = xs[0]
-        kh, kw, sh, sw, (pt, pl, pb, pr), Ho, Wo = _pool_geometry(x, a)
+        win = _pool_geometry(x, a)
+        kh, kw, sh, sw, (pt, pl, pb, pr), Ho, Wo = win
         xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=-np.inf) \
             if any((pt, pl, pb, pr)) else x
         y = _window(xp, 0, 0, sh, sw, Ho, Wo).copy()
@@ -39,10 +68,11 @@ class MaxPool2D(Kernel):
                     np.maximum(y, _window(xp, p, q, sh, sw, Ho, Wo), out=y)
         # NOTE: the argmax is not kept: the backward finds it again by comparison with y, which
         # keeps the forward (also used for inference) at kh*kw cheap maximum passes.
-        return y, (xp, y, x.shape, kh, kw, sh, sw, pt, pl, Ho, Wo)
+        return y, MaxPoolCache(xp, y, x.shape, win)
 
-    def backward(self, dy, cache):
-        xp, y, xshape, kh, kw, sh, sw, pt, pl, Ho, Wo = cache
+    def backward(self, dy, cache: MaxPoolCache):
+        xp, y, xshape = cache.xp, cache.y, cache.xshape
+        kh, kw, sh, sw, (pt, pl, _, _), Ho, Wo = cache.win
         disjoint = sh >= kh and sw >= kw
         # windows that tile the input exactly write every cell of dx once: no zero fill needed
         tiled = sh == kh and sw == kw and xp.shape[2] == Ho * kh and xp.shape[3] == Wo * kw
@@ -74,7 +104,8 @@ class AvgPool2D(Kernel):
 
     def forward(self, xs, w, a, ctx):
         x = xs[0]
-        kh, kw, sh, sw, (pt, pl, pb, pr), Ho, Wo = _pool_geometry(x, a)
+        win = _pool_geometry(x, a)
+        kh, kw, sh, sw, (pt, pl, pb, pr), Ho, Wo = win
         xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if any((pt, pl, pb, pr)) else x
         y = _window(xp, 0, 0, sh, sw, Ho, Wo).copy()
         for p in range(kh):
@@ -82,10 +113,11 @@ class AvgPool2D(Kernel):
                 if p or q:
                     y += _window(xp, p, q, sh, sw, Ho, Wo)
         y *= 1 / (kh * kw)
-        return y, (x.shape, xp.shape, kh, kw, sh, sw, pt, pl, Ho, Wo)
+        return y, AvgPoolCache(x.shape, xp.shape, win)
 
-    def backward(self, dy, cache):
-        xshape, xpshape, kh, kw, sh, sw, pt, pl, Ho, Wo = cache
+    def backward(self, dy, cache: AvgPoolCache):
+        xshape, xpshape = cache.xshape, cache.xpshape
+        kh, kw, sh, sw, (pt, pl, _, _), Ho, Wo = cache.win
         g = dy * (1 / (kh * kw))
         dxp = np.zeros(xpshape, dtype=dy.dtype)
         disjoint = sh >= kh and sw >= kw
