@@ -22,7 +22,7 @@ from .errors import NncError
 from .compiler.ir import Program
 from .dataload import check_labels_fit, check_token_ids, data_info_of, train_spec
 from .progress import Progress, format_log
-from .runtime import data as D
+from . import data as D
 from .runtime.graph import Graph
 from .runtime.train import Trainer, history_columns
 from .runtime.weights import load_weights, save_npz

@@ -1,5 +1,5 @@
 """Loading the data a spec names for training, evaluation and prediction: the layer above the data
-sources (``nnc.runtime.data``) that knows the program (its train block, its input, its spec's folder).
+sources (``nnc.data``) that knows the program (its train block, its input, its spec's folder).
 Used by the Python API and the CLI verbs alike.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 from .compiler.datasource import parse_source
 from .errors import NncError
 from .compiler.ir import Program
-from .runtime import data as D
+from . import data as D
 from .util import atomic_write_text
 
 

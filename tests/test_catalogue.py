@@ -4,8 +4,10 @@ train-block vocabulary (``nnc/vocab.py``), which the runtime implements entry by
 names, defaults or ranges of its own."""
 import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
+
 import pytest
 
 from nnc import vocab
@@ -13,7 +15,8 @@ from nnc.errors import NncError
 from nnc.compiler.ops import OPS
 from nnc.compiler.parse import parse_value
 from nnc.compiler.types import REQUIRED, ArgError, ArgErrors, Bool, Catalogue, Float, Int
-from nnc.runtime import data, init, losses, metrics, optimizers, schedules
+from nnc import data
+from nnc.runtime import init, losses, metrics, optimizers, schedules
 from nnc.runtime.kernels import KERNELS
 
 
@@ -34,7 +37,7 @@ def test_builtin_datasets_agree():
 def test_builtin_dataset_facts_match_the_data(name):
     """`nnc check` validates models against these facts without loading data: they must be true."""
     shape, _dtype, classes = vocab.BUILTIN_DATASETS[name]
-    ds = data.load_source("dataset", {"name": name}, data.Path("."))
+    ds = data.load_source("dataset", {"name": name}, Path("."))
     assert tuple(ds.x.shape[1:]) == shape
     if classes is None:
         assert ds.y.dtype.kind == "f"

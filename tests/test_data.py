@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from nnc.errors import NncError, SourceSpan
-from nnc.runtime.data import (
+from nnc.data import (
     BUILTIN_DATASETS, Dataset, check_dataset, fit_to_input, load_inputs, load_source,
     parse_source, split_validation,
 )

@@ -14,7 +14,7 @@ import pytest
 import nnc
 from cli_helpers import run
 from nnc.errors import NncError
-from nnc.runtime import data as D
+from nnc import data as D
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import nnc.compiler.format as fmt
-import nnc.runtime.data as D
+import nnc.data as D
 from nnc.compiler import datasource
 from nnc.errors import NncError
 from nnc.compiler.parse import KEYWORDS, parse, parse_value, read_value
@@ -112,6 +112,6 @@ def test_data_sources_are_declared_once():
 
 
 def test_data_layer_imports_no_lark():
-    code = "import sys, nnc.runtime.data, nnc.dataload; print('lark' in sys.modules)"
+    code = "import sys, nnc.data, nnc.dataload; print('lark' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

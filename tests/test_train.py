@@ -458,7 +458,7 @@ def test_nan_guard_keeps_the_last_good_checkpoint(tmp_path, capsys):
 
 def test_early_stopping_keeps_the_last_epochs_weights(tmp_path, capsys):
     import nnc
-    from nnc.runtime import data as D
+    from nnc import data as D
     spec = write_spec(tmp_path)
     run_dir = tmp_path / "run"
     rc, out = run(capsys, "train", spec, "--out", run_dir, "--set", "epochs=200", "--set", "patience=2",

@@ -25,7 +25,7 @@ import pytest
 
 import nnc
 from nnc.cli import main
-from nnc.runtime import data as D
+from nnc import data as D
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"

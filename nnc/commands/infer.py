@@ -18,7 +18,7 @@ from ..api import Model
 from ..errors import NncError
 from ..compiler.ir import Program
 from ..dataload import DATA_JSON, data_info_of, load_dataset, predicted_labels, train_spec
-from ..runtime import data as D
+from .. import data as D
 from ..runtime.weights import load_weights
 from ..util import atomic_write_text, atomic_write_with
 from .train import plural

@@ -11,7 +11,7 @@ from ..api import export_onnx, fingerprint
 from ..errors import NncError
 from ..compiler.ir import Program
 from ..dataload import load_dataset, train_spec, write_data_info
-from ..runtime import data as D
+from .. import data as D
 from ..runtime.graph import Graph, check_memory
 from ..runtime.train import Trainer, TrainState, checkpoint_arrays, history_columns, restore_state
 from ..runtime.weights import load_weights, read_npz, save_npz

@@ -134,7 +134,7 @@ def _tok_span(tok) -> SourceSpan:
 
 
 def parse_source(text: str) -> tuple[str, dict]:
-    """Parse a ``--data`` value into ``(kind, args)`` for ``nnc.runtime.data.load_source``."""
+    """Parse a ``--data`` value into ``(kind, args)`` for ``nnc.data.load_source``."""
     stripped = text.strip()
     if not stripped:
         raise error("empty", text, _offset_span(text, 0))
