@@ -1,1 +1,3 @@
-"""The compiler: IR, op catalogue, checks, formatter and ONNX export (no runtime imports)."""
+"""The compiler: grammar to checked IR: syntax tree, op catalogue, lowering and checks, formatter.
+
+It imports no runtime, data layer or exporter, and `nnc check` loads no NumPy, onnx or pydantic."""
