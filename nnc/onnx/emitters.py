@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -569,3 +570,37 @@ def _rename(nodes: list, old: str, new: str) -> None:
         for i, name in enumerate(n.input):
             if name == old:
                 n.input[i] = new
+
+
+# ----------------------------------------------------------------------------------------------
+# the model in memory
+
+@dataclass
+class Export:
+    """An exported model in memory, before it is written."""
+
+    proto: Any                          # onnx.ModelProto (without the external arrays, if any)
+    opset: int
+    weights: dict[str, np.ndarray]
+    values: dict[str, str]              # IR value (input name / node id) -> ONNX value name
+    checks: list[str] = field(default_factory=list)
+    max_diff: float | None = None
+    data_location: str | None = None    # the external data file's name relative to the model
+    blobs: list[tuple[int, np.ndarray]] = field(default_factory=list)   # (offset, array) in that file
+    skeleton: Any = None                # the model without its large arrays, for shape inference
+    _bytes: bytes | None = field(default=None, repr=False)
+
+    def serialized(self) -> bytes:
+        """The ``.onnx`` file's bytes, serialised once for the checker, onnxruntime and the write."""
+        if self._bytes is None:
+            self._bytes = self.proto.SerializeToString()
+        return self._bytes
+
+    @property
+    def node_count(self) -> int:
+        return len(self.proto.graph.node)
+
+    @property
+    def data_bytes(self) -> int:
+        """The size of the external data file (0 for a self-contained model)."""
+        return self.blobs[-1][0] + self.blobs[-1][1].nbytes if self.blobs else 0

@@ -42,7 +42,6 @@ import functools
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ import numpy as np
 
 from ..errors import NncError
 from ..compiler.ir import ModelIR, Program
+from .emitters import Export
 from .verify import verify_export
 
 PROTOBUF_LIMIT = 2**31 - 1          # bytes: the largest protobuf message, so the largest .onnx file
@@ -127,37 +127,6 @@ def resolve_weights(program: Program, weights: Any = None) -> dict[str, np.ndarr
 
 # ----------------------------------------------------------------------------------------------
 # building
-
-@dataclass
-class Export:
-    """An exported model in memory, before it is written."""
-
-    proto: Any                          # onnx.ModelProto (without the external arrays, if any)
-    opset: int
-    weights: dict[str, np.ndarray]
-    values: dict[str, str]              # IR value (input name / node id) -> ONNX value name
-    checks: list[str] = field(default_factory=list)
-    max_diff: float | None = None
-    data_location: str | None = None    # the external data file's name relative to the model
-    blobs: list[tuple[int, np.ndarray]] = field(default_factory=list)   # (offset, array) in that file
-    skeleton: Any = None                # the model without its large arrays, for shape inference
-    _bytes: bytes | None = field(default=None, repr=False)
-
-    def serialized(self) -> bytes:
-        """The ``.onnx`` file's bytes, serialised once for the checker, onnxruntime and the write."""
-        if self._bytes is None:
-            self._bytes = self.proto.SerializeToString()
-        return self._bytes
-
-    @property
-    def node_count(self) -> int:
-        return len(self.proto.graph.node)
-
-    @property
-    def data_bytes(self) -> int:
-        """The size of the external data file (0 for a self-contained model)."""
-        return self.blobs[-1][0] + self.blobs[-1][1].nbytes if self.blobs else 0
-
 
 def weights_bytes(weights: dict[str, np.ndarray]) -> int:
     return sum(int(np.asarray(a).nbytes) for a in weights.values())

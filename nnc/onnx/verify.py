@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import NncError
 from ..compiler.ir import ModelIR, Program
 
-if TYPE_CHECKING:
-    from .export import Export
+from .emitters import Export
 
 ATOL, RTOL = 1e-5, 1e-4
 VERIFY_BATCH = 5
