@@ -94,20 +94,36 @@ def _respan(v: A.Value, span: SourceSpan) -> A.Value:
 
 
 class Lowerer:
+    """One use: ``Lowerer(path, overrides).lower(file, source)``. Every piece of state is declared here."""
+
     def __init__(self, path: str | None, overrides: dict[str, A.Value] | None = None):
-        self.sink = DiagnosticSink(path)
-        self.path = path
-        self.overrides = dict(overrides or {})
-        self.unresolved: dict[tuple, str] = {}  # spans of names that were not constants
-        self.nodes: list[dict] = []  # IR nodes as plain dicts (validated into ir.Node at the end)
-        self.node_ids: dict[str, SourceSpan] = {}
-        self.counters: dict[str, int] = {}
-        self.repeat_locals: set[str] = set()  # names bound in a `repeat` body, for better hints
+        # diagnostics and the file
+        self.sink = DiagnosticSink(path)  # every error and warning of the file, raised once at the end
+        self.path = path  # the spec's path; ``sink.path`` is switched to `<--set KEY>` while a --set value is read
+        self.overrides: dict[str, A.Value] = dict(overrides or {})  # --set values not yet used, by key
+        self.warnings: list = []  # the sink's warnings, set when the file lowers without errors
+        self.lets: dict[str, list[A.LetStmt]] = {}  # every `let` of the file by name, for "defined later"
+        # what is not reported twice
+        self.unresolved: dict[tuple, str] = {}  # spans of names that were not constants -> the name
         # (path, span) of places whose errors would only repeat one already reported: uses of a
         # constant whose definition failed, and the bad names inside that definition
         self.quiet: set[tuple] = set()
         self.refused: set[str] = set()  # value names refused (E305): their uses are not reported again
-        self.lets: dict[str, list[A.LetStmt]] = {}  # every `let` of the file by name, for "defined later"
+        # the model's dataflow, in source order
+        self.model_scope: Scope | None = None  # the model block's scope (inputs and `output` live there)
+        self.inputs: list[dict] = []  # the declared inputs that checked (IR inputs)
+        self.declared: list[str] = []  # every input's name, including inputs whose declaration failed
+        self.nodes: list[dict] = []  # IR nodes as plain dicts (validated into ir.Node at the end)
+        self.node_ids: dict[str, SourceSpan] = {}  # layer name -> where it was given, for E308
+        self.counters: dict[str, int] = {}  # op -> unnamed layers so far (the k of <op>_<k>)
+        self.repeat_locals: set[str] = set()  # names bound in a `repeat` body, for better hints
+        self.prev: Value | None = None  # the value of the last statement: the next stage's implicit source
+        self.last_binding: str | None = None  # the name the last statement bound (the default output's name)
+        # outputs and assertions
+        self.outputs_decl: A.OutputDecl | None = None  # the model's `output` statement, if any
+        self.asserts: list[tuple[A.AssertStmt, Scope]] = []  # each `assert` with the scope it was written in
+        self.outputs_known = True  # False when an error already reported hides what the outputs are
+        self.totals_valid = True  # False when a layer failed: params/flops budgets are not checked
 
     # ------------------------------------------------------------------------------------------
     # diagnostics helpers
@@ -289,12 +305,6 @@ class Lowerer:
 
     def lower_model(self, m: A.Model, top: Scope) -> dict | None:
         scope = Scope(parent=top)
-        self.inputs: list[dict] = []
-        self.prev: Value | None = None
-        self.last_binding: str | None = None
-        self.outputs_decl: A.OutputDecl | None = None
-        self.asserts: list[tuple[A.AssertStmt, Scope]] = []
-        self.declared: list[str] = []  # every input's name, including inputs whose declaration failed
         self.model_scope = scope
         self.statements(m.body, scope)
         if not self.nodes and self.prev is None and not self.sink:
@@ -578,7 +588,6 @@ class Lowerer:
         (a failed stage, an unknown name in `output`) hides what they are: what depends on the
         outputs (``assert output``) is then not checked, rather than reported as a second error."""
         outs: list[dict] = []
-        self.outputs_known = True
         if self.outputs_decl is not None:
             seen = set()
             for n in self.outputs_decl.names:
