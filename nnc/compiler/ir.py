@@ -7,6 +7,10 @@ JSON. Every node carries the span of the source it came from. Shapes exclude the
 Ops are one tagged node type (:class:`Node`, ``op`` is the tag) whose ``attrs`` are the op
 catalogue's bound and normalised parameters (``nnc.compiler.ops``); ``nnc schema`` publishes
 the per-op attribute schemas as a discriminated union generated from that same catalogue.
+
+The lowering builds the plain dataclasses of :mod:`nnc.compiler.irtypes` (no pydantic on the path
+of ``nnc check``), one per model here with the same fields, order and defaults; these models
+validate their dict. ``tests/test_lowering.py`` fails if the two drift apart.
 """
 from __future__ import annotations
 
@@ -14,7 +18,10 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-IR_VERSION = 1
+from .irtypes import IR_VERSION
+
+__all__ = ["IR_VERSION", "DType", "Span", "Weight", "Input", "Node", "Output", "Assertion", "DataSource",
+           "TrainSpec", "ModelIR", "Program"]
 DType = Literal["float32", "int64"]
 
 

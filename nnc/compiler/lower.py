@@ -11,10 +11,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import DiagnosticSink, NncError, SourceSpan, did_you_mean, fmt_shape
+from ..errors import NO_SPAN, DiagnosticSink, NncError, SourceSpan, did_you_mean, fmt_shape
 from ..vocab import BUILTIN_DATASETS, CLASSIFICATION_LOSSES, default_metrics
 from . import ast as A
 from .builtin_names import builtin_values, describe, example, is_builtin_value
+from .irtypes import Assertion, DataSource, Input, ModelIR, Node, Output, Program, TrainSpec
 from .ops import OPS, ShapeError
 from .parse import parse, parse_value
 from .trainspec import TRAIN_KEYS, misplaced_key_hint
@@ -23,8 +24,8 @@ from .types import REQUIRED, ArgError, ArgErrors, Int, show
 MAX_NODES = 100_000
 
 
-def _span(s: SourceSpan | None) -> dict:
-    return (s or SourceSpan()).as_dict()
+def _span(s: SourceSpan | None) -> SourceSpan:
+    return s or NO_SPAN
 
 
 @dataclass
@@ -111,9 +112,9 @@ class Lowerer:
         self.refused: set[str] = set()  # value names refused (E305): their uses are not reported again
         # the model's dataflow, in source order
         self.model_scope: Scope | None = None  # the model block's scope (inputs and `output` live there)
-        self.inputs: list[dict] = []  # the declared inputs that checked (IR inputs)
+        self.inputs: list[Input] = []  # the declared inputs that checked
         self.declared: list[str] = []  # every input's name, including inputs whose declaration failed
-        self.nodes: list[dict] = []  # IR nodes as plain dicts (validated into ir.Node at the end)
+        self.nodes: list[Node] = []  # the layers, in source order (repeat bodies expanded)
         self.node_ids: dict[str, SourceSpan] = {}  # layer name -> where it was given, for E308
         self.counters: dict[str, int] = {}  # op -> unnamed layers so far (the k of <op>_<k>)
         self.repeat_locals: set[str] = set()  # names bound in a `repeat` body, for better hints
@@ -262,8 +263,8 @@ class Lowerer:
     # ------------------------------------------------------------------------------------------
     # file
 
-    def lower(self, file: A.File, source: str | None) -> dict:
-        """The program as a plain nested dict in the shape of :class:`ir.Program`."""
+    def lower(self, file: A.File, source: str | None) -> Program:
+        """The program (``Program.to_dict()`` is the plain dict that :class:`ir.Program` validates)."""
         top = Scope()
         for let in _lets(file.items):
             self.lets.setdefault(let.name, []).append(let)
@@ -294,16 +295,14 @@ class Lowerer:
         self.sink.raise_if_any()
         self.warnings = self.sink.warnings
         assert model is not None
-        consts = {}
-        for name, v in top.consts.items():
-            consts[name] = show(v)
-        return dict(path=self.path, source=source, constants=consts, model=model, train=train,
-                    seed=train["seed"] if train else 0)
+        consts = {name: show(v) for name, v in top.consts.items()}
+        return Program(path=self.path, source=source, constants=consts, model=model, train=train,
+                       seed=train.seed if train else 0)
 
     # ------------------------------------------------------------------------------------------
     # model
 
-    def lower_model(self, m: A.Model, top: Scope) -> dict | None:
+    def lower_model(self, m: A.Model, top: Scope) -> ModelIR | None:
         scope = Scope(parent=top)
         self.model_scope = scope
         self.statements(m.body, scope)
@@ -311,17 +310,17 @@ class Lowerer:
             self.err("E114", f"model `{m.name}` has no layers", m.name_span,
                      "add stages after the input, e.g. `dense(10) -> softmax`")
         outputs = self.resolve_outputs(m, scope)
-        params = sum(n["params"] for n in self.nodes)
-        state = sum(_numel(w["shape"]) for n in self.nodes for w in n["weights"] if not w["trainable"])
-        flops = sum(n["flops"] for n in self.nodes)
+        params = sum(n.params for n in self.nodes)
+        state = sum(_numel(w.shape) for n in self.nodes for w in n.weights if not w.trainable)
+        flops = sum(n.flops for n in self.nodes)
         # NOTE: an assertion is evaluated in the scope it was written in (a `repeat` body's own values);
         # budgets are skipped while a layer failed to check, since the totals would be wrong
         self.totals_valid = not self.sink
         assertions = [a for a in (self.check_assert(s, sc, params, flops, outputs) for s, sc in self.asserts) if a]
         if self.sink:
             return None
-        return dict(name=m.name, inputs=self.inputs, nodes=self.nodes, outputs=outputs, params=params,
-                    state=state, flops=flops, assertions=assertions, span=_span(m.span))
+        return ModelIR(name=m.name, inputs=self.inputs, nodes=self.nodes, outputs=outputs, params=params,
+                       state=state, flops=flops, assertions=assertions, span=_span(m.span))
 
     def statements(self, body: list, scope: Scope) -> None:
         for st in body:
@@ -386,7 +385,7 @@ class Lowerer:
         if ok:
             scope.values[st.name] = Value(st.name, shape, dtype, st.span)
         if shape is not None:
-            self.inputs.append(dict(name=st.name, shape=list(shape), dtype=dtype, span=_span(st.span)))
+            self.inputs.append(Input(name=st.name, shape=list(shape), dtype=dtype, span=_span(st.span)))
 
     def repeat(self, st: A.Repeat, scope: Scope) -> None:
         n = self.coerce(Int(min=1), st.count, scope, "repeat count")
@@ -517,7 +516,7 @@ class Lowerer:
         else:
             self.counters[op] = self.counters.get(op, 0) + 1
             name, span = f"{op}_{self.counters[op]}", stage_span
-        if name in {i["name"] for i in self.inputs}:
+        if name in {i.name for i in self.inputs}:
             self.err("E308", f"layer name `{name}` is also the name of an input", span,
                      "give the layer another `name=`")
         elif name in self.node_ids:
@@ -571,11 +570,10 @@ class Lowerer:
             self.err(e.code, e.message, st.span, e.hint)
             return _poison(st.span)
         dtype = sources[0].dtype if op.input_dtype == "any" else op.output_dtype
-        weights = [dict(name=w.name, shape=list(w.shape), trainable=w.trainable, init=w.init, blocks=w.blocks)
-                   for w in op.weights([tuple(s) for s in shapes], attrs)]
-        params = sum(_numel(w["shape"]) for w in weights if w["trainable"])
+        weights = op.weights([tuple(s) for s in shapes], attrs)
+        params = sum(_numel(w.shape) for w in weights if w.trainable)
         flops = op.flops([tuple(s) for s in shapes], out_shape, attrs)
-        self.nodes.append(dict(id=node_id, op=op.name, inputs=[s.id for s in sources], attrs=attrs,
+        self.nodes.append(Node(id=node_id, op=op.name, inputs=[s.id for s in sources], attrs=attrs,
                                shape=list(out_shape), dtype=dtype, weights=weights, params=params, flops=flops,
                                span=_span(st.span)))
         return Value(node_id, out_shape, dtype, st.span)
@@ -583,11 +581,11 @@ class Lowerer:
     # ------------------------------------------------------------------------------------------
     # outputs and assertions
 
-    def resolve_outputs(self, m: A.Model, scope: Scope) -> list[dict]:
+    def resolve_outputs(self, m: A.Model, scope: Scope) -> list[Output]:
         """The model's outputs. ``self.outputs_known`` is False when an error already reported
         (a failed stage, an unknown name in `output`) hides what they are: what depends on the
         outputs (``assert output``) is then not checked, rather than reported as a second error."""
-        outs: list[dict] = []
+        outs: list[Output] = []
         if self.outputs_decl is not None:
             seen = set()
             for n in self.outputs_decl.names:
@@ -602,19 +600,19 @@ class Lowerer:
                 elif n.name in seen:
                     self.err("E304", f"`{n.name}` is listed twice in `output`", n.span, None)
                 elif v.shape is not None:
-                    outs.append(dict(name=n.name, source=v.id, shape=list(v.shape), dtype=v.dtype))
+                    outs.append(Output(name=n.name, source=v.id, shape=list(v.shape), dtype=v.dtype))
                 else:
                     self.outputs_known = False
                 seen.add(n.name)
         elif self.prev is not None and self.prev.shape is not None:
             name = self.last_binding or "output"
-            outs.append(dict(name=name, source=self.prev.id, shape=list(self.prev.shape), dtype=self.prev.dtype))
+            outs.append(Output(name=name, source=self.prev.id, shape=list(self.prev.shape), dtype=self.prev.dtype))
         elif self.prev is not None or self.sink:
             self.outputs_known = False  # the last statement failed (or nothing could be built)
         return outs
 
     def check_assert(self, st: A.AssertStmt, scope: Scope, params: int, flops: int,
-                     outputs: list[dict]) -> dict | None:
+                     outputs: list[Output]) -> Assertion | None:
         q = st.quantity
         value = self.subst(st.value, scope)
         if q.kind == "name":
@@ -654,7 +652,7 @@ class Lowerer:
                     self.err("E502", "`assert output` needs a model with exactly one output", q.span,
                              "use `assert shape(NAME) == [...]` for each output")
                     return None
-                actual = outputs[0]["shape"]
+                actual = outputs[0].shape
                 label = "output"
             if st.op != "==":
                 self.err("E401", f"shapes can only be compared with `==`, not `{st.op}`", st.span, None)
@@ -678,12 +676,12 @@ class Lowerer:
                        f"(the model has {actual:,} {'parameters' if q.name == 'params' else 'FLOPs'})")
                 hint = "see `nnc summary` for the largest layers"
             self.err("E501", msg, st.span, hint)
-        return dict(quantity=label, op=st.op, expected=expected, actual=actual, span=_span(st.span))
+        return Assertion(quantity=label, op=st.op, expected=expected, actual=actual, span=_span(st.span))
 
     # ------------------------------------------------------------------------------------------
     # train block
 
-    def lower_train(self, t: A.Train | None, top: Scope, model: dict | None) -> dict | None:
+    def lower_train(self, t: A.Train | None, top: Scope, model: ModelIR | None) -> TrainSpec | None:
         if t is None and not self.overrides:
             return None
         given: dict[str, A.Entry] = {}
@@ -730,43 +728,43 @@ class Lowerer:
             v = values[key]
             if isinstance(v, dict):
                 src_span = given[key].value.span if key in given else None
-                values[key] = dict(kind=v["kind"], args={k: x for k, x in v.items() if k != "kind"},
-                                   span=_span(src_span) if src_span else None)
-        train = dict(span=_span(span) if span else None, **values)
+                values[key] = DataSource(kind=v["kind"], args={k: x for k, x in v.items() if k != "kind"},
+                                         span=src_span or None)
+        train = TrainSpec(span=span or None, **values)
         if model is not None:
             self.check_train_fits(train, model, given, span)
         return train
 
-    def check_train_fits(self, train: dict, model: dict, given: dict, span: SourceSpan) -> None:
+    def check_train_fits(self, train: TrainSpec, model: ModelIR, given: dict, span: SourceSpan) -> None:
         """Static checks between the model and its train block (no data is loaded)."""
         def at(key):
             return given[key].value.span if key in given else span
 
-        if len(model["outputs"]) != 1:
-            self.err("E604", f"training needs exactly one output, the model has {len(model['outputs'])}",
+        if len(model.outputs) != 1:
+            self.err("E604", f"training needs exactly one output, the model has {len(model.outputs)}",
                      at("loss"), "train a single-output model, or export this one with `nnc compile`")
             return
-        out = model["outputs"][0]["shape"]
-        loss = train["loss"]["kind"]
+        out = model.outputs[0].shape
+        loss = train.loss["kind"]
         if loss == "cross_entropy" and out[-1] < 2:
             self.err("E602", f"cross_entropy needs at least 2 classes on the last axis, the output is {fmt_shape(out)}",
                      at("loss"), "for one output unit use `binary_cross_entropy` (with `sigmoid`)")
         else:
             self.check_loss_activation(loss, model, at("loss"))
-        if train["patience"] is not None and train["validation"] == 0.0:
+        if train.patience is not None and train.validation == 0.0:
             self.err("E603", "`patience` (early stopping) needs validation data", at("patience"),
                      "add `validation = 0.2` or a validation data source")
-        data = train["data"]
-        if data is not None and data["kind"] == "dataset":
-            name = data["args"]["name"]
+        data = train.data
+        if data is not None and data.kind == "dataset":
+            name = data.args["name"]
             shape, dtype, classes = BUILTIN_DATASETS[name]
-            inputs = model["inputs"]
+            inputs = model.inputs
             inp = inputs[0] if len(inputs) == 1 else None
             where = at("data")
-            if inp is not None and _numel(shape) != _numel(inp["shape"]):
+            if inp is not None and _numel(shape) != _numel(inp.shape):
                 self.err("E605", f'dataset("{name}") has examples of shape {fmt_shape(shape)}, '
-                         f"the input `{inp['name']}` takes {fmt_shape(inp['shape'])}", where,
-                         f"declare `input {inp['name']}: {fmt_shape(shape)}`")
+                         f"the input `{inp.name}` takes {fmt_shape(inp.shape)}", where,
+                         f"declare `input {inp.name}: {fmt_shape(shape)}`")
             elif len(inputs) > 1:
                 self.err("E605", f'dataset("{name}") has one input, the model has {len(inputs)}',
                          where, "train a multi-input model from an npz file")
@@ -785,15 +783,15 @@ class Lowerer:
         "binary_cross_entropy": ("sigmoid", "softmax", "cross_entropy", "one class out of several"),
     }
 
-    def check_loss_activation(self, loss: str, model: dict, span: SourceSpan | None) -> None:
+    def check_loss_activation(self, loss: str, model: ModelIR, span: SourceSpan | None) -> None:
         """W601: a classification loss after the other one's output activation trains, but on the
         wrong quantity: the output is taken as logits, so `cross_entropy` applies softmax to a
         sigmoid's outputs (and `binary_cross_entropy` sigmoid to a softmax's)."""
         if loss not in self.LOSS_ACTIVATIONS:
             return
         fits, wrong, other, other_for = self.LOSS_ACTIVATIONS[loss]
-        last = next((n for n in self.nodes if n["id"] == model["outputs"][0]["source"]), None)
-        if last is None or last["op"] != wrong:
+        last = next((n for n in self.nodes if n.id == model.outputs[0].source), None)
+        if last is None or last.op != wrong:
             return
         self.warn("W601", f"{loss} after `{wrong}`: the loss takes the {wrong}'s outputs as logits and "
                   f"applies {fits} to them", span,
@@ -884,7 +882,7 @@ def check_source(source: str | bytes, path: str | None = None, *,
     file = parse(source, path)
     text = source if isinstance(source, str) else source.decode("utf-8", "replace").lstrip("\ufeff")
     lowerer = Lowerer(path, overrides)
-    program = lowerer.lower(file, text)
+    program = lowerer.lower(file, text).to_dict()
     if warnings is not None:
         warnings.extend(lowerer.warnings)
     return program

@@ -14,8 +14,8 @@ filled in here, once): kernels and emitters read ``a["key"]``, never ``a.get(key
 Adding an op means, and should mean nothing else than:
 
 1. an :class:`OpDef` here: signature (with ranges), shape rule (raising :class:`ShapeError` with a
-   code and a hint), weights (:class:`WeightSpec`, PyTorch's names and layouts), FLOPs, doc and
-   example; flags such as ``passes_values`` instead of special cases by name elsewhere;
+   code and a hint), weights (the IR's own :class:`~nnc.compiler.irtypes.Weight`, PyTorch's names
+   and layouts), FLOPs, doc and example; flags such as ``passes_values`` instead of special cases by name elsewhere;
 2. a NumPy kernel in the family module of ``nnc/runtime/kernels/`` (forward and backward side by
    side, the cache named, array shapes in the docstring);
 3. an ONNX emitter in ``nnc/onnx/emitters.py`` (and a torch lowering once that engine exists);
@@ -32,6 +32,7 @@ from typing import Callable
 
 from ..errors import fmt_shape
 from ..vocab import INITIALIZERS, init_value
+from .irtypes import Weight
 from .types import REQUIRED, Bool, Enum, Float, Int, Ints, Padding, Param, ShapeList, Signature
 
 Shape = tuple[int, ...]
@@ -45,24 +46,13 @@ class ShapeError(Exception):
         self.code, self.message, self.hint = code, message, hint
 
 
-@dataclass(frozen=True)
-class WeightSpec:
-    """One array a layer owns, named and laid out as PyTorch does (``weight``, ``bias``, ...)."""
-
-    name: str
-    shape: Shape
-    init: dict                 # a normalised initializer value, e.g. {"kind": "glorot_uniform"}
-    trainable: bool = True     # batchnorm's running statistics are state, not parameters
-    blocks: int = 1            # recurrent weights: gates initialised block by block
-
-
 @dataclass
 class OpDef:
     name: str
     sig: Signature
     kind: str                                   # layer | activation | shape | merge | regularization
     infer: Callable[[list[Shape], dict], Shape]
-    weights: Callable[[list[Shape], dict], list[WeightSpec]] = lambda shapes, a: []
+    weights: Callable[[list[Shape], dict], list[Weight]] = lambda shapes, a: []  # IR weights, in order
     flops: Callable[[list[Shape], Shape, dict], int] = lambda shapes, out, a: 0
     input_dtype: str = "float32"                # what the op accepts: float32 | int64
     output_dtype: str = "float32"
@@ -130,8 +120,8 @@ def _dense_infer(shapes, a):
 register(OpDef(
     "dense", Signature("dense", [Param("units", Int(min=1), REQUIRED, "output features"), _BIAS, _init()], 1),
     "layer", _dense_infer,
-    weights=lambda shapes, a: [WeightSpec("weight", (a["units"], shapes[0][-1]), a["init"])]
-    + ([WeightSpec("bias", (a["units"],), _ZEROS)] if a["bias"] else []),
+    weights=lambda shapes, a: [Weight(name="weight", shape=[a["units"], shapes[0][-1]], init=a["init"])]
+    + ([Weight(name="bias", shape=[a["units"]], init=_ZEROS)] if a["bias"] else []),
     flops=lambda shapes, out, a: 2 * _prod(shapes[0]) * a["units"],
     doc="Fully connected layer; on [T, F] it is applied at every time step.",
     example="dense(64) -> relu"))
@@ -181,9 +171,9 @@ def _conv_infer(nd: int):
 
 def _conv_weights(nd: int):
     def weights(shapes, a):
-        w = [WeightSpec("weight", (a["filters"], shapes[0][0], *a["kernel"]), a["init"])]
+        w = [Weight(name="weight", shape=[a["filters"], shapes[0][0], *a["kernel"]], init=a["init"])]
         if a["bias"]:
-            w.append(WeightSpec("bias", (a["filters"],), _ZEROS))
+            w.append(Weight(name="bias", shape=[a["filters"]], init=_ZEROS))
         return w
     return weights
 
@@ -315,10 +305,10 @@ register(OpDef("dropout", Signature("dropout", [Param("rate", Float(0, 1, max_op
 
 
 def _bn_weights(shapes, a):
-    c = (shapes[0][0],)
-    return [WeightSpec("weight", c, _ONES), WeightSpec("bias", c, _ZEROS),
-            WeightSpec("running_mean", c, _ZEROS, trainable=False),
-            WeightSpec("running_var", c, _ONES, trainable=False)]
+    c = shapes[0][0]
+    return [Weight(name="weight", shape=[c], init=_ONES), Weight(name="bias", shape=[c], init=_ZEROS),
+            Weight(name="running_mean", shape=[c], init=_ZEROS, trainable=False),
+            Weight(name="running_var", shape=[c], init=_ONES, trainable=False)]
 
 
 def _bn_infer(shapes, a):
@@ -336,8 +326,8 @@ register(OpDef("batchnorm", Signature("batchnorm", [Param("momentum", Float(0, 1
 
 register(OpDef("layernorm", Signature("layernorm", [Param("eps", Float(0, min_open=True), 1e-5)]),
                "norm", lambda shapes, a: shapes[0],
-               weights=lambda shapes, a: [WeightSpec("weight", (shapes[0][-1],), _ONES),
-                                          WeightSpec("bias", (shapes[0][-1],), _ZEROS)],
+               weights=lambda shapes, a: [Weight(name="weight", shape=[shapes[0][-1]], init=_ONES),
+                                          Weight(name="bias", shape=[shapes[0][-1]], init=_ZEROS)],
                doc="Layer normalisation over the last axis.", example="layernorm"))
 
 
@@ -355,7 +345,7 @@ register(OpDef("embedding", Signature("embedding", [Param("vocab", Int(min=1), R
                                                     Param("dim", Int(min=1), REQUIRED, "vector size"),
                                                     _init("uniform", low=-0.05, high=0.05)], 2),
                "layer", _embedding_infer,
-               weights=lambda shapes, a: [WeightSpec("weight", (a["vocab"], a["dim"]), a["init"])],
+               weights=lambda shapes, a: [Weight(name="weight", shape=[a["vocab"], a["dim"]], init=a["init"])],
                input_dtype="int64", doc="Token ids [T] -> vectors [T, dim].", example="embedding(1000, 32)"))
 
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -378,10 +368,10 @@ def _rnn_weights(op):
     def weights(shapes, a):
         u, f = a["units"], shapes[0][1]
         bias_ih = init_value("zeros") if op != "lstm" else {"kind": "lstm_forget_bias"}
-        return [WeightSpec("weight_ih", (g * u, f), a["init"], blocks=g),
-                WeightSpec("weight_hh", (g * u, u), a["recurrent_init"], blocks=g),
-                WeightSpec("bias_ih", (g * u,), bias_ih, blocks=g),
-                WeightSpec("bias_hh", (g * u,), _ZEROS, blocks=g)]
+        return [Weight(name="weight_ih", shape=[g * u, f], init=a["init"], blocks=g),
+                Weight(name="weight_hh", shape=[g * u, u], init=a["recurrent_init"], blocks=g),
+                Weight(name="bias_ih", shape=[g * u], init=bias_ih, blocks=g),
+                Weight(name="bias_hh", shape=[g * u], init=_ZEROS, blocks=g)]
     return weights
 
 
