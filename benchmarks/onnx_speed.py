@@ -26,7 +26,8 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nnc import export as E  # noqa: E402
+from nnc.onnx import export as E  # noqa: E402
+from nnc.onnx import verify as V  # noqa: E402
 from nnc.compiler.lower import compile_source  # noqa: E402
 
 TORCH_OPSET = 20   # the newest opset torch's TorchScript exporter writes
@@ -138,7 +139,7 @@ def torch_export(program, weights):
     import torch
     model = program.model
     module = torch_module(model, weights)
-    inputs = E.random_inputs(model, 2)
+    inputs = V.random_inputs(model, 2)
     args = tuple(torch.from_numpy(inputs[i.name]) for i in model.inputs)
     in_names = [i.name for i in model.inputs]
     out_names = [o.name for o in model.outputs]
@@ -176,8 +177,8 @@ def latencies(sessions, inputs, runs: int, rounds: int = 5) -> list[float]:
 
 
 def max_diff(sess, program, weights, batch=16) -> float:
-    inputs = E.random_inputs(program.model, batch, seed=3)
-    want = E.reference_outputs(program, weights, inputs)
+    inputs = V.random_inputs(program.model, batch, seed=3)
+    want = V.reference_outputs(program, weights, inputs)
     got = sess.run([o.name for o in program.model.outputs], inputs)
     return max(float(np.max(np.abs(g - want[o.name]))) for g, o in zip(got, program.model.outputs))
 
@@ -219,7 +220,7 @@ def main(argv=None) -> None:
                 row["torch nodes"] = f"failed: {type(exc).__name__}"
                 theirs = None
         for batch, runs in ((1, args.runs_b1), (256, args.runs_b256)):
-            inputs = E.random_inputs(program.model, batch, seed=batch)
+            inputs = V.random_inputs(program.model, batch, seed=batch)
             got = latencies([s_ours] + ([s_theirs] if theirs is not None else []), inputs, runs)
             row[f"b{batch}"] = got[0]
             if theirs is not None:
