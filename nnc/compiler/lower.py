@@ -14,13 +14,13 @@ from typing import Any
 
 from ..errors import NO_SPAN, DiagnosticSink, NncError, SourceSpan, did_you_mean, fmt_shape
 from ..vocab import BUILTIN_DATASETS, CLASSIFICATION_LOSSES, default_metrics
-from . import ast as A
+from ..spec import ast as A
 from .builtin_names import builtin_values, describe, example, is_builtin_value
 from .irtypes import Assertion, DataSource, Input, ModelIR, Node, Output, Program, TrainSpec
 from .ops import OPS, ShapeError
 from .parse import parse, parse_value
 from .trainspec import TRAIN_KEYS, misplaced_key_hint
-from .types import REQUIRED, ArgError, ArgErrors, Int, show
+from ..spec.types import REQUIRED, ArgError, ArgErrors, Int, show
 
 MAX_NODES = 100_000
 
