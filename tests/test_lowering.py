@@ -15,14 +15,23 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.nnspec")) + sorted((ROOT / "tests" / "errors").glob("*.nnspec"))
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+def _parses(spec: Path) -> bool:
+    try:
+        parse(spec.read_bytes(), spec.name)
+        return True
+    except NncError:
+        return False
+
+
+# NOTE: specs with a syntax error are left out: nothing of them reaches the lowering
+LOWERED = [s for s in SPECS if _parses(s)]
+
+
+@pytest.mark.parametrize("spec", LOWERED, ids=lambda p: p.name)
 def test_lowerer_state_is_declared_in_init(spec):
     """Lowering creates no attribute that ``Lowerer.__init__`` did not declare."""
     data = spec.read_bytes()
-    try:
-        file = parse(data, spec.name)
-    except NncError:
-        pytest.skip("a syntax error: nothing is lowered")
+    file = parse(data, spec.name)
     lowerer = Lowerer(spec.name)
     declared = set(vars(lowerer))
     text = data.decode("utf-8", "replace").lstrip("\ufeff")
