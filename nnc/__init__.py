@@ -7,7 +7,7 @@
 
 Importing ``nnc`` is cheap: the API (and NumPy) load on first use, so ``nnc check`` stays fast.
 """
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["load", "Model", "compile_source", "NncError", "__version__"]
 

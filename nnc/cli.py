@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 ISSUES_URL = "https://github.com/nnc-dev/nnc/issues"

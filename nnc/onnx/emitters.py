@@ -485,7 +485,7 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
     :data:`EXTERNAL_MIN_BYTES` point to external data that does not exist (with ``external`` the
     model itself). Raises E801/E802 for an opset that cannot express the model.
     """
-    from .. import __version__
+    from ..version import __version__
     model = program.model
     check_opset(model, opset, max_opset)
     b = _Builder(opset)
