@@ -2,10 +2,43 @@
 and one per weight gradient."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .base import Kernel, register
 from .special import sigmoid
+
+
+class RNNCache(NamedTuple):
+    xt: np.ndarray         # (T*N, F) the input, time-major
+    H: np.ndarray          # (T+1, N, u) the states, H[0] = 0
+    w: dict                # the layer's weights
+    a: dict                # its attrs
+    act: str               # tanh | relu
+    xshape: tuple          # (N, T, F)
+
+
+class LSTMCache(NamedTuple):
+    xt: np.ndarray         # (T*N, F)
+    H: np.ndarray          # (T+1, N, u) hidden states
+    C: np.ndarray          # (T+1, N, u) cell states
+    A: np.ndarray          # (T, 4, N, u) gate activations, planar, order (i, f, o, g)
+    TC: np.ndarray         # (T, N, u) tanh(c_t)
+    w: dict
+    a: dict
+    xshape: tuple
+
+
+class GRUCache(NamedTuple):
+    xt: np.ndarray         # (T*N, F)
+    H: np.ndarray          # (T+1, N, u)
+    RZ: np.ndarray         # (T, N, 2u) reset and update gates
+    NN: np.ndarray         # (T, N, u) the new gate n
+    GHN: np.ndarray        # (T, N, u) W_hn h + b_hn
+    w: dict
+    a: dict
+    xshape: tuple
 
 
 def _input_projection(x, w, with_bias_hh: bool):
@@ -73,9 +106,9 @@ class RNN(Kernel):
                 np.tanh(h, out=h)
             else:
                 np.maximum(h, 0, out=h)
-        return _output(H, a), (xt, H, w, a, act, x.shape)
+        return _output(H, a), RNNCache(xt, H, w, a, act, x.shape)
 
-    def backward(self, dy, cache):
+    def backward(self, dy, cache: RNNCache):
         xt, H, w, a, act, xshape = cache
         N, T, F = xshape
         seq = a["return_sequences"]
@@ -153,9 +186,9 @@ class LSTM(Kernel):
             c += tmp
             np.tanh(c, out=TC[t])
             np.multiply(z[2], TC[t], out=H[t + 1])
-        return _output(H, a), (xt, H, C, A, TC, w, a, x.shape)
+        return _output(H, a), LSTMCache(xt, H, C, A, TC, w, a, x.shape)
 
-    def backward(self, dy, cache):
+    def backward(self, dy, cache: LSTMCache):
         xt, H, C, A, TC, w, a, xshape = cache
         N, T, F = xshape
         u = H.shape[-1]
@@ -236,9 +269,9 @@ class GRU(Kernel):
             np.subtract(H[t], n, out=H[t + 1])
             H[t + 1] *= z
             H[t + 1] += n
-        return _output(H, a), (xt, H, RZ, NN, GHN, w, a, x.shape)
+        return _output(H, a), GRUCache(xt, H, RZ, NN, GHN, w, a, x.shape)
 
-    def backward(self, dy, cache):
+    def backward(self, dy, cache: GRUCache):
         xt, H, RZ, NN, GHN, w, a, xshape = cache
         N, T, F = xshape
         u = H.shape[-1]
