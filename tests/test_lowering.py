@@ -1,5 +1,6 @@
-"""The lowering's own invariants: the ``Lowerer``'s state is declared up front, and the IR dataclasses
-it builds (``nnc.compiler.irtypes``) mirror the pydantic IR (``nnc.compiler.ir``)."""
+"""The lowering's own invariants: the state of the ``Lowerer``, its context and its passes is declared
+up front, and the IR dataclasses it builds (``nnc.compiler.irtypes``) mirror the pydantic IR
+(``nnc.compiler.ir``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -27,19 +28,34 @@ def _parses(spec: Path) -> bool:
 LOWERED = [s for s in SPECS if _parses(s)]
 
 
+def _state(lowerer: Lowerer) -> dict[str, set[str]]:
+    """The attributes of the ``Lowerer`` and of the context and passes it holds (every object of
+    ``nnc.compiler.lowering`` among its attributes), by name."""
+    state = {"Lowerer": set(vars(lowerer))}
+    for name, obj in vars(lowerer).items():
+        if type(obj).__module__.startswith("nnc.compiler.lowering."):
+            state[name] = set(vars(obj))
+    return state
+
+
+def test_the_passes_are_found():
+    assert set(_state(Lowerer("x"))) == {"Lowerer", "ctx", "model", "outputs", "train"}
+
+
 @pytest.mark.parametrize("spec", LOWERED, ids=lambda p: p.name)
 def test_lowerer_state_is_declared_in_init(spec):
-    """Lowering creates no attribute that ``Lowerer.__init__`` did not declare."""
+    """Lowering creates no attribute that the ``__init__`` of ``Lowerer``, of its context or of its
+    passes did not declare."""
     data = spec.read_bytes()
     file = parse(data, spec.name)
     lowerer = Lowerer(spec.name)
-    declared = set(vars(lowerer))
+    declared = _state(lowerer)
     text = data.decode("utf-8", "replace").lstrip("\ufeff")
     try:
         lowerer.lower(file, text)
     except NncError:
         pass
-    assert set(vars(lowerer)) == declared
+    assert _state(lowerer) == declared
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,326 @@
+"""The model-statements pass: a ``model`` block's statements in source order -- inputs, ``let``,
+``repeat`` expansion, pipelines and merges, layer naming, argument validation and shape inference.
+
+It builds the model's dataflow (its inputs, its layers, the value of its last statement) and
+collects its ``output`` and ``assert`` statements for :mod:`.outputs`.
+"""
+from __future__ import annotations
+
+from ...errors import SourceSpan, did_you_mean
+from ...spec import ast as A
+from ...spec.types import ArgErrors, Int, show
+from ..builtin_names import describe, is_builtin_value
+from ..irtypes import Input, Node
+from ..ops import OPS, ShapeError
+from .context import Context, Scope, Value, ir_span, numel
+
+MAX_NODES = 100_000
+
+
+class ModelPass:
+    """The statements of the model block. Every piece of state is declared here."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        # the model's dataflow, in source order
+        self.model_scope: Scope | None = None  # the model block's scope (inputs and `output` live there)
+        self.inputs: list[Input] = []  # the declared inputs that checked
+        self.declared: list[str] = []  # every input's name, including inputs whose declaration failed
+        self.nodes: list[Node] = []  # the layers, in source order (repeat bodies expanded)
+        self.node_ids: dict[str, SourceSpan] = {}  # layer name -> where it was given, for E308
+        self.counters: dict[str, int] = {}  # op -> unnamed layers so far (the k of <op>_<k>)
+        self.repeat_locals: set[str] = set()  # names bound in a `repeat` body, for better hints
+        self.prev: Value | None = None  # the value of the last statement: the next stage's implicit source
+        self.last_binding: str | None = None  # the name the last statement bound (the default output's name)
+        # collected for the outputs-and-assertions pass
+        self.outputs_decl: A.OutputDecl | None = None  # the model's `output` statement, if any
+        self.asserts: list[tuple[A.AssertStmt, Scope]] = []  # each `assert` with the scope it was written in
+
+    def lower_model(self, m: A.Model, top: Scope) -> Scope:
+        """Lower the model's statements; the model's scope (its inputs and bound values)."""
+        scope = Scope(parent=top)
+        self.model_scope = scope
+        self.statements(m.body, scope)
+        if not self.nodes and self.prev is None and not self.ctx.sink:
+            self.ctx.err("E114", f"model `{m.name}` has no layers", m.name_span,
+                         "add stages after the input, e.g. `dense(10) -> softmax`")
+        return scope
+
+    def statements(self, body: list, scope: Scope) -> None:
+        for st in body:
+            if len(self.nodes) > MAX_NODES:
+                self.ctx.err("E402", f"the model expands to more than {MAX_NODES:,} layers", st.span,
+                             "use a smaller `repeat` count")
+                return
+            if isinstance(st, A.LetStmt):
+                self.ctx.define_const(st, scope)
+            elif isinstance(st, A.InputDecl):
+                self.input_decl(st, scope)
+            elif isinstance(st, A.OutputDecl):
+                if self.outputs_decl is not None:
+                    self.ctx.err("E115", "`output` is declared twice", st.span,
+                                 "list every output in one `output` statement")
+                elif scope is not self.model_scope:
+                    self.ctx.err("E115", "`output` cannot be declared inside `repeat`", st.span,
+                                 "declare it after the `repeat` block")
+                else:
+                    self.outputs_decl = st
+            elif isinstance(st, A.AssertStmt):
+                self.asserts.append((st, scope))
+            elif isinstance(st, A.Repeat):
+                self.repeat(st, scope)
+            elif isinstance(st, A.Binding):
+                value = self.pipeline(st.pipeline, scope)
+                if self.bindable(st.name, st.name_span, scope):
+                    scope.values[st.name] = value
+                self.last_binding = st.name
+                self.prev = value
+            elif isinstance(st, A.Pipeline):
+                self.prev = self.pipeline(st, scope)
+                self.last_binding = None
+
+    def bindable(self, name: str, span: SourceSpan, scope: Scope) -> bool:
+        if name in OPS:
+            self.ctx.err("E305", f"`{name}` is the name of an op and cannot name a value", span,
+                         f"choose another name, e.g. `{name}_out`")
+            self.ctx.refused.add(name)
+            return False
+        if scope.value(name) is not None or scope.const(name) is not None:
+            self.ctx.err("E304", f"`{name}` is already bound", span, "each name is bound once; choose another name")
+            return False
+        return True
+
+    def input_decl(self, st: A.InputDecl, scope: Scope) -> None:
+        dtype, dtype_ok = "float32", True
+        if st.dtype is not None:
+            if st.dtype.name in ("float32", "int64"):
+                dtype = st.dtype.name
+            else:
+                dtype_ok = False
+                self.ctx.err("E405", f"unknown input dtype `{st.dtype.name}`", st.dtype.span,
+                             did_you_mean(st.dtype.name, ["float32", "int64"]) or "use `float32` or `int64`")
+        dims = [self.ctx.coerce(Int(min=1), d, scope, "input dimension") for d in st.dims]
+        if scope is not self.model_scope:
+            self.ctx.err("E116", "inputs cannot be declared inside `repeat`", st.span,
+                         "declare inputs at the top of the model")
+            return
+        ok = self.bindable(st.name, st.name_span, scope)
+        if ok:
+            self.declared.append(st.name)
+        shape = tuple(dims) if all(d is not None for d in dims) and dtype_ok else None
+        if ok:
+            scope.values[st.name] = Value(st.name, shape, dtype, st.span)
+        if shape is not None:
+            self.inputs.append(Input(name=st.name, shape=list(shape), dtype=dtype, span=ir_span(st.span)))
+
+    def repeat(self, st: A.Repeat, scope: Scope) -> None:
+        n = self.ctx.coerce(Int(min=1), st.count, scope, "repeat count")
+        if n is None:
+            return
+        if n * max(1, _count_stages(st.body)) > MAX_NODES:
+            self.ctx.err("E402", f"`repeat {show(st.count)}` expands to more than {MAX_NODES:,} layers", st.count.span,
+                         "use a smaller count")
+            return
+        for _ in range(n):
+            before = len(self.ctx.sink.errors)
+            body = Scope(parent=scope)
+            self.statements(st.body, body)
+            self.repeat_locals.update(body.values)
+            if len(self.ctx.sink.errors) > before:
+                break  # report a body's errors once, not once per repetition
+        if self.last_binding is not None and scope.value(self.last_binding) is None:
+            self.last_binding = None  # a name local to the body does not name the model's output
+
+    # ------------------------------------------------------------------------------------------
+    # pipelines
+
+    def implicit_source(self, stage: A.Call, scope: Scope) -> Value | None:
+        if self.prev is not None:
+            return self.prev
+        declared = self.declared
+        if len(declared) == 1:
+            return self.model_scope.values.get(declared[0])  # None (poisoned) if its declaration failed
+        if not declared:
+            self.ctx.err("E113", "the model has no input before its first layer", stage.span,
+                         "declare one first, e.g. `input x: [4]`")
+            return None
+        self.ctx.err("E306", f"`{stage.name}` could take any of the inputs "
+                     + ", ".join(f"`{d}`" for d in declared), stage.span,
+                     f"name its source: `{declared[0]} -> {show(stage)}`")
+        return None
+
+    def pipeline(self, pipe: A.Pipeline, scope: Scope) -> Value:
+        """The value a pipeline computes; a poisoned value (shape None) after an error."""
+        stages = list(pipe.stages)
+        first = stages[0]
+        current: Value | None
+        if first.args is None and scope.value(first.name) is not None and first.name not in OPS:
+            current = scope.value(first.name)
+            stages = stages[1:]
+        elif first.name in OPS and OPS[first.name].merge:
+            current = self.merge(first, scope)
+            stages = stages[1:]
+        else:
+            current = self.implicit_source(first, scope) if self._is_op_stage(first, scope) else None
+        poisoned = current is None or current.shape is None
+        for st in stages:
+            if len(self.nodes) > MAX_NODES:
+                self.ctx.err("E402", f"the model expands to more than {MAX_NODES:,} layers", st.span,
+                             "split the model, or use fewer stages")
+                return _poison(pipe.span)
+            st = self.resolve_stage_const(st, scope)
+            if st.name not in OPS:
+                if scope.value(st.name) is not None:
+                    self.ctx.err("E312", f"`{st.name}` is a value, not an op; only the first stage may name a value",
+                                 st.span, f"start a new statement: `{st.name} -> ...`")
+                else:
+                    self.unknown_op(st, scope)
+                poisoned = True
+                continue
+            if OPS[st.name].merge:
+                self.ctx.err("E313", f"`{st.name}` names all its inputs and must start its pipeline", st.span,
+                             f"write `{st.name}(a, b) -> ...` as a statement of its own")
+                poisoned = True
+                continue
+            current = self.apply(st, None if poisoned else [current], scope)
+            poisoned = poisoned or current.shape is None
+        return _poison(pipe.span) if poisoned or current is None else current
+
+    def _is_op_stage(self, st: A.Call, scope: Scope) -> bool:
+        return self.resolve_stage_const(st, scope).name in OPS
+
+    def resolve_stage_const(self, st: A.Call, scope: Scope) -> A.Call:
+        """``let act = relu`` then ``dense(3) -> act``: a constant naming an op stands for it."""
+        c = scope.const(st.name) if st.name not in OPS else None
+        if st.name not in OPS and scope.const_failed(st.name):
+            self.ctx.hush(st.name_span)
+        if isinstance(c, A.Name):
+            return A.Call(c.name, st.name_span, st.args, st.span)
+        if isinstance(c, A.Call) and st.args is None:
+            return A.Call(c.name, st.name_span, c.args, st.span)
+        return st
+
+    def unknown_op(self, st: A.Call, scope: Scope) -> None:
+        values = [n for n in scope.all_names() if scope.value(n) is not None]
+        hint = did_you_mean(st.name, list(OPS) + values) or "see `docs/language.md` for the list of ops"
+        if st.name in self.repeat_locals:
+            hint = f"`{st.name}` is bound inside a `repeat` body and is local to it; bind the result after the block"
+        if st.args is None and scope.const(st.name) is not None:
+            hint = f"`{st.name}` is a constant, not an op or a value"
+        elif is_builtin_value(st.name) and scope.const(st.name) is None:
+            hint = f"`{st.name}` is {describe(st.name)}, not an op"
+        self.ctx.err("E301", f"unknown op or value `{st.name}`", st.name_span, hint)
+
+    def merge(self, st: A.Call, scope: Scope) -> Value:
+        sources: list[Value] = []
+        ok = True
+        positional = [a for a in (st.args or []) if not isinstance(a, A.KwArg)]
+        for a in positional:
+            if not isinstance(a, A.Name):
+                self.ctx.err("E401", f"`{st.name}` takes the names of its inputs, got `{show(a)}`", a.span,
+                             f"e.g. `{st.name}(a, b)`")
+                ok = False
+                continue
+            v = scope.value(a.name)
+            if v is None:
+                values = [n for n in scope.all_names() if scope.value(n) is not None]
+                if a.name not in self.ctx.refused:  # `relu = ...` was reported where it was bound
+                    self.ctx.err("E303", f"unknown value `{a.name}`", a.span,
+                                 did_you_mean(a.name, values) or "bind it first: `NAME = ...`")
+                ok = False
+                continue
+            sources.append(v)
+        if len(positional) < 2:
+            self.ctx.err("E403", f"`{st.name}` needs at least two inputs", st.span, f"e.g. `{st.name}(a, b)`")
+            ok = False
+        call = A.Call(st.name, st.name_span, [a for a in (st.args or []) if isinstance(a, A.KwArg)], st.span)
+        return self.apply(call, sources if ok else None, scope)
+
+    def next_id(self, op: str, explicit: tuple[str, SourceSpan] | None, stage_span: SourceSpan) -> str:
+        if explicit is not None:
+            name, span = explicit
+        else:
+            self.counters[op] = self.counters.get(op, 0) + 1
+            name, span = f"{op}_{self.counters[op]}", stage_span
+        if name in {i.name for i in self.inputs}:
+            self.ctx.err("E308", f"layer name `{name}` is also the name of an input", span,
+                         "give the layer another `name=`")
+        elif name in self.node_ids:
+            self.ctx.err("E308", f"layer name `{name}` is used twice", span,
+                         "give each layer a unique `name=`; unnamed layers are called <op>_<k> in source order")
+        self.node_ids[name] = span or SourceSpan()
+        return name
+
+    def apply(self, st: A.Call, sources: list[Value] | None, scope: Scope) -> Value:
+        """Validate one op stage and infer its output; ``sources=None`` when an input is poisoned."""
+        op = OPS[st.name]
+        explicit = None
+        args = st.args
+        if args is not None:
+            kept = []
+            for a in args:
+                if isinstance(a, A.KwArg) and a.name == "name":
+                    name = self.ctx.subst(a.value, scope)
+                    if isinstance(name, A.Str) and name.value.isidentifier():
+                        explicit = (name.value, name.span)
+                    else:
+                        self.ctx.err("E401", f"`name` must be a string that is a valid name, got `{show(name)}`",
+                                     a.value.span, 'e.g. name="encoder"')
+                else:
+                    kept.append(a)
+            args = kept
+        call = self.ctx.subst(A.Call(st.name, st.name_span, args if args is not None else [], st.span), scope)
+        attrs = None
+        try:
+            attrs = op.sig.bind(call)
+        except ArgErrors as es:
+            self.ctx.arg_errors(es.errors, scope)
+        node_id = self.next_id(op.name, explicit, st.span)
+        if attrs is None or sources is None:
+            return _poison(st.span)
+        shapes = [s.shape for s in sources]
+        if any(s is None for s in shapes):
+            return _poison(st.span)
+        for src in sources:
+            if op.input_dtype != "any" and src.dtype != op.input_dtype:
+                if src.dtype == "int64":
+                    self.ctx.err("E208", f"{op.name} expects float input, got int64 token ids from `{src.id}`",
+                                 st.span, "turn token ids into vectors first with `embedding(vocab, dim)`")
+                else:
+                    self.ctx.err("E207", f"{op.name} expects int64 token ids, got float32 values from `{src.id}`",
+                                 st.span, "declare the input with its dtype: `input tokens: int64 [T]`")
+                return _poison(st.span)
+        try:
+            out_shape = tuple(op.infer([tuple(s) for s in shapes], attrs))
+        except ShapeError as e:
+            self.ctx.err(e.code, e.message, st.span, e.hint)
+            return _poison(st.span)
+        dtype = sources[0].dtype if op.input_dtype == "any" else op.output_dtype
+        weights = op.weights([tuple(s) for s in shapes], attrs)
+        params = sum(numel(w.shape) for w in weights if w.trainable)
+        flops = op.flops([tuple(s) for s in shapes], out_shape, attrs)
+        self.nodes.append(Node(id=node_id, op=op.name, inputs=[s.id for s in sources], attrs=attrs,
+                               shape=list(out_shape), dtype=dtype, weights=weights, params=params, flops=flops,
+                               span=ir_span(st.span)))
+        return Value(node_id, out_shape, dtype, st.span)
+
+
+def _poison(span: SourceSpan) -> Value:
+    """The value of a stage that failed: later stages skip their shape checks instead of cascading."""
+    return Value("<error>", None, "float32", span)
+
+
+
+def _count_stages(body: list) -> int:
+    n = 0
+    for st in body:
+        if isinstance(st, A.Binding):
+            n += len(st.pipeline.stages)
+        elif isinstance(st, A.Pipeline):
+            n += len(st.stages)
+        elif isinstance(st, A.Repeat):
+            inner = _count_stages(st.body)
+            count = st.count.value if isinstance(st.count, A.Num) and isinstance(st.count.value, int) else 1
+            n += inner * max(1, count)
+    return n
+

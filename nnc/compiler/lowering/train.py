@@ -1,0 +1,138 @@
+"""The train pass: the ``train`` block and the ``--set`` train keys, checked against the model."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ...errors import SourceSpan, did_you_mean, fmt_shape
+from ...spec import ast as A
+from ...spec.types import REQUIRED
+from ...vocab import BUILTIN_DATASETS, CLASSIFICATION_LOSSES, default_metrics
+from ..irtypes import DataSource, ModelIR, TrainSpec
+from ..trainspec import TRAIN_KEYS, misplaced_key_hint
+from .context import Context, Scope, numel
+
+
+# classification loss -> (the output activation it is fused with, the one it does not go with,
+# the activation the other does, what the other loss is for); see the runtime's Graph.loss_value_id
+LOSS_ACTIVATIONS = {
+    "cross_entropy": ("softmax", "sigmoid", "binary_cross_entropy", "independent yes/no outputs"),
+    "binary_cross_entropy": ("sigmoid", "softmax", "cross_entropy", "one class out of several"),
+}
+
+
+class TrainPass:
+    """The train block. Its only state is the shared context."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def lower_train(self, t: A.Train | None, top: Scope, model: ModelIR | None) -> TrainSpec | None:
+        if t is None and not self.ctx.overrides:
+            return None
+        given: dict[str, A.Entry] = {}
+        for e in (t.entries if t else []):
+            if e.key not in TRAIN_KEYS:
+                block = {x.key: x.value for x in t.entries if x.key in TRAIN_KEYS}
+                self.ctx.err("E307", f"unknown train key `{e.key}`", e.key_span,
+                             misplaced_key_hint(e.key, e.value, {**block, **self.ctx.overrides}, top.const)
+                             or did_you_mean(e.key, list(TRAIN_KEYS)) or "keys: " + ", ".join(TRAIN_KEYS))
+                continue
+            if e.key in given:
+                self.ctx.err("E311", f"train key `{e.key}` is given twice", e.key_span, "keep one of them")
+                continue
+            given[e.key] = e
+        span = t.span if t else None
+        for key, value in self.ctx.overrides.items():
+            given[key] = A.Entry(key, value.span, value, value.span)
+        values: dict[str, Any] = {}
+        bad = False
+        for key, p in TRAIN_KEYS.items():
+            if key in given:
+                # NOTE: a `--set` value's positions are in the value's own text, not in the spec
+                self.ctx.sink.path = f"<--set {key}>" if key in self.ctx.overrides else self.ctx.path
+                v = self.ctx.coerce(p.type, given[key].value, top, f"train `{key}`")
+                self.ctx.sink.path = self.ctx.path
+                if v is None:
+                    bad = True
+                values[key] = v
+            elif p.default is REQUIRED:
+                if t is None:
+                    self.ctx.err("E601", f"the spec has no train block, so it has no `{key}`", None,
+                                 f"add a train block, or `--set {key}=...`")
+                else:
+                    self.ctx.err("E601", f"the train block needs `{key}`", span,
+                                 f"e.g. `{key} = cross_entropy`" if key == "loss" else None)
+                bad = True
+            else:
+                values[key] = copy.deepcopy(p.default)
+        if bad:
+            return None
+        if values["metrics"] is None:
+            values["metrics"] = default_metrics(values["loss"]["kind"])
+        for key in ("data", "validation"):
+            v = values[key]
+            if isinstance(v, dict):
+                src_span = given[key].value.span if key in given else None
+                values[key] = DataSource(kind=v["kind"], args={k: x for k, x in v.items() if k != "kind"},
+                                         span=src_span or None)
+        train = TrainSpec(span=span or None, **values)
+        if model is not None:
+            self.check_train_fits(train, model, given, span)
+        return train
+
+    def check_train_fits(self, train: TrainSpec, model: ModelIR, given: dict, span: SourceSpan) -> None:
+        """Static checks between the model and its train block (no data is loaded)."""
+        def at(key):
+            return given[key].value.span if key in given else span
+
+        if len(model.outputs) != 1:
+            self.ctx.err("E604", f"training needs exactly one output, the model has {len(model.outputs)}",
+                         at("loss"), "train a single-output model, or export this one with `nnc compile`")
+            return
+        out = model.outputs[0].shape
+        loss = train.loss["kind"]
+        if loss == "cross_entropy" and out[-1] < 2:
+            self.ctx.err("E602", "cross_entropy needs at least 2 classes on the last axis, the output is "
+                         f"{fmt_shape(out)}", at("loss"),
+                         "for one output unit use `binary_cross_entropy` (with `sigmoid`)")
+        else:
+            self.check_loss_activation(loss, model, at("loss"))
+        if train.patience is not None and train.validation == 0.0:
+            self.ctx.err("E603", "`patience` (early stopping) needs validation data", at("patience"),
+                         "add `validation = 0.2` or a validation data source")
+        data = train.data
+        if data is not None and data.kind == "dataset":
+            name = data.args["name"]
+            shape, dtype, classes = BUILTIN_DATASETS[name]
+            inputs = model.inputs
+            inp = inputs[0] if len(inputs) == 1 else None
+            where = at("data")
+            if inp is not None and numel(shape) != numel(inp.shape):
+                self.ctx.err("E605", f'dataset("{name}") has examples of shape {fmt_shape(shape)}, '
+                             f"the input `{inp.name}` takes {fmt_shape(inp.shape)}", where,
+                             f"declare `input {inp.name}: {fmt_shape(shape)}`")
+            elif len(inputs) > 1:
+                self.ctx.err("E605", f'dataset("{name}") has one input, the model has {len(inputs)}',
+                             where, "train a multi-input model from an npz file")
+            if classes is not None and loss == "cross_entropy" and out[-1] != classes:
+                self.ctx.err("E606", f'dataset("{name}") has {classes} classes, the output has '
+                             f"{out[-1]} units", where, f"end the model with `dense({classes}) -> softmax`")
+            if classes is None and loss in CLASSIFICATION_LOSSES:
+                self.ctx.err("E606", f'dataset("{name}") is a regression task; {loss} needs classes',
+                             at("loss"), "use `loss = mse`")
+
+    def check_loss_activation(self, loss: str, model: ModelIR, span: SourceSpan | None) -> None:
+        """W601: a classification loss after the other one's output activation trains, but on the
+        wrong quantity: the output is taken as logits, so `cross_entropy` applies softmax to a
+        sigmoid's outputs (and `binary_cross_entropy` sigmoid to a softmax's)."""
+        if loss not in LOSS_ACTIVATIONS:
+            return
+        fits, wrong, other, other_for = LOSS_ACTIVATIONS[loss]
+        last = next((n for n in model.nodes if n.id == model.outputs[0].source), None)
+        if last is None or last.op != wrong:
+            return
+        self.ctx.warn("W601", f"{loss} after `{wrong}`: the loss takes the {wrong}'s outputs as logits and "
+                      f"applies {fits} to them", span,
+                      f"end the model with `{fits}` for {loss}, or use `loss = {other}` ({other_for})")
+
