@@ -21,7 +21,7 @@ This module imports no NumPy: ``nnc check`` reads it.
 """
 from __future__ import annotations
 
-from .spec.types import (REQUIRED, ArgError, Bool, Catalogue, Enum, Float, Int, Param, Signature,
+from .lang.types import (REQUIRED, ArgError, Bool, Catalogue, Enum, Float, Int, Param, Signature,
                              Str)
 
 # ----------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from nnc import vocab
 from nnc.errors import NncError
 from nnc.compiler.ops import OPS
 from nnc.compiler.parse import parse_value
-from nnc.spec.types import REQUIRED, ArgError, ArgErrors, Bool, Catalogue, Float, Int
+from nnc.lang.types import REQUIRED, ArgError, ArgErrors, Bool, Catalogue, Float, Int
 from nnc import data
 from nnc.runtime import init, losses, metrics, optimizers, schedules
 from nnc.runtime.kernels import KERNELS

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from nnc.spec import ast as A
+from nnc.lang import ast as A
 from nnc.errors import NncError
 from nnc.compiler.lower import check_source
 from nnc.compiler.parse import KEYWORDS, parse

@@ -4,7 +4,7 @@ optimizers, schedules, data sources, built-in data sets, metrics and enum choice
 ``activation=tanh``.
 
 Nothing here is a list of its own: a name is built in because some parameter's type accepts it
-(:meth:`nnc.spec.types.Type.vocabulary`). A ``let`` may not take such a name (contract 3.1), and
+(:meth:`nnc.lang.types.Type.vocabulary`). A ``let`` may not take such a name (contract 3.1), and
 an error about a built-in name given to a parameter that does not take it says where it belongs.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ def builtin_values() -> dict[str, tuple[Use, ...]]:
     """``{name: (Use, ...)}`` for every bare name a parameter or train key gives a meaning to."""
     from .ops import OPS
     from .trainspec import TRAIN_KEYS
-    from ..spec.types import REQUIRED, Catalogue
+    from ..lang.types import REQUIRED, Catalogue
 
     out: dict[str, list[Use]] = {}
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..spec import ast as A
+from ..lang import ast as A
 from ..errors import NncError, SourceSpan
 from .trainspec import BUILTIN_DATASETS, SOURCES
 from ..errors import did_you_mean
-from ..spec.types import REQUIRED, Signature, show
+from ..lang.types import REQUIRED, Signature, show
 
 SYNTAX_HINT = ('write dataset("iris"), csv("data.csv", target="label"), npz("data.npz", x="x", '
                'y="y"), or a path ending in .csv or .npz')

@@ -54,7 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..grammar import lex
-from ..spec import ast as A
+from ..lang import ast as A
 from .parse import parse
 
 INDENT = 4

@@ -12,8 +12,8 @@ from __future__ import annotations
 import gc
 
 from ..errors import NncError, SourceSpan, did_you_mean
-from ..spec import ast as A
-from ..spec.types import show
+from ..lang import ast as A
+from ..lang.types import show
 from .irtypes import Program
 from .lowering.context import Context, Scope, lets_in
 from .lowering.model import MAX_NODES, ModelPass

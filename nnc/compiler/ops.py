@@ -33,7 +33,7 @@ from typing import Callable
 from ..errors import fmt_shape
 from ..vocab import INITIALIZERS, init_value
 from .irtypes import Weight
-from ..spec.types import REQUIRED, Bool, Enum, Float, Int, Ints, Padding, Param, ShapeList, Signature
+from ..lang.types import REQUIRED, Bool, Enum, Float, Int, Ints, Padding, Param, ShapeList, Signature
 
 Shape = tuple[int, ...]
 
@@ -201,7 +201,7 @@ for _nd in (2, 1):
 # pooling
 
 def _pool_check(a, call):
-    from ..spec.types import ArgError
+    from ..lang.types import ArgError
     if a["stride"] is None:
         a["stride"] = list(a["size"])
     for p, k in zip(a["padding"], a["size"]):

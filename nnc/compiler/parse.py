@@ -1,4 +1,4 @@
-"""Source text -> syntax tree (:mod:`nnc.spec.ast`), with syntax errors in the user's words.
+"""Source text -> syntax tree (:mod:`nnc.lang.ast`), with syntax errors in the user's words.
 
 Every input, however broken (binary, not UTF-8, deeply nested, megabytes long), either parses or
 raises :class:`NncError`; nothing else escapes.
@@ -13,7 +13,7 @@ from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ..grammar import KEYWORDS, get_parser, lex, literal_types
-from ..spec import ast as A
+from ..lang import ast as A
 from ..errors import Diagnostic, NncError, SourceSpan
 
 __all__ = ["KEYWORDS", "parse", "parse_value", "read_value", "decode_source"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..vocab import (BUILTIN_DATASETS, CLASSIFICATION_LOSSES, LOSSES, METRICS, OPTIMIZERS, SCHEDULES,
                      SOURCES)
-from ..spec.types import REQUIRED, Bool, Catalogue, Enum, Float, Int, ListOf, OneOf, Param
+from ..lang.types import REQUIRED, Bool, Catalogue, Enum, Float, Int, ListOf, OneOf, Param
 
 __all__ = ["BUILTIN_DATASETS", "CLASSIFICATION_LOSSES", "LOSSES", "METRICS", "OPTIMIZERS", "SCHEDULES",
            "SOURCES", "TRAIN_KEYS", "PARAM_ALIASES", "misplaced_key_hint"]
@@ -45,8 +45,8 @@ def misplaced_key_hint(key: str, value, given: dict, const=lambda name: None, *,
     call keeps the arguments of the optimizer (loss, schedule) the block already gives; without
     one it is the default, or else the first that has the parameter and needs nothing else.
     None if the key is no such parameter."""
-    from ..spec import ast as A
-    from ..spec.types import show
+    from ..lang import ast as A
+    from ..lang.types import show
 
     param = PARAM_ALIASES.get(key, key)
     for tk, p in TRAIN_KEYS.items():

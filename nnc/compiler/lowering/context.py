@@ -10,8 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ...errors import NO_SPAN, DiagnosticSink, SourceSpan, did_you_mean
-from ...spec import ast as A
-from ...spec.types import ArgError, ArgErrors
+from ...lang import ast as A
+from ...lang.types import ArgError, ArgErrors
 from ..builtin_names import builtin_values, describe, example, is_builtin_value
 from ..ops import OPS
 

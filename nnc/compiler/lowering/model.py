@@ -7,8 +7,8 @@ collects its ``output`` and ``assert`` statements for :mod:`.outputs`.
 from __future__ import annotations
 
 from ...errors import SourceSpan, did_you_mean
-from ...spec import ast as A
-from ...spec.types import ArgErrors, Int, show
+from ...lang import ast as A
+from ...lang.types import ArgErrors, Int, show
 from ..builtin_names import describe, is_builtin_value
 from ..irtypes import Input, Node
 from ..ops import OPS, ShapeError

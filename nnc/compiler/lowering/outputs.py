@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import did_you_mean, fmt_shape
-from ...spec import ast as A
-from ...spec.types import show
+from ...lang import ast as A
+from ...lang.types import show
 from ..irtypes import Assertion, ModelIR, Output
 from .context import Context, Scope, ir_span, numel
 from .model import ModelPass

@@ -5,8 +5,8 @@ import copy
 from typing import Any
 
 from ...errors import SourceSpan, did_you_mean, fmt_shape
-from ...spec import ast as A
-from ...spec.types import REQUIRED
+from ...lang import ast as A
+from ...lang.types import REQUIRED
 from ...vocab import BUILTIN_DATASETS, CLASSIFICATION_LOSSES, default_metrics
 from ..irtypes import DataSource, ModelIR, TrainSpec
 from ..trainspec import TRAIN_KEYS, misplaced_key_hint
