@@ -1,5 +1,5 @@
-"""What needs several parts at once: data + runtime for training, runtime + exporter for
-``model.onnx``, and the Python API for notebooks.
+"""The Python API: a compiled spec with weights that fits, predicts, evaluates, saves and exports
+(the data layer, the NumPy runtime and the exporter together, for notebooks and scripts).
 
     import nnc
     model = nnc.load("specs/iris_mlp.nnspec")

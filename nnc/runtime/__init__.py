@@ -1,1 +1,2 @@
-"""The NumPy runtime: kernels, graph executor, losses, optimizers, data and training."""
+"""The NumPy engine: kernels (by family), the graph executor, losses, optimizers, schedules,
+initialisers, metrics, the training loop and weights files. It reads the IR and ``nnc.vocab``."""
