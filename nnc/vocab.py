@@ -37,6 +37,9 @@ LOSSES.add(Signature("binary_cross_entropy", [], doc="sigmoid binary cross-entro
 
 #: losses whose output is a class distribution (metrics default to accuracy for these)
 CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy")
+# the final activation a loss is fused with: after it, the loss is computed from the logits before it
+# (faster and numerically stable); the runtime fuses by it and the compiler warns (W601) against it
+FUSED_ACTIVATION = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
 
 # ----------------------------------------------------------------------------------------------
 # optimizers (update rules: torch.optim's)

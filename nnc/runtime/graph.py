@@ -12,12 +12,13 @@ import math
 import numpy as np
 
 from ..errors import NncError
+from ..vocab import FUSED_ACTIVATION
 from ..compiler.ir import ModelIR, Node
 from .init import initialize
 from .kernels import KERNELS, Ctx
 
 # final activation -> the loss that is computed from its input (the logits), for stability
-FUSED = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}
+FUSED = {act: loss for loss, act in FUSED_ACTIVATION.items()}   # final activation -> the loss it fuses with
 
 
 def weight_key(node: Node, name: str) -> str:

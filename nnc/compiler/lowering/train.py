@@ -7,7 +7,7 @@ from typing import Any
 from ...errors import SourceSpan, did_you_mean, fmt_shape
 from ...lang import ast as A
 from ...lang.types import REQUIRED
-from ...vocab import BUILTIN_DATASETS, CLASSIFICATION_LOSSES, default_metrics
+from ...vocab import BUILTIN_DATASETS, CLASSIFICATION_LOSSES, FUSED_ACTIVATION, default_metrics
 from ..irtypes import DataSource, ModelIR, TrainSpec
 from ..trainspec import TRAIN_KEYS, misplaced_key_hint
 from .context import Context, Scope, numel
@@ -15,10 +15,9 @@ from .context import Context, Scope, numel
 
 # classification loss -> (the output activation it is fused with, the one it does not go with,
 # the activation the other does, what the other loss is for); see the runtime's Graph.loss_value_id
-LOSS_ACTIVATIONS = {
-    "cross_entropy": ("softmax", "sigmoid", "binary_cross_entropy", "independent yes/no outputs"),
-    "binary_cross_entropy": ("sigmoid", "softmax", "cross_entropy", "one class out of several"),
-}
+# a classification loss -> the other one, and what that one is for (W601's hint)
+_OTHER_LOSS = {"cross_entropy": ("binary_cross_entropy", "independent yes/no outputs"),
+               "binary_cross_entropy": ("cross_entropy", "one class out of several")}
 
 
 class TrainPass:
@@ -126,9 +125,10 @@ class TrainPass:
         """W601: a classification loss after the other one's output activation trains, but on the
         wrong quantity: the output is taken as logits, so `cross_entropy` applies softmax to a
         sigmoid's outputs (and `binary_cross_entropy` sigmoid to a softmax's)."""
-        if loss not in LOSS_ACTIVATIONS:
+        if loss not in _OTHER_LOSS:
             return
-        fits, wrong, other, other_for = LOSS_ACTIVATIONS[loss]
+        other, other_for = _OTHER_LOSS[loss]
+        fits, wrong = FUSED_ACTIVATION[loss], FUSED_ACTIVATION[other]
         last = next((n for n in model.nodes if n.id == model.outputs[0].source), None)
         if last is None or last.op != wrong:
             return
