@@ -88,9 +88,8 @@ _ZEROS = init_value("zeros")
 _ONES = init_value("ones")
 
 
-def _rank_error(op: str, expected: str, shape: Shape, hint: str | None) -> ShapeError:
-    return ShapeError("E201" if op == "dense" else "E202", f"{op} expects {expected} per example, "
-                      f"got {fmt_shape(shape)}", hint)
+def _rank_error(code: str, op: str, expected: str, shape: Shape, hint: str | None) -> ShapeError:
+    return ShapeError(code, f"{op} expects {expected} per example, got {fmt_shape(shape)}", hint)
 
 
 def _reshape_hint(shape: Shape, rank: int) -> str | None:
@@ -113,7 +112,7 @@ def _reshape_hint(shape: Shape, rank: int) -> str | None:
 def _dense_infer(shapes, a):
     (s,) = shapes
     if len(s) not in (1, 2):
-        raise _rank_error("dense", "[F] or [T, F]", s, "add `flatten` before it")
+        raise _rank_error("E201", "dense", "[F] or [T, F]", s, "add `flatten` before it")
     return (*s[:-1], a["units"])
 
 
@@ -148,7 +147,7 @@ def _conv_infer(nd: int):
     def infer(shapes, a):
         (s,) = shapes
         if len(s) != nd + 1:
-            raise _rank_error(op, expected, s, _reshape_hint(s, nd + 1))
+            raise _rank_error("E202", op, expected, s, _reshape_hint(s, nd + 1))
         spatial = s[1:]
         begins, ends, out = [], [], []
         names = ("height", "width") if nd == 2 else ("length",)

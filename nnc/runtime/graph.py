@@ -151,9 +151,8 @@ class Graph:
     def activation_bytes(self, batch: int) -> int:
         """A rough upper bound of the memory one training step needs for activations."""
         per_example = sum(math.prod(n.shape) for n in self.nodes)
-        # forward values + caches (conv im2col can be k*k times its input) + gradients
-        conv = sum(math.prod(n.shape) * math.prod(n.attrs.get("kernel", [1]))
-                   for n in self.nodes if n.op in ("conv2d", "conv1d"))
+        # forward values + caches (a convolution's im2col can be k*k times its input) + gradients
+        conv = sum(math.prod(n.shape) * math.prod(n.attrs["kernel"]) for n in self.nodes if "kernel" in n.attrs)
         return (3 * per_example + conv) * batch * self.dtype.itemsize
 
 
