@@ -138,7 +138,7 @@ class ModelIR(_Base):
                 continue
             seen.add(v)
             for node in readers.get(v, ()):
-                if node.op == "embedding":
+                if OPS[node.op].input_dtype == "int64":   # an op that takes token ids: an embedding
                     found.append(node)
                 elif OPS[node.op].passes_values:
                     todo.append(node.id)
