@@ -15,7 +15,6 @@ character of the span, as in lark and most editors' ranges.
 """
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -28,6 +27,7 @@ def did_you_mean(word, choices, *, quote: str = "`") -> str | None:
     choices = [c for c in choices if isinstance(c, str)]
     match = {c.lower(): c for c in choices}.get(word.lower())
     if match is None:
+        import difflib  # NOTE: only on the error path: `nnc check` of a good spec never loads it
         close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
         match = close[0] if close else None
     return f"did you mean {quote}{match}{quote}?" if match is not None else None

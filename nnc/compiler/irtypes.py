@@ -27,7 +27,12 @@ def _span(span: SourceSpan | None) -> dict | None:
     return span.as_dict() if span is not None else None
 
 
-@dataclass(kw_only=True, slots=True)
+# NOTE: keyword-only (ir.py puts some defaulted fields before required ones), slotted, and without a
+# generated __eq__ (nothing compares IR objects; each generated method costs `nnc check` start-up)
+_ir = dataclass(kw_only=True, slots=True, eq=False)
+
+
+@_ir
 class Weight:
     """One array a layer owns, named and laid out as PyTorch does: ``<layer>.<name>`` in a weights file."""
 
@@ -42,7 +47,7 @@ class Weight:
                 "blocks": self.blocks}
 
 
-@dataclass(kw_only=True, slots=True)
+@_ir
 class Input:
     name: str
     shape: list[int]
@@ -53,7 +58,7 @@ class Input:
         return {"name": self.name, "shape": self.shape, "dtype": self.dtype, "span": self.span.as_dict()}
 
 
-@dataclass(kw_only=True, slots=True)
+@_ir
 class Node:
     """One stage of the dataflow graph (see ``ir.Node``)."""
 
@@ -74,7 +79,7 @@ class Node:
                 "flops": self.flops, "span": self.span.as_dict()}
 
 
-@dataclass(kw_only=True, slots=True)
+@_ir
 class Output:
     name: str
     source: str
@@ -85,7 +90,7 @@ class Output:
         return {"name": self.name, "source": self.source, "shape": self.shape, "dtype": self.dtype}
 
 
-@dataclass(kw_only=True, slots=True)
+@_ir
 class Assertion:
     quantity: str
     op: str
@@ -98,7 +103,7 @@ class Assertion:
                 "span": self.span.as_dict()}
 
 
-@dataclass(kw_only=True, slots=True)
+@_ir
 class DataSource:
     kind: str
     args: dict[str, Any]
@@ -108,7 +113,7 @@ class DataSource:
         return {"kind": self.kind, "args": self.args, "span": _span(self.span)}
 
 
-@dataclass(kw_only=True, slots=True)
+@_ir
 class TrainSpec:
     data: Optional[DataSource] = None
     validation: Union[float, DataSource] = 0.0
@@ -135,7 +140,7 @@ class TrainSpec:
                 "dtype": self.dtype, "span": _span(self.span)}
 
 
-@dataclass(kw_only=True, slots=True)
+@_ir
 class ModelIR:
     name: str
     inputs: list[Input]
@@ -154,7 +159,7 @@ class ModelIR:
                 "assertions": [a.to_dict() for a in self.assertions], "span": self.span.as_dict()}
 
 
-@dataclass(kw_only=True, slots=True)
+@_ir
 class Program:
     ir_version: int = IR_VERSION
     path: Optional[str] = None

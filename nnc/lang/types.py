@@ -7,7 +7,6 @@ the offending argument. ``let`` constants are substituted before binding (see ``
 """
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from dataclasses import dataclass, field
@@ -445,6 +444,7 @@ class Signature:
         for kw in call.keywords:
             p = self.by_name.get(kw.name)
             if p is None:
+                import difflib  # the error path only
                 close = difflib.get_close_matches(kw.name, list(self.by_name), n=1, cutoff=0.6)
                 suggested.update(close)
                 hint = did_you_mean(kw.name, list(self.by_name)) or f"usage: {self.usage()}"
