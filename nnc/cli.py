@@ -84,23 +84,23 @@ def _decode_for_display(data: bytes) -> str | None:
     return data.decode("utf-8", "replace").lstrip("\ufeff")
 
 
-def _expand_paths(paths: list[str], suffix: str = ".nnspec") -> list[Path]:
+def _expand_paths(paths: list[str], suffix: str = ".nnspec") -> tuple[list[Path], list[str]]:
+    """The spec files named (folders: every spec under them), and the folders that hold none: a CI
+    step pointed at the wrong folder must fail, not pass with nothing checked."""
     out: list[Path] = []
+    empty: list[str] = []
     for raw in paths:
         p = Path(raw)
         if not p.exists():
             raise UsageError(f"{raw}: no such file or directory")
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob(f"*{suffix}") if q.is_file()))
+            found = sorted(q for q in p.rglob(f"*{suffix}") if q.is_file())
+            out.extend(found)
+            if not found:
+                empty.append(raw)
         else:
             out.append(p)
-    return out
-
-
-def _empty_dirs(paths: list[str]) -> list[str]:
-    """The folders named on the command line that hold no spec: a CI step pointed at the wrong
-    folder must fail, not pass with nothing checked."""
-    return [raw for raw in paths if Path(raw).is_dir() and not _expand_paths([raw])]
+    return out, empty
 
 
 def _report_empty(empty: list[str], verb: str) -> None:
@@ -136,15 +136,10 @@ def _load_program(path: str, settings: list[str] | None = None):
 # verbs
 
 def cmd_check(args) -> int:
-    from .errors import NncError
+    from .errors import NncError, plural
     from .compiler.lower import check_source
 
-    def _plural(n: int, word: str) -> str:
-        return f"{n} {word}{'s' * (n != 1)}"
-
-    files = _expand_paths(args.paths)
-    # a folder with no spec under it is an error (exit 1): most likely the wrong path
-    empty = _empty_dirs(args.paths)
+    files, empty = _expand_paths(args.paths)   # a folder with no spec under it is an error (exit 1)
     rep = Reporter(args.format)
     failed = 0
     for f in files:
@@ -168,10 +163,10 @@ def cmd_check(args) -> int:
     elif args.format == "text" and files:
         errors = sum(d.severity == "error" for d in rep.diagnostics)
         warned = len(rep.diagnostics) - errors
-        found = f"{_plural(errors, 'error')} in {_plural(failed, 'file')}" if failed else "no errors"
+        found = f"{plural(errors, 'error')} in {plural(failed, 'file')}" if failed else "no errors"
         if warned:
-            found += f", {_plural(warned, 'warning')}"
-        print(f"checked {_plural(len(files), 'file')}: {found}", file=sys.stderr)
+            found += f", {plural(warned, 'warning')}"
+        print(f"checked {plural(len(files), 'file')}: {found}", file=sys.stderr)
     return EXIT_ERROR if failed or empty else EXIT_OK
 
 
@@ -211,7 +206,7 @@ def cmd_fmt(args) -> int:
     from .errors import NncError
     from .compiler.format import format_source
     from .util import atomic_write_text
-    files = _expand_paths(args.paths)
+    files, empty = _expand_paths(args.paths)
     rep = Reporter("text")
     changed, failed = [], 0
     for f in files:
@@ -233,7 +228,6 @@ def cmd_fmt(args) -> int:
                 print(f"reformatted {f}")
     if args.check and changed:
         print(f"{len(changed)} file{'s' * (len(changed) != 1)} would be reformatted", file=sys.stderr)
-    empty = _empty_dirs(args.paths)
     _report_empty(empty, "fmt")
     return EXIT_ERROR if failed or empty or (args.check and changed) else EXIT_OK
 

@@ -33,6 +33,11 @@ def did_you_mean(word, choices, *, quote: str = "`") -> str | None:
     return f"did you mean {quote}{match}{quote}?" if match is not None else None
 
 
+def plural(n: int, word: str) -> str:
+    """``1 epoch``, ``1,797 rows``."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def fmt_shape(shape) -> str:
     """A per-example shape as the spec writes it: ``[16, 4, 4]``."""
     return "[" + ", ".join(str(d) for d in shape) + "]"

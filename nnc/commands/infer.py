@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from ..api import Model
-from ..errors import NncError
+from ..errors import NncError, plural
 from ..compiler.ir import Program
 from ..dataload import DATA_JSON, data_info_of, load_dataset, predicted_labels, train_spec
 from .. import data as D
 from ..runtime.weights import load_weights
 from ..util import atomic_write_text, atomic_write_with
-from .train import plural
 
 
 def _run_info(weights: str) -> D.DataInfo | None:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from ..api import export_onnx, fingerprint
-from ..errors import NncError
+from ..errors import NncError, plural
 from ..compiler.ir import Program
 from ..dataload import load_dataset, train_spec, write_data_info
 from .. import data as D
@@ -154,10 +154,6 @@ def _prepare_run_directory(out: Path, *, overwrite: bool, resume: bool, progress
         raise NncError.single("E764", f"cannot write the run directory `{out}`: {exc.strerror or exc}",
                               path=str(out), hint="choose another directory with --out") from None
     return created
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _after_failure(out: Path, created: bool, state: TrainState, program: Program, exc: BaseException) -> NncError:

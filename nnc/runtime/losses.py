@@ -37,7 +37,7 @@ from typing import Callable
 import numpy as np
 
 from nnc import vocab
-from nnc.errors import NncError
+from nnc.errors import NncError, fmt_shape
 
 E_TARGETS = "E740"
 
@@ -57,11 +57,6 @@ def loss_params(kind: str, params: dict | None) -> dict:
 
 # ----------------------------------------------------------------------------------------------
 # target validation
-
-
-def _shape(dims) -> str:
-    """Per-example shape in the spec's notation: (N, 3, 4) -> ``[3, 4]``."""
-    return "[" + ", ".join(str(d) for d in dims) + "]"
 
 
 def validate_targets(kind: str, z_shape: tuple, y: np.ndarray) -> None:
@@ -106,12 +101,12 @@ def validate_targets(kind: str, z_shape: tuple, y: np.ndarray) -> None:
         if per_y != per_out[:-1]:
             hint = ("give one class id per example, e.g. flatten the labels to shape [N]"
                     if per_y == per_out[:-1] + (1,) else
-                    f"give class ids of shape {_shape(per_out[:-1])} per example, or class "
-                    f"probabilities of shape {_shape(per_out)}")
+                    f"give class ids of shape {fmt_shape(per_out[:-1])} per example, or class "
+                    f"probabilities of shape {fmt_shape(per_out)}")
             raise NncError.single(
                 E_TARGETS,
-                f"targets of shape {_shape(per_y)} per example do not fit an output of shape "
-                f"{_shape(per_out)} with {classes} classes", hint=hint)
+                f"targets of shape {fmt_shape(per_y)} per example do not fit an output of shape "
+                f"{fmt_shape(per_out)} with {classes} classes", hint=hint)
         if y.size == 0:
             return
         if y.dtype.kind == "f":
@@ -136,8 +131,8 @@ def validate_targets(kind: str, z_shape: tuple, y: np.ndarray) -> None:
     if per_y != per_out and not (per_out[-1:] == (1,) and per_y == per_out[:-1]):
         raise NncError.single(
             E_TARGETS,
-            f"targets of shape {_shape(per_y)} per example do not match the output's shape "
-            f"{_shape(per_out)}",
+            f"targets of shape {fmt_shape(per_y)} per example do not match the output's shape "
+            f"{fmt_shape(per_out)}",
             hint="the last layer's size must equal the number of target values")
     if kind == "binary_cross_entropy" and y.size and (y.min() < 0 or y.max() > 1):
         bad = y.min() if y.min() < 0 else y.max()
