@@ -85,10 +85,12 @@ class Diagnostic:
     hint: str | None = None
     path: str | None = None
     severity: str = "error"
+    # where else it matters, innermost first: the block use that expanded the body it is in
+    notes: list[Note] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         span = self.span or NO_SPAN
-        return {
+        out = {
             "path": self.path,
             "line": span.line,
             "column": span.column,
@@ -98,7 +100,22 @@ class Diagnostic:
             "code": self.code,
             "message": self.message,
             "hint": self.hint,
+            "notes": [n.as_dict() for n in self.notes],
         }
+        return out
+
+
+@dataclass
+class Note:
+    """A secondary location of a diagnostic: ``note: in the use of block `basic` at line 12 ...``."""
+
+    message: str
+    span: SourceSpan | None = None
+
+    def as_dict(self) -> dict:
+        span = self.span or NO_SPAN
+        return {"message": self.message, "line": span.line, "column": span.column,
+                "end_line": span.end_line, "end_column": span.end_column}
 
 
 class NncError(Exception):
@@ -208,6 +225,8 @@ def render_text(diag: Diagnostic, source: str | None = None) -> str:
         width = max(1, min(width, max(1, len(shown) - col0)))
         out.append("    " + shown)
         out.append("    " + " " * max(0, col0) + "^" * width)
+    for note in diag.notes:
+        out.append(f"  note: {note.message}")
     if diag.hint:
         out.append(f"  hint: {diag.hint}")
     return "\n".join(out)
@@ -227,6 +246,8 @@ def render_github(diag: Diagnostic) -> str:
              f"endLine={span.end_line}", f"endColumn={span.end_column}",
              f"title={_gh_escape(diag.code, True)}"]
     message = f"[{diag.code}] {diag.message}"
+    for note in diag.notes:
+        message += f"\nnote: {note.message}"
     if diag.hint:
         message += f"\nhint: {diag.hint}"
     level = "error" if diag.severity == "error" else "warning"

@@ -29,7 +29,8 @@ BAD_SPEC = """model broken {
 }
 """
 SYNTAX_ERROR = "model broken {\n    input x: [4]\n    dense(8 -> relu\n}\n"
-DIAGNOSTIC_KEYS = {"path", "line", "column", "end_line", "end_column", "severity", "code", "message", "hint"}
+DIAGNOSTIC_KEYS = {"path", "line", "column", "end_line", "end_column", "severity", "code", "message", "hint",
+                   "notes"}
 
 
 
@@ -149,7 +150,7 @@ def test_json_format(bad, capsys):
     assert set(d) == DIAGNOSTIC_KEYS
     assert d == {"path": str(bad), "line": 3, "column": 17, "end_line": 3, "end_column": 22,
                  "severity": "error", "code": "E301", "message": "unknown op or value `rellu`",
-                 "hint": "did you mean `relu`?"}
+                 "hint": "did you mean `relu`?", "notes": []}
 
 
 def test_json_format_of_a_valid_spec(capsys):

@@ -115,7 +115,10 @@ def test_every_diagnostic_is_well_formed(spec: Path):
         assert s.line <= max(1, len(lines)), d
         as_json = d.as_dict()
         assert set(as_json) == {"path", "line", "column", "end_line", "end_column", "severity", "code",
-                                "message", "hint"}
+                                "message", "hint", "notes"}
+        for note in as_json["notes"]:  # a block use that expanded the body the diagnostic is in
+            assert set(note) == {"message", "line", "column", "end_line", "end_column"}
+            assert 1 <= note["line"] <= len(lines) and note["message"].startswith("expanded from `"), note
 
 
 @pytest.mark.parametrize("spec", list(_cases({})))

@@ -246,7 +246,7 @@ BAD = {
     "keyword as train key": ("model m { input x: [4] dense(1) }\ntrain { input = 3 }", "E102", 2, 9),
     "true as a name": ("model m { input x: [4]\n true = dense(2) }", "E102", 2, 2),
     "semicolon": ("model m { input x: [4]\n dense(1);\n}", "E101", 2, 10),
-    "single dash": ("model m { input x: [4]\n dense(2) - relu }", "E101", 2, 11),
+    "single dash": ("model m { input x: [4]\n dense(2) - relu }", "E102", 2, 11),
     "unicode arrow": ("model m { input x: [4]\n dense(2) → relu }", "E101", 2, 11),
     "at sign": ("model m { input x: [4] dense(1) }\n@", "E101", 2, 1),
     "dollar in a name": ("let $a = 1", "E101", 1, 5),

@@ -6,8 +6,8 @@ Layout
   - One statement per line. Statements inside ``model { }``, ``train { }`` and ``repeat N { }``
     are indented 4 spaces per level; ``{`` ends the header line and ``}`` stands on its own line at
     the header's indentation.
-  - Top-level items keep their order. A ``model`` or ``train`` block is separated from the items
-    around it by exactly one blank line; between two consecutive top-level ``let`` lines the user's
+  - Top-level items keep their order. A ``model``, ``block`` or ``train`` block is separated from
+    the items around it by exactly one blank line; between two consecutive top-level ``let`` lines the user's
     blank line is kept (at most one). The file starts with its first item or comment.
   - Inside blocks, a blank line the user left between statements (or comments) is kept; runs of
     blank lines collapse to one. Blank lines right after ``{`` or right before ``}`` are removed,
@@ -21,7 +21,11 @@ Tokens
     dropped.
   - ``input x: [1, 8, 8]``; with a dtype ``input t: int64 [20]`` (one space between the dtype and
     the shape). ``output a, b``. ``assert params <= 50_000``, ``assert shape(h) == [32]``.
-    ``let width = 32``, ``x = dense(8)``, ``repeat 3 {``.
+    ``let width = 32``, ``x = dense(8)``, ``repeat 3 {``, ``block basic(c, stride = 1) {`` (a
+    parameter's default has spaces around ``=``, as a ``let`` has).
+  - Constant expressions: one space on each side of a binary operator (``4 * width``,
+    ``depth - 1``, ``width // 2``), none after a unary minus (``-2``, ``-width``); parentheses are
+    kept as written (``(a + b) * 2``), never added or removed.
   - Train entries are ``key = value`` with the ``=`` of all entries of the block aligned in one
     column: each key is padded to the longest key of the block, then `` = ``.
   - Numbers, strings and names are printed exactly as written (``50_000``, ``1e-3``, ``.5``,
@@ -158,7 +162,10 @@ class _Reader:
 
     # values -----------------------------------------------------------------------------------
     def value(self, v: A.Value, space: int = 1) -> None:
-        if isinstance(v, A.Num):
+        if isinstance(v, A.Num) and v.text.startswith("-"):
+            self.take("-", space)  # a negative number is unary minus and a number: two tokens
+            self.take(v.text[1:], 0)
+        elif isinstance(v, A.Num):
             self.take(v.text, space)
         elif isinstance(v, A.Str):
             self.take(v.text, space)
@@ -171,6 +178,17 @@ class _Reader:
             self.items(v.items, "]")
         elif isinstance(v, A.Call):
             self.call(v, space)
+        elif isinstance(v, A.BinOp):
+            self.value(v.left, space)
+            self.take(v.op, 1)
+            self.value(v.right, 1)
+        elif isinstance(v, A.Neg):
+            self.take("-", space)
+            self.value(v.operand, 0)
+        elif isinstance(v, A.Paren):
+            self.take("(", space)
+            self.value(v.inner, 0)
+            self.take(")", 0)
         else:  # pragma: no cover
             raise AssertionError(f"nnc fmt: unknown value {v!r}")
 
@@ -344,6 +362,25 @@ class _Printer:
         self.r.take("{")
         _layout(self.r.statement(), indent, self.out, sep)
 
+    def block_header(self, b: A.BlockDef, sep: bool | None) -> None:
+        """``block NAME(c, stride = 1) {``: a default is written with spaces around ``=`` (it is a
+        definition, as ``let`` is), unlike a keyword argument of a call."""
+        self.r.take("block", 0)
+        self.r.take(b.name)
+        self.r.take("(", 0)
+        for k, p in enumerate(b.params):
+            if k:
+                self.r.take(",", 0)
+            self.r.take(p.name, 1 if k else 0)
+            if p.default is not None:
+                self.r.take("=")
+                self.r.value(p.default)
+        if b.params and self.r.peek() == ",":
+            self.r.drop(",")
+        self.r.take(")", 0)
+        self.r.take("{")
+        _layout(self.r.statement(), 0, self.out, sep)
+
     def close(self, indent: int, empty: bool) -> None:
         """``}``: the comments before it at the block's inner indentation, then the brace."""
         self.r.take("}", 0)
@@ -356,8 +393,10 @@ class _Printer:
         for k, st in enumerate(stmts):
             sep = False if k == 0 else None
             if isinstance(st, A.Repeat):
-                self.header(["repeat", st.count.text if isinstance(st.count, A.Num)
-                             else st.count.name], indent, sep)
+                self.r.take("repeat", 0)
+                self.r.value(st.count)
+                self.r.take("{")
+                _layout(self.r.statement(), indent, self.out, sep)
                 self.body(st.body, indent + INDENT)
                 self.close(indent, not st.body)
             else:
@@ -376,14 +415,18 @@ class _Printer:
     def file(self, f: A.File) -> None:
         prev = None
         for item in f.items:
-            block = isinstance(item, (A.Model, A.Train))
+            block = isinstance(item, (A.Model, A.BlockDef, A.Train))
             if prev is None:
                 sep = False
-            elif block or isinstance(prev, (A.Model, A.Train)):
+            elif block or isinstance(prev, (A.Model, A.BlockDef, A.Train)):
                 sep = True
             else:
                 sep = None
-            if isinstance(item, A.Model):
+            if isinstance(item, A.BlockDef):
+                self.block_header(item, sep)
+                self.body(item.body, INDENT)
+                self.close(0, not item.body)
+            elif isinstance(item, A.Model):
                 self.header(["model", item.name], 0, sep)
                 self.body(item.body, INDENT)
                 self.close(0, not item.body)

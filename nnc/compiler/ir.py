@@ -66,6 +66,17 @@ class Node(_Base):
     params: int = 0               # trainable parameters
     flops: int = 0                # per example: 2 x multiply-adds of dense, conv, recurrent
     span: Span
+    block: Optional[str] = None   # the block use it was expanded from (innermost; see ModelIR.blocks)
+
+
+class BlockUse(_Base):
+    """One use of a ``block``: its layers are named ``<id>.<inner>``; nested uses name a parent."""
+
+    id: str                       # the use's full name: `basic_1`, `stage2`, `stage2.unit_1`
+    block: str                    # the block's name
+    args: dict[str, Any]          # every parameter: its constant value, or the value it was passed
+    parent: Optional[str] = None  # the enclosing use's id
+    span: Span
 
 
 class Output(_Base):
@@ -115,6 +126,7 @@ class ModelIR(_Base):
     state: int                    # non-trainable values (batchnorm running statistics)
     flops: int
     assertions: list[Assertion] = []
+    blocks: list[BlockUse] = []   # block uses in expansion order
     span: Span
     _index: Optional[dict] = PrivateAttr(default=None)
 

@@ -20,7 +20,7 @@ from typing import Any, Optional, Union
 
 from ..errors import SourceSpan
 
-IR_VERSION = 1
+IR_VERSION = 2  # 2: nodes know the block use they came from (Node.block, ModelIR.blocks)
 
 
 def _span(span: SourceSpan | None) -> dict | None:
@@ -72,11 +72,27 @@ class Node:
     params: int = 0
     flops: int = 0
     span: SourceSpan
+    block: Optional[str] = None  # the id of the block use it was expanded from (innermost), if any
 
     def to_dict(self) -> dict:
         return {"id": self.id, "op": self.op, "inputs": self.inputs, "attrs": self.attrs, "shape": self.shape,
                 "dtype": self.dtype, "weights": [w.to_dict() for w in self.weights], "params": self.params,
-                "flops": self.flops, "span": self.span.as_dict()}
+                "flops": self.flops, "span": self.span.as_dict(), "block": self.block}
+
+
+@_ir
+class BlockUse:
+    """One use of a ``block``: the prefix of its layers' names (see ``ir.BlockUse``)."""
+
+    id: str
+    block: str
+    args: dict[str, Any]
+    parent: Optional[str] = None
+    span: SourceSpan
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "block": self.block, "args": self.args, "parent": self.parent,
+                "span": self.span.as_dict()}
 
 
 @_ir
@@ -150,13 +166,15 @@ class ModelIR:
     state: int
     flops: int
     assertions: list[Assertion] = field(default_factory=list)
+    blocks: list[BlockUse] = field(default_factory=list)
     span: SourceSpan
 
     def to_dict(self) -> dict:
         return {"name": self.name, "inputs": [i.to_dict() for i in self.inputs],
                 "nodes": [n.to_dict() for n in self.nodes], "outputs": [o.to_dict() for o in self.outputs],
                 "params": self.params, "state": self.state, "flops": self.flops,
-                "assertions": [a.to_dict() for a in self.assertions], "span": self.span.as_dict()}
+                "assertions": [a.to_dict() for a in self.assertions],
+                "blocks": [b.to_dict() for b in self.blocks], "span": self.span.as_dict()}
 
 
 @_ir
@@ -175,4 +193,4 @@ class Program:
                 "train": self.train.to_dict() if self.train is not None else None, "seed": self.seed}
 
 
-IR_TYPES = (Weight, Input, Node, Output, Assertion, DataSource, TrainSpec, ModelIR, Program)
+IR_TYPES = (Weight, Input, Node, BlockUse, Output, Assertion, DataSource, TrainSpec, ModelIR, Program)

@@ -15,6 +15,7 @@ from ..errors import NncError, SourceSpan, did_you_mean
 from ..lang import ast as A
 from ..lang.types import show
 from .irtypes import Program
+from .lowering.blocks import define_blocks
 from .lowering.context import Context, Scope, lets_in
 from .lowering.model import MAX_NODES, ModelPass
 from .lowering.outputs import OutputsPass
@@ -47,6 +48,7 @@ class Lowerer:
         for item in file.items:
             if isinstance(item, A.LetStmt):
                 ctx.define_const(item, top)
+        define_blocks(ctx, file.items, top)
         for name, value in list(ctx.overrides.items()):
             if name not in TRAIN_KEYS:
                 given = {e.key: e.value for e in (trains[0].entries if trains else [])}
@@ -69,6 +71,10 @@ class Lowerer:
             scope = self.model.lower_model(models[0], top)
             model = self.outputs.model_ir(models[0], scope)
         train = self.train.lower_train(trains[0] if trains else None, top, model)
+        for block in ctx.blocks.values():
+            if not block.used and models:
+                ctx.warn("W301", f"block `{block.node.name}` is never used", block.node.name_span,
+                         "its body is checked only where it is used; use it in the model, or remove it")
         ctx.sink.raise_if_any()
         self.warnings = ctx.sink.warnings
         assert model is not None

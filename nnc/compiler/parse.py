@@ -101,6 +101,28 @@ class ToAst(Transformer):
         name, args = c
         return A.Call(str(name), _span(name), args or [], _span(meta))
 
+    # constant expressions ---------------------------------------------------------------------
+    def _binop(op):
+        def build(self, meta, c):
+            left, right = c
+            return A.BinOp(op, left, right, _span(meta))
+        return build
+
+    e_add, e_sub, e_mul, e_div = _binop("+"), _binop("-"), _binop("*"), _binop("/")
+    e_floordiv, e_mod = _binop("//"), _binop("%")
+    del _binop
+
+    def e_neg(self, meta, c):
+        (operand,) = c
+        if isinstance(operand, A.Num) and operand.source is None and not operand.text.startswith("-"):
+            # `-2` is a negative number, as before expressions existed (its text keeps the sign)
+            return A.Num(-operand.value, "-" + operand.text, _span(meta))
+        return A.Neg(operand, _span(meta))
+
+    def e_paren(self, meta, c):
+        (inner,) = c
+        return A.Paren(inner, _span(meta))
+
     def arglist(self, meta, c):
         return list(c)
 
@@ -128,10 +150,7 @@ class ToAst(Transformer):
         return A.Binding(str(name), _span(name), pipe, _span(meta))
 
     def dim(self, meta, c):
-        (tok,) = c
-        if tok.type == "NUMBER":
-            return A.Num(_number(str(tok)), str(tok), _span(tok))
-        return A.Name(str(tok), _span(tok))
+        return c[0]
 
     count = dim
 
@@ -165,6 +184,16 @@ class ToAst(Transformer):
     def let_stmt(self, meta, c):
         name, value = c
         return A.LetStmt(str(name), _span(name), value, _span(meta))
+
+    def param(self, meta, c):
+        name, default = c
+        return A.Param(str(name), _span(name), default, _span(meta))
+
+    def block_def(self, meta, c):
+        name, *rest = c
+        params = [x for x in rest if isinstance(x, A.Param)]
+        body = [x for x in rest if x is not None and not isinstance(x, A.Param)]
+        return A.BlockDef(str(name), _span(name), params, body, _span(meta))
 
     def model(self, meta, c):
         name, *body = c
@@ -239,9 +268,15 @@ def _end_span(text: str) -> SourceSpan:
     return SourceSpan(idx + 1, col, idx + 1, col + 1)
 
 
+_OPERATORS = {"`+`", "`-`", "`*`", "`/`", "`//`", "`%`"}
+
+
 def _expected_words(expected, parser) -> list[str]:
     words = sorted({_describe_terminal(e, parser) for e in expected})
-    return words
+    # NOTE: after a number or a name, an arithmetic operator could always follow; listing them would
+    # bury what the user most likely left out (`,`, `]`, `)`)
+    rest = [w for w in words if w not in _OPERATORS]
+    return rest if rest and len(rest) < len(words) and "`(`" not in rest else words
 
 
 def _before(text: str, tok: Token) -> str:
@@ -252,6 +287,9 @@ def _before(text: str, tok: Token) -> str:
 
 
 def _hint_for(token: Token | None, expected: set[str], text: str) -> str | None:
+    arrow = literal_types()["->"]
+    if token is not None and str(token) == "-" and arrow in expected:
+        return "a pipeline uses `->` between stages"
     if token is not None and str(token) in ("train", "model") and "RBRACE" in expected:
         return f"the `{token}` block goes after the model block's closing `}}`"
     if token is not None and str(token) == "=" and "CMP" in expected:
@@ -331,6 +369,13 @@ def _syntax_error(exc: UnexpectedInput, text: str, parser, path: str | None) -> 
         return NncError.single("E102", f"unexpected keyword `{word}`", path=path,
                                hint=f"`{word}` is a reserved word and cannot be used as a name; choose another name",
                                span=SourceSpan(line, col, line, col + len(word)))
+    start = getattr(tok, "start_pos", None)
+    if str(tok) == ">" and start and text[start - 1] == "-":
+        # NOTE: where an expression may go on, the contextual lexer reads `->` as `-` then `>`
+        return NncError.single("E102", "unexpected `->` after a value", path=path,
+                               hint="`->` joins the stages of a pipeline in a model or block; "
+                               "here one value goes", span=SourceSpan(tok.line, tok.column - 1, tok.line,
+                                                                      tok.column + 1))
     words = _expected_words(expected, parser)
     msg = f"unexpected {_describe_token(tok)}"
     if words:

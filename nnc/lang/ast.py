@@ -17,6 +17,8 @@ class Num:
     value: int | float
     text: str
     span: SourceSpan
+    # the expression this number was computed from (``width // 2``), None for a literal as written
+    source: str | None = None
 
     @property
     def is_int(self) -> bool:
@@ -74,7 +76,35 @@ class Call:
         return [a for a in self.args or [] if isinstance(a, KwArg)]
 
 
-Value = Union[Num, Str, Bool, Name, List, Call]
+@dataclass
+class BinOp:
+    """``left op right`` with ``op`` one of ``+ - * / // %``: a constant expression, evaluated by the
+    lowering (a negative literal ``-2`` is a :class:`Num` of its own, not an expression)."""
+
+    op: str
+    left: "Value"
+    right: "Value"
+    span: SourceSpan
+
+
+@dataclass
+class Neg:
+    """``-operand`` where the operand is not a plain number (``-width``, ``-(a + b)``)."""
+
+    operand: "Value"
+    span: SourceSpan
+
+
+@dataclass
+class Paren:
+    """``(inner)`` as written: kept so that ``nnc fmt`` prints the user's parentheses."""
+
+    inner: "Value"
+    span: SourceSpan
+
+
+Value = Union[Num, Str, Bool, Name, List, Call, BinOp, Neg, Paren]
+EXPRESSIONS = (BinOp, Neg, Paren)
 
 
 @dataclass
@@ -90,7 +120,7 @@ class InputDecl:
     name: str
     name_span: SourceSpan
     dtype: Name | None
-    dims: list[Num | Name]
+    dims: list[Value]
     span: SourceSpan
 
 
@@ -132,12 +162,33 @@ class AssertStmt:
 
 @dataclass
 class Repeat:
-    count: Num | Name
+    count: Value
     body: list["Statement"]
     span: SourceSpan
 
 
 Statement = Union[LetStmt, InputDecl, OutputDecl, AssertStmt, Repeat, Binding, Pipeline]
+
+
+@dataclass
+class Param:
+    """A block parameter: ``c`` or ``stride = 1``."""
+
+    name: str
+    name_span: SourceSpan
+    default: Value | None
+    span: SourceSpan
+
+
+@dataclass
+class BlockDef:
+    """``block NAME(params) { statements }``: a parametric sub-network, used as a stage."""
+
+    name: str
+    name_span: SourceSpan
+    params: list[Param]
+    body: list[Statement]
+    span: SourceSpan
 
 
 @dataclass
@@ -164,5 +215,5 @@ class Train:
 
 @dataclass
 class File:
-    items: list[LetStmt | Model | Train]
+    items: list[LetStmt | BlockDef | Model | Train]
     comments: list[tuple[int, int, str]] = field(default_factory=list)  # (line, column, text)

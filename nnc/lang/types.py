@@ -50,6 +50,12 @@ def show(v: A.Value) -> str:
             return v.name
         parts = [show(a) if not isinstance(a, A.KwArg) else f"{a.name}={show(a.value)}" for a in v.args]
         return f"{v.name}({', '.join(parts)})"
+    if isinstance(v, A.BinOp):
+        return f"{show(v.left)} {v.op} {show(v.right)}"
+    if isinstance(v, A.Neg):
+        return f"-{show(v.operand)}"
+    if isinstance(v, A.Paren):
+        return f"({show(v.inner)})"
     return str(v)
 
 
@@ -58,9 +64,10 @@ def _short(text: str, limit: int = 24) -> str:
     return text if len(text) <= limit else f"{text[:12]}... ({len(text):,} characters)"
 
 
-def _kind(v: A.Value) -> str:
+def kind_of(v: A.Value) -> str:
     return {A.Num: "a number", A.Str: "a string", A.Bool: "a boolean", A.Name: "a name",
-            A.List: "a list", A.Call: "a call"}.get(type(v), "a value")
+            A.List: "a list", A.Call: "a call", A.BinOp: "an expression", A.Neg: "an expression",
+            A.Paren: "an expression"}.get(type(v), "a value")
 
 
 def fmt_number(x: float | int) -> str:
@@ -78,7 +85,7 @@ class Type:
         raise NotImplementedError
 
     def bad(self, v: A.Value, hint: str | None = None) -> ArgError:
-        return ArgError("E401", f"expected {self.doc}, got {_kind(v)} `{show(v)}`", hint, v.span)
+        return ArgError("E401", f"expected {self.doc}, got {kind_of(v)} `{show(v)}`", hint, v.span)
 
     def render(self, value: Any) -> str:
         """A normalised value back in nnspec syntax (docs, defaults in messages)."""
@@ -121,6 +128,10 @@ class Int(Type):
     def coerce(self, v):
         if isinstance(v, A.Num) and isinstance(v.value, float) and not math.isfinite(v.value):
             raise ArgError("E402", f"`{_short(v.text)}` is not a finite number", f"expected {self.doc}", v.span)
+        if isinstance(v, A.Num) and v.source is not None and isinstance(v.value, float):
+            hint = ("`/` always gives a float; use `//` for a whole-number division" if "/" in v.source
+                    else "make every number in it a whole number")
+            raise ArgError("E401", f"expected an integer, got `{_short(v.source, 40)}` = {v.text}", hint, v.span)
         if isinstance(v, A.Num) and isinstance(v.value, float) and v.value.is_integer() and "." not in v.text:
             value = int(v.value)  # 1e3 written for 1000
         elif isinstance(v, A.Num) and v.is_int:
@@ -515,7 +526,7 @@ class Catalogue(Type):
         if isinstance(v, A.Str) and self.what != "data source":
             v = A.Call(v.value, v.span, None, v.span)
         if not isinstance(v, A.Call):
-            raise ArgError("E401", f"expected a {self.what}, got {_kind(v)} `{show(v)}`",
+            raise ArgError("E401", f"expected a {self.what}, got {kind_of(v)} `{show(v)}`",
                            "one of: " + ", ".join(f"`{n}`" for n in self.signatures), v.span)
         sig = self.signatures.get(v.name)
         if sig is None:

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import operator
 from dataclasses import dataclass, field
 
 from ...errors import NO_SPAN, DiagnosticSink, SourceSpan, did_you_mean
 from ...lang import ast as A
-from ...lang.types import ArgError, ArgErrors
+from ...lang.types import ArgError, ArgErrors, kind_of, show
 from ..builtin_names import builtin_values, describe, example, is_builtin_value
 from ..ops import OPS
+
+
+_ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+          "//": operator.floordiv, "%": operator.mod}
 
 
 def ir_span(s: SourceSpan | None) -> SourceSpan:
@@ -101,6 +106,8 @@ class Context:
         # constant whose definition failed, and the bad names inside that definition
         self.quiet: set[tuple] = set()
         self.refused: set[str] = set()  # value names refused (E305): their uses are not reported again
+        self.defining: A.LetStmt | None = None  # the `let` whose value is being evaluated
+        self.blocks: dict = {}  # the file's good block definitions by name (lowering.blocks.Block)
 
     # ------------------------------------------------------------------------------------------
     # diagnostics
@@ -156,7 +163,85 @@ class Context:
             args = [dataclasses.replace(a, value=self.subst(a.value, scope)) if isinstance(a, A.KwArg)
                     else self.subst(a, scope) for a in v.args]
             return A.Call(v.name, v.name_span, args, v.span)
+        if isinstance(v, A.EXPRESSIONS):
+            return self.evaluate(v, scope)
         return v
+
+    # ------------------------------------------------------------------------------------------
+    # constant expressions
+
+    def evaluate(self, v: A.Value, scope: Scope) -> A.Value:
+        """A constant expression's value, as a :class:`ast.Num` at the expression's span whose
+        ``source`` is the expression as written. An operand that is not a number, a division by zero
+        or ``//``/``%`` on a non-integer is reported here, at the operand or the expression; the
+        expression itself is then returned (hushed: what receives it reports nothing more)."""
+        if isinstance(v, A.Paren):
+            operands = [self.subst(v.inner, scope)]
+        elif isinstance(v, A.Neg):
+            operands = [self.subst(v.operand, scope)]
+        else:
+            operands = [self.subst(v.left, scope), self.subst(v.right, scope)]
+        numbers = [self.operand(x, v, scope) for x in operands]
+        if any(n is None for n in numbers):
+            self.hush(v.span)
+            return v
+        if isinstance(v, A.Paren):
+            (result,) = numbers
+        elif isinstance(v, A.Neg):
+            result = -numbers[0]
+        else:
+            a, b = numbers
+            if v.op in ("//", "%"):
+                for x, side in ((a, v.left), (b, v.right)):
+                    if not isinstance(x, int):
+                        self.err("E408", f"`{v.op}` needs whole numbers, got `{show(side)}` = {x!r}", side.span,
+                                 "use `/` for a float result, or make both sides whole numbers")
+                        self.hush(v.span)
+                        return v
+            if v.op in ("/", "//", "%") and b == 0:
+                self.err("E406", f"division by zero in `{show(v)}`", v.span,
+                         f"the divisor `{show(v.right)}` is 0" if not isinstance(v.right, A.Num) or v.right.source
+                         else "divide by a number other than 0")
+                self.hush(v.span)
+                return v
+            result = _ARITH[v.op](a, b)
+        text = str(result) if isinstance(result, int) else repr(float(result))
+        return A.Num(result, text, v.span, show(v))
+
+    def operand(self, x: A.Value, expr: A.Value, scope: Scope) -> int | float | None:
+        """The number an operand stands for (an integer where it is one), or None after reporting."""
+        if isinstance(x, A.Num):
+            value = x.value
+            if isinstance(value, float) and value.is_integer() and "." not in x.text and x.source is None \
+                    and abs(value) < 2 ** 53:
+                return int(value)  # `1e3` is the whole number 1000, as it is for an integer parameter
+            return value
+        if (self.sink.path, span_key(x.span)) in self.quiet or isinstance(x, A.EXPRESSIONS):
+            return None  # already reported (a failed constant, an inner expression)
+        if isinstance(x, A.Name):
+            name = x.name
+            if scope.value(name) is not None:
+                self.err("E407", f"`{name}` is a value of the model, not a number", x.span,
+                         "arithmetic works on numbers and constants (`let` and block parameters); values "
+                         "flowing through the model are never arithmetic: use `add(a, b)` or `multiply(a, b)`")
+            elif name in OPS or is_builtin_value(name):
+                what = "an op" if name in OPS else describe(name)
+                self.err("E407", f"`{name}` is {what}, not a number", x.span,
+                         "arithmetic works on numbers and numeric constants")
+            elif self.defining is not None:
+                return None  # reported with the definition's other names (check_const_names)
+            else:
+                consts = [n for n in scope.all_names() if scope.const(n) is not None]
+                others = [c for c in self.lets if c not in consts]
+                self.err("E303", f"unknown constant `{name}`", x.span,
+                         did_you_mean(name, consts) or did_you_mean(name, others)
+                         or f"define it first with `let {name} = ...`")
+            self.hush(x.span)
+            return None
+        self.err("E407", f"arithmetic needs numbers, got {kind_of(x)} `{show(x)}` in `{show(expr)}`", x.span,
+                 "only numbers and numeric constants can be added, subtracted, multiplied and divided")
+        self.hush(x.span)
+        return None
 
     def define_const(self, stmt: A.LetStmt, scope: Scope) -> None:
         if stmt.name in OPS:
@@ -176,7 +261,9 @@ class Context:
         override = self.overrides.pop(stmt.name, None) if scope.parent is None else None
         if override is not None:
             self.sink.path = f"<--set {stmt.name}>"  # the value's positions are in the --set text
+        self.defining = stmt
         value = self.subst(override if override is not None else stmt.value, scope)
+        self.defining = None
         ok = self.check_const_names(stmt, value, scope)
         self.sink.path = self.path
         scope.consts[stmt.name] = value
@@ -247,14 +334,21 @@ def names_in(v: A.Value):
     elif isinstance(v, A.Call):
         for a in v.args or []:
             yield from names_in(a.value if isinstance(a, A.KwArg) else a)
+    elif isinstance(v, A.BinOp):
+        yield from names_in(v.left)
+        yield from names_in(v.right)
+    elif isinstance(v, A.Neg):
+        yield from names_in(v.operand)
+    elif isinstance(v, A.Paren):
+        yield from names_in(v.inner)
 
 
 def lets_in(items: list):
-    """Every `let` statement of a file, at any depth (top level, model, `repeat` bodies)."""
+    """Every `let` statement of a file, at any depth (top level, model, blocks, `repeat` bodies)."""
     for it in items:
         if isinstance(it, A.LetStmt):
             yield it
-        elif isinstance(it, (A.Model, A.Repeat)):
+        elif isinstance(it, (A.Model, A.BlockDef, A.Repeat)):
             yield from lets_in(it.body)
 
 

@@ -6,13 +6,14 @@ collects its ``output`` and ``assert`` statements for :mod:`.outputs`.
 """
 from __future__ import annotations
 
-from ...errors import SourceSpan, did_you_mean
+from ...errors import Note, SourceSpan, did_you_mean
 from ...lang import ast as A
 from ...lang.types import ArgErrors, Int, show
 from ..builtin_names import describe, is_builtin_value
-from ..irtypes import Input, Node
+from ..irtypes import BlockUse, Input, Node
 from ..ops import OPS, ShapeError
-from .context import Context, Scope, Value, ir_span, numel
+from .blocks import bind_use, describe_use
+from .context import Context, Scope, Value, ir_span, numel, span_key
 
 MAX_NODES = 100_000
 
@@ -31,6 +32,11 @@ class ModelPass:
         self.counters: dict[str, int] = {}  # op -> unnamed layers so far (the k of <op>_<k>)
         self.repeat_locals: set[str] = set()  # names bound in a `repeat` body, for better hints
         self.prev: Value | None = None  # the value of the last statement: the next stage's implicit source
+        # block uses being expanded (outermost first): (block name, use id); layers get the ids as prefix
+        self.uses: list[tuple[str, str]] = []
+        self.block_uses: list[BlockUse] = []  # every use, in expansion order, for the IR
+        self.reported_in_bodies: set[tuple] = set()  # (code, span) of errors in block bodies, reported once
+        self.too_big = False  # E402 (expansion limit) reported
         self.last_binding: str | None = None  # the name the last statement bound (the default output's name)
         # collected for the outputs-and-assertions pass
         self.outputs_decl: A.OutputDecl | None = None  # the model's `output` statement, if any
@@ -49,15 +55,20 @@ class ModelPass:
     def statements(self, body: list, scope: Scope) -> None:
         for st in body:
             if len(self.nodes) > MAX_NODES:
-                self.ctx.err("E402", f"the model expands to more than {MAX_NODES:,} layers", st.span,
-                             "use a smaller `repeat` count")
+                if not self.too_big:
+                    self.ctx.err("E402", f"the model expands to more than {MAX_NODES:,} layers", st.span,
+                                 "use a smaller `repeat` count, or fewer block uses")
+                self.too_big = True
                 return
             if isinstance(st, A.LetStmt):
                 self.ctx.define_const(st, scope)
             elif isinstance(st, A.InputDecl):
                 self.input_decl(st, scope)
             elif isinstance(st, A.OutputDecl):
-                if self.outputs_decl is not None:
+                if self.uses:
+                    self.ctx.err("E115", "`output` cannot be declared inside a block", st.span,
+                                 "a block's result is the value of its last statement; declare outputs in the model")
+                elif self.outputs_decl is not None:
                     self.ctx.err("E115", "`output` is declared twice", st.span,
                                  "list every output in one `output` statement")
                 elif scope is not self.model_scope:
@@ -101,8 +112,10 @@ class ModelPass:
                              did_you_mean(st.dtype.name, ["float32", "int64"]) or "use `float32` or `int64`")
         dims = [self.ctx.coerce(Int(min=1), d, scope, "input dimension") for d in st.dims]
         if scope is not self.model_scope:
-            self.ctx.err("E116", "inputs cannot be declared inside `repeat`", st.span,
-                         "declare inputs at the top of the model")
+            where = "a block" if self.uses else "`repeat`"
+            self.ctx.err("E116", f"inputs cannot be declared inside {where}", st.span,
+                         "a block takes the incoming value (or values passed as arguments)" if self.uses
+                         else "declare inputs at the top of the model")
             return
         ok = self.bindable(st.name, st.name_span, scope)
         if ok:
@@ -154,7 +167,8 @@ class ModelPass:
         stages = list(pipe.stages)
         first = stages[0]
         current: Value | None
-        if first.args is None and scope.value(first.name) is not None and first.name not in OPS:
+        if first.args is None and scope.value(first.name) is not None and first.name not in OPS \
+                and first.name not in self.ctx.blocks:
             current = scope.value(first.name)
             stages = stages[1:]
         elif first.name in OPS and OPS[first.name].merge:
@@ -169,6 +183,10 @@ class ModelPass:
                              "split the model, or use fewer stages")
                 return _poison(pipe.span)
             st = self.resolve_stage_const(st, scope)
+            if st.name in self.ctx.blocks:
+                current = self.block_use(st, None if poisoned else current, scope)
+                poisoned = poisoned or current.shape is None
+                continue
             if st.name not in OPS:
                 if scope.value(st.name) is not None:
                     self.ctx.err("E312", f"`{st.name}` is a value, not an op; only the first stage may name a value",
@@ -187,12 +205,15 @@ class ModelPass:
         return _poison(pipe.span) if poisoned or current is None else current
 
     def _is_op_stage(self, st: A.Call, scope: Scope) -> bool:
-        return self.resolve_stage_const(st, scope).name in OPS
+        name = self.resolve_stage_const(st, scope).name
+        return name in OPS or name in self.ctx.blocks
 
     def resolve_stage_const(self, st: A.Call, scope: Scope) -> A.Call:
-        """``let act = relu`` then ``dense(3) -> act``: a constant naming an op stands for it."""
-        c = scope.const(st.name) if st.name not in OPS else None
-        if st.name not in OPS and scope.const_failed(st.name):
+        """``let act = relu`` then ``dense(3) -> act``: a constant naming an op (or a block) stands
+        for it."""
+        known = st.name in OPS or st.name in self.ctx.blocks
+        c = scope.const(st.name) if not known else None
+        if not known and scope.const_failed(st.name):
             self.ctx.hush(st.name_span)
         if isinstance(c, A.Name):
             return A.Call(c.name, st.name_span, st.args, st.span)
@@ -201,8 +222,11 @@ class ModelPass:
         return st
 
     def unknown_op(self, st: A.Call, scope: Scope) -> None:
+        if st.name in self.ctx.refused:
+            return  # a block whose definition was reported, or a refused name
         values = [n for n in scope.all_names() if scope.value(n) is not None]
-        hint = did_you_mean(st.name, list(OPS) + values) or "see `docs/language.md` for the list of ops"
+        hint = (did_you_mean(st.name, list(OPS) + list(self.ctx.blocks) + values)
+                or "see `docs/language.md` for the list of ops")
         if st.name in self.repeat_locals:
             hint = f"`{st.name}` is bound inside a `repeat` body and is local to it; bind the result after the block"
         if st.args is None and scope.const(st.name) is not None:
@@ -237,11 +261,14 @@ class ModelPass:
         return self.apply(call, sources if ok else None, scope)
 
     def next_id(self, op: str, explicit: tuple[str, SourceSpan] | None, stage_span: SourceSpan) -> str:
+        """The layer name of a stage (or a block use): ``name=`` or ``<op>_<k>``, prefixed by the
+        ids of the block uses it is inside (``stage2.conv2d_1``)."""
+        prefix = self.uses[-1][1] + "." if self.uses else ""
         if explicit is not None:
-            name, span = explicit
+            name, span = prefix + explicit[0], explicit[1]
         else:
             self.counters[op] = self.counters.get(op, 0) + 1
-            name, span = f"{op}_{self.counters[op]}", stage_span
+            name, span = f"{prefix}{op}_{self.counters[op]}", stage_span
         if name in {i.name for i in self.inputs}:
             self.ctx.err("E308", f"layer name `{name}` is also the name of an input", span,
                          "give the layer another `name=`")
@@ -254,21 +281,7 @@ class ModelPass:
     def apply(self, st: A.Call, sources: list[Value] | None, scope: Scope) -> Value:
         """Validate one op stage and infer its output; ``sources=None`` when an input is poisoned."""
         op = OPS[st.name]
-        explicit = None
-        args = st.args
-        if args is not None:
-            kept = []
-            for a in args:
-                if isinstance(a, A.KwArg) and a.name == "name":
-                    name = self.ctx.subst(a.value, scope)
-                    if isinstance(name, A.Str) and name.value.isidentifier():
-                        explicit = (name.value, name.span)
-                    else:
-                        self.ctx.err("E401", f"`name` must be a string that is a valid name, got `{show(name)}`",
-                                     a.value.span, 'e.g. name="encoder"')
-                else:
-                    kept.append(a)
-            args = kept
+        explicit, args = self.split_name(st, scope)
         call = self.ctx.subst(A.Call(st.name, st.name_span, args if args is not None else [], st.span), scope)
         attrs = None
         try:
@@ -301,8 +314,84 @@ class ModelPass:
         flops = op.flops([tuple(s) for s in shapes], out_shape, attrs)
         self.nodes.append(Node(id=node_id, op=op.name, inputs=[s.id for s in sources], attrs=attrs,
                                shape=list(out_shape), dtype=dtype, weights=weights, params=params, flops=flops,
-                               span=ir_span(st.span)))
+                               span=ir_span(st.span), block=self.uses[-1][1] if self.uses else None))
         return Value(node_id, out_shape, dtype, st.span)
+
+    def split_name(self, st: A.Call, scope: Scope) -> tuple[tuple[str, SourceSpan] | None, list | None]:
+        """A stage's ``name="..."`` (and where it was given) and its other arguments."""
+        explicit = None
+        args = st.args
+        if args is not None:
+            kept = []
+            for a in args:
+                if isinstance(a, A.KwArg) and a.name == "name":
+                    name = self.ctx.subst(a.value, scope)
+                    if isinstance(name, A.Str) and name.value.isidentifier():
+                        explicit = (name.value, name.span)
+                    else:
+                        self.ctx.err("E401", f"`name` must be a string that is a valid name, got `{show(name)}`",
+                                     a.value.span, 'e.g. name="encoder"')
+                else:
+                    kept.append(a)
+            args = kept
+        return explicit, args
+
+    # ------------------------------------------------------------------------------------------
+    # blocks
+
+    def block_use(self, st: A.Call, source: Value | None, scope: Scope) -> Value:
+        """Expand one use of a block: its body, in a scope of its own, takes ``source`` (None when
+        poisoned) as its first statement's previous value; the result is its last statement's value.
+        Errors in the body are reported once (at the body's line) with a note naming the use."""
+        block = self.ctx.blocks[st.name]
+        block.used = True
+        explicit, args = self.split_name(st, scope)
+        use_id = self.next_id(block.node.name, explicit, st.span)
+        active = [b for b, _ in self.uses]
+        if block.node.name in active:
+            chain = " -> ".join(active[active.index(block.node.name):] + [block.node.name])
+            self.ctx.err("E316", f"block `{block.node.name}` uses itself ({chain})", st.span,
+                         "a block cannot contain itself, directly or through another block; "
+                         "use `repeat` for a repeated structure")
+            return _poison(st.span)
+        call = A.Call(st.name, st.name_span, args if args is not None else [], st.span)
+        bound = bind_use(self.ctx, block, call, scope, self.model_scope.parent)
+        if bound is None:
+            return _poison(st.span)
+        self.block_uses.append(BlockUse(id=use_id, block=block.node.name, args=bound.args,
+                                        parent=self.uses[-1][1] if self.uses else None, span=ir_span(st.span)))
+        saved = (self.prev, self.last_binding, self.counters)
+        self.prev = source if source is not None else _poison(st.span)
+        self.counters = {}
+        self.uses.append((block.node.name, use_id))
+        before = len(self.ctx.sink.diagnostics)
+        try:
+            self.statements(block.node.body, bound.scope)
+            result = self.prev
+        finally:
+            self.uses.pop()
+            self.prev, self.last_binding, self.counters = saved
+        self.note_use(before, st, bound.args)
+        return result if result is not None else _poison(st.span)
+
+    def note_use(self, before: int, st: A.Call, args: dict) -> None:
+        """The diagnostics of one use's expansion: those in a block body (at any depth) name the use
+        in a note (innermost first), and one already reported at the same place by another use of the
+        same body is dropped."""
+        sink = self.ctx.sink
+        given = ", ".join(f"{k} = {v['value'] if isinstance(v, dict) else v}" for k, v in args.items())
+        where = f"expanded from `{describe_use(st)}` at line {st.span.line}" + (f" ({given})" if given else "")
+        kept = sink.diagnostics[:before]
+        for d in sink.diagnostics[before:]:
+            if d.path == self.ctx.path and d.span is not None and not d.notes:
+                key = (d.code, span_key(d.span))
+                if key in self.reported_in_bodies:
+                    continue  # the same error from another use of this body
+                self.reported_in_bodies.add(key)
+            if d.path == self.ctx.path and d.span is not None:
+                d.notes.append(Note(where, st.span))
+            kept.append(d)
+        sink.diagnostics[:] = kept
 
 
 def _poison(span: SourceSpan) -> Value:

@@ -38,7 +38,8 @@ class OutputsPass:
         if self.ctx.sink:
             return None
         return ModelIR(name=m.name, inputs=self.model.inputs, nodes=nodes, outputs=outputs, params=params,
-                       state=state, flops=flops, assertions=assertions, span=ir_span(m.span))
+                       state=state, flops=flops, assertions=assertions, blocks=self.model.block_uses,
+                       span=ir_span(m.span))
 
     def resolve_outputs(self, m: A.Model, scope: Scope) -> list[Output]:
         """The model's outputs. ``self.outputs_known`` is False when an error already reported
