@@ -61,14 +61,31 @@ FACTS = {
     "residual_mlp": (
         25_347,                                              # 192 + 6*(64*64 + 64) + 195
         49_792,                                              # 2*2*64 + 6*2*64*64 + 2*64*3
-        [3], [f"dense_{k}" for k in range(1, 9)],
+        [3], ["dense_1"] + [f"residual_{u}.dense_{k}" for u in (1, 2, 3) for k in (1, 2)] + ["dense_2"],
         {"data": "spirals", "loss": "cross_entropy", "validation": 0.2}),
+    "resnet_small": (
+        # stem 216 + 16; basic(8) 2*576 + 32; stage2 1,152 + 2,304 + 128 + 96 + 2*2,304 + 64;
+        # stage3 4,608 + 9,216 + 512 + 192 + 2*9,216 + 128; dense 32*4 + 4 -> 42,988
+        42_988,
+        # convolutions 2 * out * C * 9 (or * 1): 442,368 + 2,359,296 + 2 * 4,194,304, dense 256
+        11_190_528, [4],
+        ["conv2d_1", "batchnorm_1", "basic_1.conv2d_1", "basic_1.batchnorm_1", "basic_1.conv2d_2",
+         "basic_1.batchnorm_2"]
+        + [f"{s}.{u}" for s in ("stage2", "stage3") for u in (
+            "down_1.conv2d_1", "down_1.batchnorm_1", "down_1.conv2d_2", "down_1.batchnorm_2", "down_1.conv2d_3",
+            "down_1.batchnorm_3", "basic_1.conv2d_1", "basic_1.batchnorm_1", "basic_1.conv2d_2",
+            "basic_1.batchnorm_2")] + ["dense_1"],
+        {"data": "npz", "loss": "cross_entropy", "validation": 0.2, "epochs": 5}),
     "two_input_concat": (
         89,                                                  # (4*8 + 8) + (3*8 + 8) + (16 + 1)
         144,                                                 # 2*4*8 + 2*3*8 + 2*16*1
         [1], ["dense_1", "dense_2", "dense_3"],
         None),                                               # for export only
 }
+
+
+# batchnorm running statistics: 2 per channel of each batchnorm (8 * 3 + 16 * 5 + 32 * 5 = 264 channels)
+STATE = {"resnet_small": 528}
 
 
 def _compile(path: Path):
@@ -103,7 +120,7 @@ def test_facts(name):
     params, flops, output, layers, train = FACTS[name]
     program = _compile(SPECS / f"{name}.nnspec")
     model = program.model
-    assert (model.params, model.flops, model.state) == (params, flops, 0)
+    assert (model.params, model.flops, model.state) == (params, flops, STATE.get(name, 0))
     assert [o.shape for o in model.outputs] == [output]
     assert [n.id for n in model.nodes if n.weights] == layers
     if train is None:
@@ -141,11 +158,14 @@ def test_two_input_model_names_its_output():
 
 def test_residual_blocks_are_chained():
     model = _compile(SPECS / "residual_mlp.nnspec").model
-    # block k: dense(2k) -> relu -> dense(2k+1), add(relu, dense) -> relu
+    # use k: dense_1 -> relu_1 -> dense_2, add(relu_1, dense_2) -> relu_2, all prefixed residual_k.
     adds = [n for n in model.nodes if n.op == "add"]
-    assert [a.inputs for a in adds] == [["relu_2", "dense_3"], ["relu_4", "dense_5"],
-                                        ["relu_6", "dense_7"]]
-    assert model.node("dense_4").inputs == ["relu_3"]  # the relu after add_1
+    assert [a.inputs for a in adds] == [[f"residual_{k}.relu_1", f"residual_{k}.dense_2"] for k in (1, 2, 3)]
+    assert model.node("residual_2.dense_1").inputs == ["residual_1.relu_2"]  # the relu after add_1
+    assert model.node("residual_1.dense_1").inputs == ["relu_1"]             # the stem's relu
+    assert [(b.id, b.block, b.args) for b in model.blocks] == [(f"residual_{k}", "residual", {"units": "64"})
+                                                             for k in (1, 2, 3)]
+    assert {n.block for n in model.nodes} == {None, "residual_1", "residual_2", "residual_3"}
 
 
 def test_token_data_is_reproducible():

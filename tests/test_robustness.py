@@ -51,7 +51,8 @@ NAMES = sorted(set(OPS) | {"x", "h", "a", "b", "width", "params", "flops", "shap
                            "data", "loss", "optimizer", "schedule", "epochs", "batch_size", "seed",
                            "metrics", "validation", "patience", "dataset", "csv", "npz", "adam", "sgd",
                            "cross_entropy", "mse", "accuracy", "same", "valid", "kernel", "units",
-                           "axis", "name", "init", "uniform", "Foo", "_"})
+                           "axis", "name", "init", "uniform", "Foo", "_", "basic", "stage", "c",
+                           "stride"})
 NUMBERS = ["0", "1", "2", "3", "8", "16", "-1", "-2", "0.5", ".5", "1e-3", "1_000", "2.", "1e3", "0.0",
            "100000", "1e9", "-0.5", "64", "1e-320", "1_0_0"]
 STRINGS = ['"iris"', '"digits"', "'xor'", '""', '"a.csv"', '"y"', "'h'", '"sine"']
@@ -124,6 +125,8 @@ NUMERIC_SLOTS = [
     "model m {{ input x: [2] dense(2, init=uniform({n}, {n})) -> batchnorm(momentum={n}, eps={n}) }}",
     "model m {{ input x: [2] dense(2)\n assert params < {n}\n assert flops >= {n} }}",
     "model m {{ input x: int64 [{n}] embedding({n}, {n}) -> lstm({n}, return_sequences=true) }}",
+    "let w = {n} * 2 - {n}\nmodel m {{ input x: [w] dense({n} // 2) -> dropout({n} / 4) }}",
+    "block b(c, s = {n}) {{ dense(c * s) }}\nmodel m {{ input x: [2] b({n}) -> b({n} % 3, s={n}) }}",
     "model m {{ input x: [2] dense(3) }}\ntrain {{ loss = huber({n}) optimizer = adam(lr={n}, beta1={n}, "
     "eps={n}) schedule = step({n}, gamma={n}) epochs = {n} batch_size = {n} seed = {n} validation = {n} "
     "patience = {n} clip_norm = {n} }}",

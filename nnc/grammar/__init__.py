@@ -44,7 +44,12 @@ def _cache_file() -> str | bool:
         os.remove(probe)
     except OSError:
         return False  # read-only or missing temp dir: build the tables every time
-    return os.path.join(base, "nnspec-lalr.cache")
+    # NOTE: one file per grammar (and lark version): two nnc versions on one machine must not
+    # overwrite each other's tables on every run
+    import hashlib
+    import lark
+    key = hashlib.sha256((grammar_text() + lark.__version__).encode()).hexdigest()[:16]
+    return os.path.join(base, f"nnspec-lalr-{key}.cache")
 
 
 @lru_cache(maxsize=None)

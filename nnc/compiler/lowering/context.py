@@ -137,6 +137,11 @@ class Context:
                 if e.hint and e.code != "E401":
                     hint += f"; {e.hint}"
                 self.err(e.code, e.message.replace(f"got a name `{name}`", f"got `{name}`"), e.span, hint)
+            elif e.code == "E401" and name is not None and "got a name" in e.message and scope.value(name) is not None:
+                self.err("E401", e.message.replace(f"got a name `{name}`", f"got `{name}`, a value of the model"),
+                         e.span, "a value flows through the model and is not a number; pass a number or a "
+                         "constant (a block parameter given a value is a value in the body: a pipeline "
+                         "source or a merge input)")
             elif e.code == "E401" and name is not None and "got a name" in e.message and e.hint is None:
                 consts = [n for n in scope.all_names() if scope.const(n) is not None]
                 self.err("E303", f"unknown constant `{name}`", e.span,
@@ -264,7 +269,7 @@ class Context:
         self.defining = stmt
         value = self.subst(override if override is not None else stmt.value, scope)
         self.defining = None
-        ok = self.check_const_names(stmt, value, scope)
+        ok = self.check_const_names(stmt, value, scope) and not isinstance(value, A.EXPRESSIONS)
         self.sink.path = self.path
         scope.consts[stmt.name] = value
         if not ok:

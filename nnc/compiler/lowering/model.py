@@ -96,6 +96,11 @@ class ModelPass:
                          f"choose another name, e.g. `{name}_out`")
             self.ctx.refused.add(name)
             return False
+        if name in self.ctx.blocks:
+            self.ctx.err("E305", f"`{name}` is the name of a block and cannot name a value", span,
+                         f"choose another name, e.g. `{name}_out`")
+            self.ctx.refused.add(name)
+            return False
         if scope.value(name) is not None or scope.const(name) is not None:
             self.ctx.err("E304", f"`{name}` is already bound", span, "each name is bound once; choose another name")
             return False
