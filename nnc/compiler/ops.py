@@ -297,7 +297,7 @@ def _upsample_infer(shapes, a):
     (s,) = shapes
     if len(s) != 3:
         raise ShapeError("E214", f"upsample2d expects [C, H, W] per example, got {fmt_shape(s)}",
-                         _reshape_hint(s, 3))
+                         _reshape_hint(s, 3) or "reshape it to [C, H, W] first with `reshape([...])`")
     return (s[0], s[1] * a["scale"][0], s[2] * a["scale"][1])
 
 

@@ -187,6 +187,10 @@ class Emit:
         self.attrs = node.attrs
         self.opset = b.opset
         self.created: list = []     # the ONNX nodes this emitter added
+        # NOTE: set by an emitter whose ONNX op loses the symbolic batch dimension in shape
+        # inference (Resize scales it by 1.0 into an unknown): the result's shape [N, *node.shape]
+        # is then written into the graph's value_info, which inference merges with its own
+        self.declare_shape = False
 
     def op(self, op_type: str, inputs: list[str], n_out: int = 1, skip: tuple[int, ...] = (), **attrs):
         """Add one ONNX node; returns its output name (or names if ``n_out`` > 1). Outputs whose
@@ -282,8 +286,10 @@ def _upsample(e: Emit) -> str:
     """x: (N, C, H, W) -> Resize by scales [1, 1, sh, sw]. nearest: `asymmetric` coordinates with
     `floor` (source index = floor(dst / s), PyTorch's nearest); bilinear: `linear` with
     `half_pixel` (PyTorch's align_corners=False; ONNX clamps the source coordinate to the input as
-    PyTorch does). Before opset 13 `roi` is a required input: an empty one."""
+    PyTorch does). Before opset 13 `roi` is a required input: an empty one. ONNX shape inference
+    turns the batch dimension times scale 1 into an unknown: the result's shape is declared."""
     a = e.attrs
+    e.declare_shape = True
     scales = e.const("scales", [1.0, 1.0, *map(float, a["scale"])], np.float32)
     roi = e.const("roi", np.zeros(0, np.float32), np.float32) if e.opset < 13 else ""
     if a["mode"] == "nearest":
@@ -550,6 +556,7 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
 
     values: dict[str, str] = {name: name for name in input_names}
     shapes: dict[str, list[int]] = {i.name: list(i.shape) for i in model.inputs}
+    value_info: list = []
     for node in model.nodes:
         xs = [values[s] for s in node.inputs]
         w = {wt.name: weights[f"{node.id}.{wt.name}"] for wt in node.weights}
@@ -566,6 +573,8 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
             for n in e.created:
                 n.name = b.node_name(f"{node.id}/{n.op_type}")
         b.nodes.extend(e.created)
+        if e.declare_shape and node.id not in claimed and result not in input_names:
+            value_info.append(helper.make_tensor_value_info(result, elem_type(node.dtype), [BATCH, *node.shape]))
         values[node.id] = result
         shapes[node.id] = list(node.shape)
 
@@ -581,7 +590,7 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
     inputs = [helper.make_tensor_value_info(i.name, elem_type(i.dtype), [BATCH, *i.shape])
               for i in model.inputs]
 
-    graph = helper.make_graph(b.nodes, model.name, inputs, outputs,
+    graph = helper.make_graph(b.nodes, model.name, inputs, outputs, value_info=value_info,
                               doc_string=f"{model.name}: compiled by nnc {__version__}"
                               + (f" from {_basename(program.path)}" if program.path else ""))
     opsets = [helper.make_opsetid("", opset)]
