@@ -18,7 +18,10 @@ Conventions of the exported graph (section 7 of the language reference):
   ``lstm_1.W`` / ``.R`` / ``.B`` with the gate blocks reordered); small constants are
   ``<node>.<what>`` (``reshape_1.shape``);
 - inference semantics: dropout, identity and linear are elided (an Identity node is added only
-  where such a value is a graph output), batchnorm uses the running statistics.
+  where such a value is a graph output), batchnorm uses the running statistics;
+- the graph's ``value_info`` holds the shape of a result only where the emitter sets
+  ``Emit.declare_shape`` (ONNX shape inference would lose the symbolic batch dimension there:
+  Resize).
 
 Opsets: :data:`MIN_OPSET` (11) up to whatever the onnx package knows; the exporter picks the best
 form per opset (``LayerNormalization`` from 17 and a decomposition before it; ``Gelu`` from 20 and
