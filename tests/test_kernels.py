@@ -74,18 +74,31 @@ def _conv_weights(f, c, k, bias=True):
     return w, tuple(w)
 
 
-def conv2d(id, n, c, h, wd, f, k, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0), bias=True):
-    weights, trainable = _conv_weights(f, c, k, bias)
+def conv2d(id, n, c, h, wd, f, k, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0), bias=True, groups=1):
+    weights, trainable = _conv_weights(f, c // groups, k, bias)
     a = dict(filters=f, kernel=list(k), stride=list(stride), dilation=list(dilation),
-             pads=list(pads), bias=bias, init="glorot_uniform")
+             pads=list(pads), groups=groups, bias=bias, init="glorot_uniform")
     return Case(id, "conv2d", a, [("normal", (n, c, h, wd))], weights, trainable)
 
 
-def conv1d(id, n, c, length, f, k, stride=1, dilation=1, pads=(0, 0), bias=True):
-    weights, trainable = _conv_weights(f, c, (k,), bias)
+def conv1d(id, n, c, length, f, k, stride=1, dilation=1, pads=(0, 0), bias=True, groups=1):
+    weights, trainable = _conv_weights(f, c // groups, (k,), bias)
     a = dict(filters=f, kernel=[k], stride=[stride], dilation=[dilation], pads=list(pads),
-             bias=bias, init="glorot_uniform")
+             groups=groups, bias=bias, init="glorot_uniform")
     return Case(id, "conv1d", a, [("normal", (n, c, length))], weights, trainable)
+
+
+def conv2d_transpose(id, n, c, h, wd, f, k, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
+                     dilation=(1, 1), groups=1, bias=True):
+    weights = {"weight": (c, f // groups, *k), **({"bias": (f,)} if bias else {})}
+    a = dict(filters=f, kernel=list(k), stride=list(stride), padding=list(padding),
+             output_padding=list(output_padding), dilation=list(dilation), groups=groups,
+             pads=list(padding) * 2, bias=bias, init="glorot_uniform")
+    return Case(id, "conv2d_transpose", a, [("normal", (n, c, h, wd))], weights, tuple(weights))
+
+
+def upsample2d(id, shape, scale, mode):
+    return Case(id, "upsample2d", dict(scale=list(scale), mode=mode), [("normal", shape)])
 
 
 def pool(op, id, shape, size, stride, pads=(0, 0, 0, 0)):
@@ -137,6 +150,27 @@ CASES = [
     conv1d("k3", 2, 3, 8, 4, 3),
     conv1d("stride2-dil2-pads", 2, 2, 9, 3, 3, stride=2, dilation=2, pads=(2, 1)),
     conv1d("nobias", 3, 2, 6, 2, 2, pads=(1, 0), bias=False),
+    conv2d("groups2", 2, 4, 5, 6, 6, (3, 3), groups=2),
+    conv2d("groups2-stride2-pads", 2, 4, 7, 6, 4, (3, 2), stride=(2, 2), pads=(1, 0, 2, 1), groups=2),
+    conv2d("depthwise-same", 2, 3, 5, 5, 3, (3, 3), pads=(1, 1, 1, 1), groups=3),
+    conv2d("depthwise-x2-dilation-nobias", 2, 3, 6, 7, 6, (2, 2), stride=(2, 1), dilation=(1, 2),
+           groups=3, bias=False),
+    conv1d("groups2", 2, 4, 8, 6, 3, groups=2),
+    conv1d("depthwise-stride2-pads", 2, 3, 9, 3, 3, stride=2, pads=(1, 1), groups=3),
+    conv2d_transpose("3x3", 2, 2, 3, 4, 3, (3, 3)),
+    conv2d_transpose("stride2", 2, 3, 3, 3, 2, (2, 2), stride=(2, 2)),
+    conv2d_transpose("stride2-pad1-outpad1", 2, 2, 3, 4, 3, (3, 3), stride=(2, 2), padding=(1, 1),
+                     output_padding=(1, 1)),
+    conv2d_transpose("rect-stride-dilation", 1, 2, 3, 3, 2, (2, 3), stride=(3, 1), padding=(0, 1),
+                     output_padding=(2, 0), dilation=(1, 2)),
+    conv2d_transpose("outpad-below-dilation", 2, 2, 3, 3, 2, (2, 2), dilation=(2, 2), output_padding=(1, 1)),
+    conv2d_transpose("groups2-nobias", 2, 4, 3, 3, 6, (3, 2), stride=(2, 2), groups=2, bias=False),
+    conv2d_transpose("depthwise", 2, 3, 3, 4, 3, (3, 3), stride=(2, 1), padding=(1, 1), groups=3),
+    upsample2d("nearest-2x3", (2, 2, 3, 4), (2, 3), "nearest"),
+    upsample2d("nearest-1x2", (2, 3, 2, 3), (1, 2), "nearest"),
+    upsample2d("bilinear-2x3", (2, 2, 3, 4), (2, 3), "bilinear"),
+    upsample2d("bilinear-3x1", (2, 2, 4, 3), (3, 1), "bilinear"),
+    upsample2d("bilinear-4x2-edge", (1, 2, 1, 3), (4, 2), "bilinear"),
     pool("maxpool2d", "2x2", (2, 2, 4, 6), (2, 2), (2, 2)),
     pool("maxpool2d", "3x3-s2-pad1", (2, 2, 5, 6), (3, 3), (2, 2), (1, 1, 1, 1)),
     pool("maxpool2d", "2x3-s12-asym", (1, 3, 5, 5), (2, 3), (1, 2), (1, 0, 0, 1)),
@@ -284,9 +318,10 @@ def test_every_op_has_a_kernel():
 # ----------------------------------------------------------------------------------------------
 # forward references: convolution and pooling as naive loops
 
-def naive_conv2d(x, weight, bias, stride, dilation, pads):
+def naive_conv2d(x, weight, bias, stride, dilation, pads, groups=1):
     N, C, H, W = x.shape
-    F, _, kh, kw = weight.shape
+    F, Cg, kh, kw = weight.shape
+    Fg = F // groups
     (sh, sw), (dh, dw), (pt, pl, pb, pr) = stride, dilation, pads
     xp = np.zeros((N, C, H + pt + pb, W + pl + pr))
     xp[:, :, pt:pt + H, pl:pl + W] = x
@@ -298,10 +333,11 @@ def naive_conv2d(x, weight, bias, stride, dilation, pads):
             for i in range(Ho):
                 for j in range(Wo):
                     s = 0.0
-                    for c in range(C):
+                    g = f // Fg                     # filter f sees the input channels of its group
+                    for c in range(Cg):
                         for p in range(kh):
                             for q in range(kw):
-                                s += xp[n, c, i * sh + p * dh, j * sw + q * dw] * weight[f, c, p, q]
+                                s += xp[n, g * Cg + c, i * sh + p * dh, j * sw + q * dw] * weight[f, c, p, q]
                     y[n, f, i, j] = s + (bias[f] if bias is not None else 0.0)
     return y
 
@@ -326,7 +362,7 @@ def test_conv2d_forward_matches_naive_loop(case):
     xs, w = case.make(seed=3)
     y, _ = _forward(case, xs, w)
     ref = naive_conv2d(xs[0], w["weight"], w.get("bias"), case.a["stride"], case.a["dilation"],
-                       case.a["pads"])
+                       case.a["pads"], case.a["groups"])
     np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12, err_msg=f"{_id(case)}: forward")
 
 
@@ -336,7 +372,7 @@ def test_conv1d_forward_matches_naive_loop(case):
     y, _ = _forward(case, xs, w)
     (s,), (d,), (pl, pr) = case.a["stride"], case.a["dilation"], case.a["pads"]
     ref = naive_conv2d(xs[0][:, :, None, :], w["weight"][:, :, None, :], w.get("bias"),
-                       (1, s), (1, d), (0, pl, 0, pr))[:, :, 0, :]
+                       (1, s), (1, d), (0, pl, 0, pr), case.a["groups"])[:, :, 0, :]
     assert y.shape == ref.shape
     np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12, err_msg=f"{_id(case)}: forward")
 

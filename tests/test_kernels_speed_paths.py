@@ -27,7 +27,7 @@ def test_conv2d_stride1_matches_torch(dtype, n, c, h, w, f, k, dil, pads, bias):
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     wts = {"weight": rng.standard_normal((f, c, *k)).astype(dtype),
            "bias": rng.standard_normal(f).astype(dtype)}
-    a = {"stride": [1, 1], "dilation": list(dil), "pads": list(pads), "bias": bias}
+    a = {"stride": [1, 1], "dilation": list(dil), "pads": list(pads), "groups": 1, "bias": bias}
     kern = KERNELS["conv2d"]
     y, cache = kern.forward([x], wts, a, Ctx(training=True))
     dy = rng.standard_normal(y.shape).astype(dtype)

@@ -16,12 +16,27 @@ F = torch.nn.functional
 def _conv2d(x, w, a):
     t, l, b, r = a["pads"]
     return F.conv2d(F.pad(x, (l, r, t, b)), w["weight"], w.get("bias"), stride=a["stride"],
-                    dilation=a["dilation"])
+                    dilation=a["dilation"], groups=a["groups"])
 
 
 def _conv1d(x, w, a):
     return F.conv1d(F.pad(x, tuple(a["pads"])), w["weight"], w.get("bias"), stride=a["stride"],
-                    dilation=a["dilation"])
+                    dilation=a["dilation"], groups=a["groups"])
+
+
+def _conv_transpose2d(x, w, a):
+    return F.conv_transpose2d(x, w["weight"], w.get("bias"), stride=a["stride"], padding=a["padding"],
+                              output_padding=a["output_padding"], groups=a["groups"], dilation=a["dilation"])
+
+
+def _convt(stride, padding, output_padding, dilation, groups, bias=True):
+    return dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
+                groups=groups, pads=padding * 2, bias=bias)
+
+
+def _interpolate(x, w, a):
+    extra = {} if a["mode"] == "nearest" else {"align_corners": False}
+    return F.interpolate(x, scale_factor=tuple(a["scale"]), mode=a["mode"], **extra)
 
 
 def _pool(kind):
@@ -59,10 +74,44 @@ TABLE = [
      lambda x, w, a: F.linear(x, w["weight"], w["bias"])),
     ("dense-rank3", "dense", dict(units=3, bias=False), [(2, 4, 5)], {"weight": (3, 5)},
      lambda x, w, a: F.linear(x, w["weight"])),
-    ("conv2d", "conv2d", dict(stride=[2, 1], dilation=[1, 2], pads=[1, 0, 2, 1], bias=True),
+    ("conv2d", "conv2d", dict(stride=[2, 1], dilation=[1, 2], pads=[1, 0, 2, 1], groups=1, bias=True),
      [(2, 3, 9, 8)], {"weight": (4, 3, 3, 2), "bias": (4,)}, _conv2d),
-    ("conv1d", "conv1d", dict(stride=[2], dilation=[2], pads=[2, 1], bias=True),
+    ("conv1d", "conv1d", dict(stride=[2], dilation=[2], pads=[2, 1], groups=1, bias=True),
      [(2, 3, 11)], {"weight": (4, 3, 3), "bias": (4,)}, _conv1d),
+    ("conv2d-groups2", "conv2d", dict(stride=[2, 1], dilation=[1, 2], pads=[1, 0, 2, 1], groups=2, bias=True),
+     [(2, 4, 9, 8)], {"weight": (6, 2, 3, 2), "bias": (6,)}, _conv2d),
+    ("conv2d-groups2-stride1", "conv2d", dict(stride=[1, 1], dilation=[1, 1], pads=[1, 1, 1, 1], groups=2,
+                                              bias=True),
+     [(3, 4, 6, 5)], {"weight": (4, 2, 3, 3), "bias": (4,)}, _conv2d),
+    ("conv2d-depthwise", "conv2d", dict(stride=[1, 1], dilation=[2, 1], pads=[2, 1, 2, 1], groups=3, bias=True),
+     [(2, 3, 7, 6)], {"weight": (3, 1, 3, 3), "bias": (3,)}, _conv2d),
+    ("conv2d-depthwise-x2-stride2", "conv2d", dict(stride=[2, 2], dilation=[1, 1], pads=[0, 0, 0, 0], groups=3,
+                                                   bias=False),
+     [(2, 3, 7, 6)], {"weight": (6, 1, 3, 2)}, _conv2d),
+    ("conv1d-groups2", "conv1d", dict(stride=[1], dilation=[1], pads=[1, 1], groups=2, bias=True),
+     [(2, 4, 9)], {"weight": (6, 2, 3), "bias": (6,)}, _conv1d),
+    ("conv1d-depthwise-stride2", "conv1d", dict(stride=[2], dilation=[2], pads=[2, 1], groups=4, bias=True),
+     [(2, 4, 11)], {"weight": (4, 1, 3), "bias": (4,)}, _conv1d),
+    ("conv2d_transpose", "conv2d_transpose", _convt([1, 1], [0, 0], [0, 0], [1, 1], 1),
+     [(2, 3, 4, 5)], {"weight": (3, 2, 3, 3), "bias": (2,)}, _conv_transpose2d),
+    ("conv2d_transpose-stride2", "conv2d_transpose", _convt([2, 2], [0, 0], [0, 0], [1, 1], 1),
+     [(2, 3, 4, 5)], {"weight": (3, 4, 2, 2), "bias": (4,)}, _conv_transpose2d),
+    ("conv2d_transpose-stride-pad-outpad", "conv2d_transpose", _convt([2, 3], [1, 2], [1, 2], [1, 1], 1),
+     [(2, 2, 4, 5)], {"weight": (2, 3, 3, 4), "bias": (3,)}, _conv_transpose2d),
+    ("conv2d_transpose-dilation-outpad", "conv2d_transpose", _convt([1, 2], [2, 0], [1, 0], [2, 1], 1),
+     [(2, 2, 4, 5)], {"weight": (2, 2, 3, 3), "bias": (2,)}, _conv_transpose2d),
+    ("conv2d_transpose-groups2", "conv2d_transpose", _convt([2, 1], [1, 0], [0, 1], [1, 2], 2),
+     [(2, 4, 4, 5)], {"weight": (4, 3, 3, 2), "bias": (6,)}, _conv_transpose2d),
+    ("conv2d_transpose-depthwise-nobias", "conv2d_transpose", _convt([3, 3], [1, 0], [2, 0], [1, 1], 4, False),
+     [(2, 4, 3, 4)], {"weight": (4, 1, 3, 3)}, _conv_transpose2d),
+    ("upsample2d-nearest", "upsample2d", dict(scale=[2, 3], mode="nearest"), [(2, 3, 4, 5)], {}, _interpolate),
+    ("upsample2d-nearest-1x4", "upsample2d", dict(scale=[1, 4], mode="nearest"), [(2, 2, 3, 3)], {},
+     _interpolate),
+    ("upsample2d-bilinear", "upsample2d", dict(scale=[3, 2], mode="bilinear"), [(2, 3, 4, 5)], {}, _interpolate),
+    ("upsample2d-bilinear-5x1", "upsample2d", dict(scale=[5, 1], mode="bilinear"), [(2, 2, 3, 4)], {},
+     _interpolate),
+    ("upsample2d-bilinear-edge", "upsample2d", dict(scale=[2, 4], mode="bilinear"), [(1, 2, 1, 2)], {},
+     _interpolate),
     ("maxpool2d", "maxpool2d", dict(size=[3, 2], stride=[2, 1], pads=[1, 0, 1, 1]),
      [(2, 2, 7, 6)], {}, _pool("max")),
     ("avgpool2d", "avgpool2d", dict(size=[3, 2], stride=[2, 1], pads=[1, 0, 1, 1]),

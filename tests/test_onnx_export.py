@@ -119,6 +119,30 @@ CASES = {
     "conv1d_same_stride2": "input x: [3, 10]\nconv1d(4, 4, stride=2, padding=same)",
     "conv1d_explicit_padding": "input x: [3, 10]\nconv1d(2, 5, padding=2)",
     "conv1d_dilation_no_bias": "input x: [3, 10]\nconv1d(2, 3, dilation=3, bias=false)",
+    "conv2d_groups": "input x: [4, 7, 6]\nconv2d(6, 3, groups=2, padding=same)",
+    "conv2d_groups_stride2": "input x: [4, 7, 6]\nconv2d(2, [3, 2], groups=2, stride=2, dilation=[1, 2])",
+    "conv2d_depthwise": "input x: [4, 7, 6]\nconv2d(4, 3, groups=4, padding=1)",
+    "conv2d_depthwise_multiplier": "input x: [3, 7, 6]\nconv2d(6, 3, groups=3, stride=[2, 1], bias=false)",
+    "conv1d_groups": "input x: [6, 10]\nconv1d(4, 3, groups=2, dilation=2)",
+    "conv1d_depthwise": "input x: [3, 10]\nconv1d(3, 5, groups=3, padding=same)",
+    # conv2d_transpose (grouped ones with a bias: tests/test_ops_conv.py, onnx.reference mis-slices them)
+    "conv2d_transpose": "input x: [3, 4, 5]\nconv2d_transpose(2, 3)",
+    "conv2d_transpose_stride2": "input x: [3, 4, 5]\nconv2d_transpose(4, 2, stride=2)",
+    "conv2d_transpose_pads_output_padding": "input x: [2, 4, 5]\n"
+    "conv2d_transpose(3, [3, 4], stride=[2, 3], padding=[1, 2], output_padding=[1, 2])",
+    "conv2d_transpose_dilation_no_bias": "input x: [2, 4, 5]\nconv2d_transpose(3, 3, dilation=[2, 1], bias=false)",
+    # output_padding at least the stride (below the dilation): pads and output_padding rewritten
+    "conv2d_transpose_output_padding_pads": "input x: [2, 4, 5]\n"
+    "conv2d_transpose(2, 3, padding=1, output_padding=1, dilation=2)",
+    "conv2d_transpose_output_padding_pad_op": "input x: [2, 4, 5]\n"
+    "conv2d_transpose(2, 3, stride=[2, 1], padding=[0, 1], output_padding=[1, 2], dilation=[1, 3])",
+    "conv2d_transpose_depthwise_no_bias": "input x: [3, 4, 5]\n"
+    "conv2d_transpose(3, 3, stride=2, padding=1, output_padding=1, groups=3, bias=false)",
+    # upsampling (every opset: tests/test_ops_conv.py)
+    "upsample2d_nearest": "input x: [2, 3, 4]\nupsample2d(2)",
+    "upsample2d_nearest_unequal": "input x: [2, 3, 4]\nupsample2d([3, 2], mode=nearest)",
+    "upsample2d_bilinear": "input x: [2, 3, 4]\nupsample2d(2, mode=bilinear)",
+    "upsample2d_bilinear_unequal": "input x: [2, 3, 4]\nupsample2d([1, 3], mode=bilinear)",
     # pools
     "maxpool2d": "input x: [2, 6, 6]\nmaxpool2d(2)",
     "maxpool2d_padding_stride": "input x: [2, 7, 7]\nmaxpool2d(3, stride=2, padding=1)",
@@ -212,6 +236,12 @@ def test_every_catalogue_op_is_covered_by_a_case():
     ("dense_rank2", ["MatMul", "Add"]),
     ("dense_rank2_no_bias", ["MatMul"]),
     ("conv2d_same_stride2_asymmetric", ["Conv"]),
+    ("conv2d_depthwise", ["Conv"]),
+    ("conv2d_transpose_pads_output_padding", ["ConvTranspose"]),
+    ("conv2d_transpose_output_padding_pads", ["ConvTranspose"]),
+    ("conv2d_transpose_output_padding_pad_op", ["ConvTranspose", "Pad", "Add"]),
+    ("upsample2d_nearest", ["Resize"]),
+    ("upsample2d_bilinear", ["Resize"]),
     ("maxpool2d", ["MaxPool"]),
     ("globalavgpool2d", ["ReduceMean"]),
     ("flatten", ["Flatten"]),

@@ -60,11 +60,20 @@ class OpDef:
     # NOTE: the output holds the input's values unchanged at inference, so token ids pass through it
     # on their way to an embedding (checked before training, drawn in range for export verification)
     passes_values: bool = False
+    # NOTE: a warning about what feeds the op (W201: conv1d over an embedding's features):
+    # ``warn(origins, shapes, attrs)`` gets, per input, the op that made the value (seen through the
+    # ops that keep its layout, LAYOUT_KEEPING kinds; None for a model input) and returns
+    # ``(code, message, hint)`` or None
+    warn: Callable[[list, list[Shape], dict], tuple[str, str, str] | None] | None = None
     doc: str = ""
     example: str = ""
 
 
 OPS: dict[str, OpDef] = {}
+
+#: kinds of single-input ops whose output keeps the layout of their input (an elementwise function,
+#: dropout, a normalisation): a warning's ``origins`` look through them
+LAYOUT_KEEPING = ("activation", "regularization", "norm")
 
 
 def register(op: OpDef) -> OpDef:
@@ -140,6 +149,24 @@ def _conv_pads(op: str, size: int, k: int, s: int, d: int, padding, i: int) -> t
     return padding[i], padding[i]
 
 
+_GROUPS = Param("groups", Int(min=1), 1, "channel groups (divides C and filters; C is depthwise)")
+
+
+def _check_groups(op: str, channels: int, filters: int, groups: int) -> None:
+    """E212 unless ``groups`` divides both the input channels and the filters (PyTorch's rule)."""
+    if channels % groups == 0 and filters % groups == 0:
+        return
+    parts = ([f"the input channels C = {channels}"] if channels % groups else []) + \
+            ([f"filters = {filters}"] if filters % groups else [])
+    common = math.gcd(channels, filters)
+    valid = [g for g in range(1, common + 1) if common % g == 0]
+    shown = ", ".join(map(str, valid)) if len(valid) <= 12 else ", ".join(map(str, valid[:11])) + ", ..."
+    depthwise = (f"; `groups={channels}` (depthwise) needs filters a multiple of {channels}"
+                 if groups == channels else "")
+    raise ShapeError("E212", f"{op} groups={groups} does not divide {' nor '.join(parts)}",
+                     f"groups must divide both C and filters: use one of {shown}{depthwise}")
+
+
 def _conv_infer(nd: int):
     op = "conv2d" if nd == 2 else "conv1d"
     expected = "[C, H, W]" if nd == 2 else "[C, L]"
@@ -148,6 +175,7 @@ def _conv_infer(nd: int):
         (s,) = shapes
         if len(s) != nd + 1:
             raise _rank_error("E202", op, expected, s, _reshape_hint(s, nd + 1))
+        _check_groups(op, s[0], a["filters"], a["groups"])
         spatial = s[1:]
         begins, ends, out = [], [], []
         names = ("height", "width") if nd == 2 else ("length",)
@@ -168,17 +196,26 @@ def _conv_infer(nd: int):
     return infer
 
 
-def _conv_weights(nd: int):
-    def weights(shapes, a):
-        w = [Weight(name="weight", shape=[a["filters"], shapes[0][0], *a["kernel"]], init=a["init"])]
-        if a["bias"]:
-            w.append(Weight(name="bias", shape=[a["filters"]], init=_ZEROS))
-        return w
-    return weights
+def _conv_weights(shapes, a):
+    w = [Weight(name="weight", shape=[a["filters"], shapes[0][0] // a["groups"], *a["kernel"]], init=a["init"])]
+    if a["bias"]:
+        w.append(Weight(name="bias", shape=[a["filters"]], init=_ZEROS))
+    return w
 
 
 def _conv_flops(shapes, out, a):
-    return 2 * _prod(out) * shapes[0][0] * _prod(a["kernel"])
+    return 2 * _prod(out) * (shapes[0][0] // a["groups"]) * _prod(a["kernel"])
+
+
+def _conv1d_warn(origins, shapes, a):
+    """W201: conv1d straight after an embedding slides over the embedding's features."""
+    if origins[0] != "embedding":
+        return None
+    t, dim = shapes[0]
+    return ("W201", f"conv1d takes [C, L] (channels, length); on the embedding's [T, dim] = "
+            f"{fmt_shape(shapes[0])} it slides along the {dim} embedding features, with the {t} time steps "
+            "as channels",
+            f"to convolve over time, add `transpose([1, 0])` before it ([T, dim] -> [dim, T] = [{dim}, {t}])")
 
 
 for _nd in (2, 1):
@@ -189,11 +226,90 @@ for _nd in (2, 1):
                           Param("kernel", Ints(_nd), REQUIRED, "kernel size"),
                           Param("stride", Ints(_nd), [1] * _nd),
                           Param("padding", Padding(_nd), "valid", "`valid`, `same`, or explicit"),
-                          Param("dilation", Ints(_nd), [1] * _nd), _BIAS, _init()], 2),
-        "layer", _conv_infer(_nd), weights=_conv_weights(_nd), flops=_conv_flops,
+                          Param("dilation", Ints(_nd), [1] * _nd), _GROUPS, _BIAS, _init()], 2),
+        "layer", _conv_infer(_nd), weights=_conv_weights, flops=_conv_flops,
+        warn=_conv1d_warn if _nd == 1 else None,
         doc=("2-D convolution over [C, H, W]" if _nd == 2 else "1-D convolution over [C, L]")
-        + " (cross-correlation, as PyTorch).",
+        + " (cross-correlation, as PyTorch); `groups` splits the channels into independent groups.",
         example="conv2d(16, kernel=3, padding=same) -> relu" if _nd == 2 else "conv1d(8, 5, stride=2)"))
+
+
+def _convt_check(a, call):
+    """PyTorch's rule: each axis' output_padding is smaller than its stride or its dilation."""
+    from ..lang.types import ArgError
+    for i, axis in enumerate(("height", "width")):
+        p, s, d = a["output_padding"][i], a["stride"][i], a["dilation"][i]
+        if p >= s and p >= d:
+            span = next((kw.value.span for kw in call.keywords if kw.name == "output_padding"), call.span)
+            where = f" on the {axis}" if len(set(a["output_padding"])) > 1 else ""
+            raise ArgError("E402", f"`conv2d_transpose` `output_padding` {p}{where} must be smaller than the "
+                           f"stride {s} or the dilation {d}",
+                           f"use an `output_padding` of at most {max(s, d) - 1}{where}; for a larger output "
+                           "use a larger stride or kernel", span)
+
+
+def _convt_infer(shapes, a):
+    (s,) = shapes
+    if len(s) != 3:
+        raise _rank_error("E202", "conv2d_transpose", "[C, H, W]", s, _reshape_hint(s, 3))
+    _check_groups("conv2d_transpose", s[0], a["filters"], a["groups"])
+    out = []
+    for i, axis in enumerate(("height", "width")):
+        k, st, p, op_, d = (a[key][i] for key in ("kernel", "stride", "padding", "output_padding", "dilation"))
+        full = (s[1 + i] - 1) * st + d * (k - 1) + op_ + 1
+        size = full - 2 * p
+        if size < 1:
+            most = (full - 1) // 2
+            raise ShapeError("E213", f"conv2d_transpose output {axis} would be {size}: the input {axis} "
+                             f"{s[1 + i]} gives {full} before padding, and `padding` {p} crops {p} from each side",
+                             (f"use `padding` at most {most} on the {axis}" if most else
+                              f"remove the padding on the {axis}") + ", or a larger kernel or stride")
+        out.append(size)
+    a["pads"] = list(a["padding"]) * 2  # ONNX order: [top, left, bottom, right]
+    return (a["filters"], *out)
+
+
+def _convt_weights(shapes, a):
+    w = [Weight(name="weight", shape=[shapes[0][0], a["filters"] // a["groups"], *a["kernel"]], init=a["init"])]
+    if a["bias"]:
+        w.append(Weight(name="bias", shape=[a["filters"]], init=_ZEROS))
+    return w
+
+
+register(OpDef(
+    "conv2d_transpose",
+    Signature("conv2d_transpose",
+              [Param("filters", Int(min=1), REQUIRED, "output channels"),
+               Param("kernel", Ints(2), REQUIRED, "kernel size"),
+               Param("stride", Ints(2), [1, 1]),
+               Param("padding", Ints(2, min=0, labels="ph, pw"), [0, 0], "cropped from each side of the output"),
+               Param("output_padding", Ints(2, min=0, labels="h, w"), [0, 0],
+                     "added to one side of the output (less than stride or dilation)"),
+               Param("dilation", Ints(2), [1, 1]), _GROUPS, _BIAS, _init()], 2, check=_convt_check),
+    "layer", _convt_infer, weights=_convt_weights,
+    flops=lambda shapes, out, a: 2 * _prod(shapes[0]) * (a["filters"] // a["groups"]) * _prod(a["kernel"]),
+    doc="Transposed 2-D convolution (PyTorch ConvTranspose2d): the gradient of conv2d with respect to its "
+        "input; H' = (H-1)*stride - 2*padding + dilation*(kernel-1) + output_padding + 1.",
+    example="conv2d_transpose(16, 2, stride=2)"))
+
+
+def _upsample_infer(shapes, a):
+    (s,) = shapes
+    if len(s) != 3:
+        raise ShapeError("E214", f"upsample2d expects [C, H, W] per example, got {fmt_shape(s)}",
+                         _reshape_hint(s, 3) or "reshape it to [C, H, W] first with `reshape([...])`")
+    return (s[0], s[1] * a["scale"][0], s[2] * a["scale"][1])
+
+
+register(OpDef(
+    "upsample2d",
+    Signature("upsample2d", [Param("scale", Ints(2, labels="sh, sw"), REQUIRED, "integer scale factors"),
+                             Param("mode", Enum(("nearest", "bilinear"), "upsample mode"), "nearest",
+                                   "`nearest` or `bilinear` (align_corners=False)")], 1),
+    "shape", _upsample_infer,
+    doc="Scales height and width by integer factors: nearest neighbour, or bilinear with PyTorch's "
+        "align_corners=False.",
+    example="upsample2d(2, mode=bilinear)"))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,7 +18,10 @@ Conventions of the exported graph (section 7 of the language reference):
   ``lstm_1.W`` / ``.R`` / ``.B`` with the gate blocks reordered); small constants are
   ``<node>.<what>`` (``reshape_1.shape``);
 - inference semantics: dropout, identity and linear are elided (an Identity node is added only
-  where such a value is a graph output), batchnorm uses the running statistics.
+  where such a value is a graph output), batchnorm uses the running statistics;
+- the graph's ``value_info`` holds the shape of a result only where the emitter sets
+  ``Emit.declare_shape`` (ONNX shape inference would lose the symbolic batch dimension there:
+  Resize).
 
 Opsets: :data:`MIN_OPSET` (11) up to whatever the onnx package knows; the exporter picks the best
 form per opset (``LayerNormalization`` from 17 and a decomposition before it; ``Gelu`` from 20 and
@@ -187,6 +190,10 @@ class Emit:
         self.attrs = node.attrs
         self.opset = b.opset
         self.created: list = []     # the ONNX nodes this emitter added
+        # NOTE: set by an emitter whose ONNX op loses the symbolic batch dimension in shape
+        # inference (Resize scales it by 1.0 into an unknown): the result's shape [N, *node.shape]
+        # is then written into the graph's value_info, which inference merges with its own
+        self.declare_shape = False
 
     def op(self, op_type: str, inputs: list[str], n_out: int = 1, skip: tuple[int, ...] = (), **attrs):
         """Add one ONNX node; returns its output name (or names if ``n_out`` > 1). Outputs whose
@@ -238,12 +245,60 @@ def _dense(e: Emit) -> str:
 
 @emitter("conv2d", "conv1d")
 def _conv(e: Emit) -> str:
-    """x: (N, C, H, W) or (N, C, L); weight [filters, C, k...]; pads in ONNX order (explicit, so
-    `same` with an odd total pads the end, as SAME_UPPER)."""
+    """x: (N, C, H, W) or (N, C, L); weight [filters, C/groups, k...]; pads in ONNX order (explicit,
+    so `same` with an odd total pads the end, as SAME_UPPER); `group` as PyTorch's groups."""
     a = e.attrs
     ins = [e.x, e.param("weight")] + ([e.param("bias")] if a["bias"] else [])
     return e.op("Conv", ins, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
-                dilations=list(a["dilation"]), pads=list(a["pads"]))
+                dilations=list(a["dilation"]), pads=list(a["pads"]), group=int(a["groups"]))
+
+
+@emitter("conv2d_transpose")
+def _conv_transpose(e: Emit) -> str:
+    """x: (N, C, H, W); weight [C, filters/groups, kh, kw] (ONNX's layout too); explicit pads and
+    output_padding, so the output size is PyTorch's and no `output_shape` is needed.
+
+    PyTorch allows an output_padding up to the dilation; onnxruntime only below the stride. Such
+    an axis is written another way with the same values: the output_padding rows are the uncropped
+    output's rows after the end padding, so the end padding shrinks by them (`pads` end
+    = padding - output_padding); whatever is left past the uncropped output is zeros plus the bias,
+    a Pad after a ConvTranspose without bias, then the bias added."""
+    a = e.attrs
+    stride, pads, out_pad = list(a["stride"]), list(a["pads"]), list(a["output_padding"])
+    attrs = dict(kernel_shape=list(a["kernel"]), strides=stride, dilations=list(a["dilation"]),
+                 group=int(a["groups"]))
+    weight = e.param("weight")
+    bias = [e.param("bias")] if a["bias"] else []
+    if all(p < s for p, s in zip(out_pad, stride)):
+        return e.op("ConvTranspose", [e.x, weight, *bias], pads=pads, output_padding=out_pad, **attrs)
+    begin = pads[:2]
+    end = [max(p - o, 0) for p, o in zip(begin, out_pad)]
+    extra = [max(o - p, 0) for p, o in zip(begin, out_pad)]
+    if all(x < s for x, s in zip(extra, stride)):
+        return e.op("ConvTranspose", [e.x, weight, *bias], pads=begin + end, output_padding=extra, **attrs)
+    y = e.op("ConvTranspose", [e.x, weight], pads=begin + end, **attrs)
+    y = e.op("Pad", [y, e.const("pads", [0, 0, 0, 0, 0, 0, *extra])], mode="constant")
+    if not a["bias"]:
+        return y
+    b = e.param("bias_3d", e.w["bias"].reshape(-1, 1, 1), doc=f"{e.node.id}.bias as [filters, 1, 1] for Add")
+    return e.op("Add", [y, b])
+
+
+@emitter("upsample2d")
+def _upsample(e: Emit) -> str:
+    """x: (N, C, H, W) -> Resize by scales [1, 1, sh, sw]. nearest: `asymmetric` coordinates with
+    `floor` (source index = floor(dst / s), PyTorch's nearest); bilinear: `linear` with
+    `half_pixel` (PyTorch's align_corners=False; ONNX clamps the source coordinate to the input as
+    PyTorch does). Before opset 13 `roi` is a required input: an empty one. ONNX shape inference
+    turns the batch dimension times scale 1 into an unknown: the result's shape is declared."""
+    a = e.attrs
+    e.declare_shape = True
+    scales = e.const("scales", [1.0, 1.0, *map(float, a["scale"])], np.float32)
+    roi = e.const("roi", np.zeros(0, np.float32), np.float32) if e.opset < 13 else ""
+    if a["mode"] == "nearest":
+        return e.op("Resize", [e.x, roi, scales], mode="nearest", coordinate_transformation_mode="asymmetric",
+                    nearest_mode="floor")
+    return e.op("Resize", [e.x, roi, scales], mode="linear", coordinate_transformation_mode="half_pixel")
 
 
 @emitter("maxpool2d")
@@ -504,6 +559,7 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
 
     values: dict[str, str] = {name: name for name in input_names}
     shapes: dict[str, list[int]] = {i.name: list(i.shape) for i in model.inputs}
+    value_info: list = []
     for node in model.nodes:
         xs = [values[s] for s in node.inputs]
         w = {wt.name: weights[f"{node.id}.{wt.name}"] for wt in node.weights}
@@ -520,6 +576,8 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
             for n in e.created:
                 n.name = b.node_name(f"{node.id}/{n.op_type}")
         b.nodes.extend(e.created)
+        if e.declare_shape and node.id not in claimed and result not in input_names:
+            value_info.append(helper.make_tensor_value_info(result, elem_type(node.dtype), [BATCH, *node.shape]))
         values[node.id] = result
         shapes[node.id] = list(node.shape)
 
@@ -535,7 +593,7 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
     inputs = [helper.make_tensor_value_info(i.name, elem_type(i.dtype), [BATCH, *i.shape])
               for i in model.inputs]
 
-    graph = helper.make_graph(b.nodes, model.name, inputs, outputs,
+    graph = helper.make_graph(b.nodes, model.name, inputs, outputs, value_info=value_info,
                               doc_string=f"{model.name}: compiled by nnc {__version__}"
                               + (f" from {_basename(program.path)}" if program.path else ""))
     opsets = [helper.make_opsetid("", opset)]

@@ -11,7 +11,7 @@ from ...lang import ast as A
 from ...lang.types import ArgErrors, Int, show
 from ..builtin_names import describe, is_builtin_value
 from ..irtypes import BlockUse, Input, Node
-from ..ops import OPS, ShapeError
+from ..ops import LAYOUT_KEEPING, OPS, ShapeError
 from .blocks import bind_use, describe_use
 from .context import Context, Scope, Value, ir_span, numel, span_key
 
@@ -28,6 +28,7 @@ class ModelPass:
         self.inputs: list[Input] = []  # the declared inputs that checked
         self.declared: list[str] = []  # every input's name, including inputs whose declaration failed
         self.nodes: list[Node] = []  # the layers, in source order (repeat bodies expanded)
+        self.by_id: dict[str, Node] = {}  # the layers by id, for the origin of a value (OpDef.warn)
         self.node_ids: dict[str, SourceSpan] = {}  # layer name -> where it was given, for E308
         self.counters: dict[str, int] = {}  # op -> unnamed layers so far (the k of <op>_<k>)
         self.repeat_locals: set[str] = set()  # names bound in a `repeat` body, for better hints
@@ -317,10 +318,24 @@ class ModelPass:
         weights = op.weights([tuple(s) for s in shapes], attrs)
         params = sum(numel(w.shape) for w in weights if w.trainable)
         flops = op.flops([tuple(s) for s in shapes], out_shape, attrs)
-        self.nodes.append(Node(id=node_id, op=op.name, inputs=[s.id for s in sources], attrs=attrs,
-                               shape=list(out_shape), dtype=dtype, weights=weights, params=params, flops=flops,
-                               span=ir_span(st.span), block=self.uses[-1][1] if self.uses else None))
+        node = Node(id=node_id, op=op.name, inputs=[s.id for s in sources], attrs=attrs,
+                    shape=list(out_shape), dtype=dtype, weights=weights, params=params, flops=flops,
+                    span=ir_span(st.span), block=self.uses[-1][1] if self.uses else None)
+        self.nodes.append(node)
+        self.by_id[node_id] = node
+        if op.warn is not None:
+            warning = op.warn([self.origin(s.id) for s in sources], [tuple(s) for s in shapes], attrs)
+            if warning is not None:
+                self.ctx.warn(warning[0], warning[1], st.span, warning[2])
         return Value(node_id, out_shape, dtype, st.span)
+
+    def origin(self, value_id: str) -> str | None:
+        """The op that made a value, looking through ops that keep its layout (relu, dropout,
+        layernorm, ...); None for a model input."""
+        node = self.by_id.get(value_id)
+        while node is not None and OPS[node.op].kind in LAYOUT_KEEPING and len(node.inputs) == 1:
+            node = self.by_id.get(node.inputs[0])
+        return node.op if node is not None else None
 
     def split_name(self, st: A.Call, scope: Scope) -> tuple[tuple[str, SourceSpan] | None, list | None]:
         """A stage's ``name="..."`` (and where it was given) and its other arguments."""

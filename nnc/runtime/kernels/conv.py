@@ -1,4 +1,10 @@
-"""Convolution: conv2d, and conv1d run as conv2d with H = 1 (one im2col GEMM each way)."""
+"""Convolution: conv2d, conv1d (run as conv2d with H = 1) and conv2d_transpose.
+
+Each is one im2col GEMM each way; with ``groups > 1`` the GEMM is batched over the groups
+(``np.matmul`` on (groups, rows, cols) stacks), so a grouped or depthwise convolution costs one call,
+not a loop over channels. Group g owns input channels [g*C/groups, (g+1)*C/groups) and output
+channels [g*F/groups, (g+1)*F/groups), as in PyTorch.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,15 +15,44 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .base import Kernel, register
 
 
+def _wx(wm, cols, groups):
+    """Per group: weight rows (F, Kg) times columns (groups*Kg, M) -> (F, M)."""
+    if groups == 1:
+        return wm @ cols
+    F, Kg = wm.shape
+    return np.matmul(wm.reshape(groups, F // groups, Kg),
+                     cols.reshape(groups, Kg, cols.shape[1])).reshape(F, cols.shape[1])
+
+
+def _dy_colsT(dyf, cols, groups):
+    """Per group: (F, M) times the columns (groups*Kg, M) transposed -> (F, Kg)."""
+    if groups == 1:
+        return dyf @ cols.T
+    F, M = dyf.shape
+    Kg = cols.shape[0] // groups
+    return np.matmul(dyf.reshape(groups, F // groups, M),
+                     cols.reshape(groups, Kg, M).transpose(0, 2, 1)).reshape(F, Kg)
+
+
+def _wT_dy(wm, dyf, groups):
+    """Per group: weight rows (F, Kg) transposed times (F, M) -> (groups*Kg, M)."""
+    if groups == 1:
+        return wm.T @ dyf
+    F, Kg = wm.shape
+    M = dyf.shape[1]
+    return np.matmul(wm.reshape(groups, F // groups, Kg).transpose(0, 2, 1),
+                     dyf.reshape(groups, F // groups, M)).reshape(groups * Kg, M)
+
+
 @dataclass
 class ConvCache:
     """What a conv2d forward keeps for its backward.
 
     cols: the im2col matrix, (C*kh*kw, N*Ho*Wo) for the strided path, or the "wide" stride-1
-        columns (C*kh*kw [+ 1 bias row], N*Ho*Wp); weight: (F, C, kh, kw); xshape: (N, C, H, W);
+        columns (C*kh*kw [+ 1 bias row], N*Ho*Wp); weight: (F, C/groups, kh, kw); xshape: (N, C, H, W);
     xpshape: the padded input's shape (strided path only); out_hw: (Ho, Wo);
     stride, dilation: (sh, sw), (dh, dw); pads: (top, left, bottom, right); has_bias;
-    wide: the stride-1 path, whose bias rides in the columns.
+    wide: the stride-1 path, whose bias rides in the columns when groups == 1 (bias_row).
     """
 
     cols: np.ndarray
@@ -30,14 +65,16 @@ class ConvCache:
     pads: tuple
     has_bias: bool
     wide: bool
+    groups: int = 1
+    bias_row: bool = False
 
 
-def _conv2d_forward(x, weight, bias, stride, dilation, pads):
-    """x: (N, C, H, W); weight: (F, C, kh, kw); bias: (F,) or None; pads: (top, left, bottom, right).
+def _conv2d_forward(x, weight, bias, stride, dilation, pads, groups=1):
+    """x: (N, C, H, W); weight: (F, C/groups, kh, kw); bias: (F,) or None; pads: (top, left, bottom, right).
 
     Returns y: (N, F, Ho, Wo) and the cache for :func:`_conv2d_backward`."""
     if tuple(stride) == (1, 1):
-        return _conv2d_forward_s1(x, weight, bias, dilation, pads)
+        return _conv2d_forward_s1(x, weight, bias, dilation, pads, groups)
     N, C, H, W = x.shape
     F, _, kh, kw = weight.shape
     sh, sw = stride
@@ -55,12 +92,12 @@ def _conv2d_forward(x, weight, bias, stride, dilation, pads):
     # (n, i, j) x (c, p, q) rows: the gather and the output transpose both stream memory.
     win = sliding_window_view(xp, (ekh, ekw), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
     cols = win.transpose(1, 4, 5, 0, 2, 3).reshape(C * kh * kw, N * Ho * Wo)
-    y = weight.reshape(F, C * kh * kw) @ cols            # (F, N*Ho*Wo)
+    y = _wx(weight.reshape(F, -1), cols, groups)        # (F, N*Ho*Wo)
     if bias is not None:
         y += bias[:, None]
     y = np.ascontiguousarray(y.reshape(F, N, Ho, Wo).transpose(1, 0, 2, 3))
     return y, ConvCache(cols, weight, x.shape, xp.shape, (Ho, Wo), tuple(stride), tuple(dilation), tuple(pads),
-                        bias is not None, wide=False)
+                        bias is not None, wide=False, groups=groups)
 
 
 # NOTE: stride-1 convolutions (the common case) use "wide" im2col columns. The padded input is
@@ -94,27 +131,31 @@ def _wide_runs(buf, kh, kw, dh, dw, N, Hp, Wp, L):
         strides=(s0, dh * Wp * s1, dw * s1, Hp * Wp * s1, s1))
 
 
-def _conv2d_forward_s1(x, weight, bias, dilation, pads):
+def _conv2d_forward_s1(x, weight, bias, dilation, pads, groups=1):
     N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = _wide_geometry(x.shape, weight.shape, dilation, pads)
     pt, pl, pb, pr = pads
     L = Ho * Wp
     K = C * kh * kw
     xbuf = np.zeros((C, size), dtype=x.dtype)
     xbuf[:, :N * Hp * Wp].reshape(C, N, Hp, Wp)[:, :, pt:pt + H, pl:pl + W] = x.transpose(1, 0, 2, 3)
-    # with a bias, the columns get a last row of ones and the weight matrix the bias as its last
-    # column: the GEMMs then add the bias (forward) and sum its gradient (backward) for free
+    # with a bias (and one group), the columns get a last row of ones and the weight matrix the
+    # bias as its last column: the GEMMs then add the bias (forward) and sum its gradient
+    # (backward) for free
     has_bias = bias is not None
-    cols = np.empty((K + has_bias, N * L), dtype=x.dtype)
+    bias_row = has_bias and groups == 1
+    cols = np.empty((K + bias_row, N * L), dtype=x.dtype)
     np.copyto(cols[:K].reshape(C, kh, kw, N, L),
               _wide_runs(xbuf, kh, kw, dilation[0], dilation[1], N, Hp, Wp, L))
-    wm = weight.reshape(F, K)
-    if has_bias:
+    wm = weight.reshape(F, K // groups)
+    if bias_row:
         cols[K] = 1
         wm = np.concatenate([wm, bias[:, None].astype(wm.dtype, copy=False)], axis=1)
-    y = wm @ cols                                        # (F, N*Ho*Wp)
+    y = _wx(wm, cols, groups)                            # (F, N*Ho*Wp)
+    if has_bias and not bias_row:
+        y += bias[:, None]
     y = np.ascontiguousarray(y.reshape(F, N, Ho, Wp)[:, :, :, :Wo].transpose(1, 0, 2, 3))
     return y, ConvCache(cols, weight, x.shape, None, (Ho, Wo), (1, 1), tuple(dilation), tuple(pads), has_bias,
-                        wide=True)
+                        wide=True, groups=groups, bias_row=bias_row)
 
 
 def _conv2d_backward_s1(dy, cache: ConvCache):
@@ -128,10 +169,15 @@ def _conv2d_backward_s1(dy, cache: ConvCache):
     dyf[:, :, :, Wo:] = 0
     dyf = dyf.reshape(F, N * L)
     K = C * kh * kw
-    dwm = dyf @ cols.T                                   # (F, K [+ 1 for the bias])
-    dweight = np.ascontiguousarray(dwm[:, :K]).reshape(weight.shape)
-    dbias = dwm[:, K].copy() if has_bias else None
-    dcols = (weight.reshape(F, K).T @ dyf).reshape(C, kh, kw, N, L)
+    G = cache.groups
+    if cache.bias_row:
+        dwm = dyf @ cols.T                               # (F, K + 1 for the bias)
+        dweight = np.ascontiguousarray(dwm[:, :K]).reshape(weight.shape)
+        dbias = dwm[:, K].copy()
+    else:
+        dweight = _dy_colsT(dyf, cols, G).reshape(weight.shape)
+        dbias = dyf.sum(axis=1) if has_bias else None   # the discarded columns of dyf are zeros
+    dcols = _wT_dy(weight.reshape(F, K // G), dyf, G).reshape(C, kh, kw, N, L)
     dxbuf = np.zeros((C, size), dtype=dy.dtype)
     runs = _wide_runs(dxbuf, kh, kw, dh, dw, N, Hp, Wp, L)
     for p in range(kh):
@@ -142,7 +188,7 @@ def _conv2d_backward_s1(dy, cache: ConvCache):
 
 
 def _conv2d_backward(dy, cache: ConvCache):
-    """dy: (N, F, Ho, Wo). Returns dx: (N, C, H, W), dweight: (F, C, kh, kw), dbias: (F,) | None."""
+    """dy: (N, F, Ho, Wo). Returns dx: (N, C, H, W), dweight: (F, C/groups, kh, kw), dbias: (F,) | None."""
     if cache.wide:
         return _conv2d_backward_s1(dy, cache)
     cols, weight, xshape, xpshape, pads, has_bias = (cache.cols, cache.weight, cache.xshape, cache.xpshape,
@@ -150,10 +196,11 @@ def _conv2d_backward(dy, cache: ConvCache):
     (Ho, Wo), (sh, sw), (dh, dw) = cache.out_hw, cache.stride, cache.dilation
     N, C, H, W = xshape
     F, _, kh, kw = weight.shape
+    G = cache.groups
     dyf = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(F, N * Ho * Wo)
-    dweight = (dyf @ cols.T).reshape(weight.shape)
+    dweight = _dy_colsT(dyf, cols, G).reshape(weight.shape)
     dbias = dyf.sum(axis=1) if has_bias else None
-    dcols = (weight.reshape(F, C * kh * kw).T @ dyf).reshape(C, kh, kw, N, Ho, Wo)
+    dcols = _wT_dy(weight.reshape(F, -1), dyf, G).reshape(C, kh, kw, N, Ho, Wo)
     # col2im into a (C, N, Hp, Wp) buffer: one strided scatter-add per kernel position.
     dxp = np.zeros((C, N, xpshape[2], xpshape[3]), dtype=dy.dtype)
     for p in range(kh):
@@ -170,12 +217,12 @@ def _conv2d_backward(dy, cache: ConvCache):
 class Conv2D(Kernel):
     """Cross-correlation with zero padding (PyTorch Conv2d).
 
-    x: (N, C, H, W); weight: (filters, C, kh, kw); bias: (filters,); y: (N, filters, Ho, Wo) with
-    Ho = floor((H + top + bottom - dh*(kh-1) - 1) / sh) + 1."""
+    x: (N, C, H, W); weight: (filters, C/groups, kh, kw); bias: (filters,); y: (N, filters, Ho, Wo)
+    with Ho = floor((H + top + bottom - dh*(kh-1) - 1) / sh) + 1."""
 
     def forward(self, xs, w, a, ctx):
         return _conv2d_forward(xs[0], w["weight"], w["bias"] if a["bias"] else None,
-                               tuple(a["stride"]), tuple(a["dilation"]), tuple(a["pads"]))
+                               tuple(a["stride"]), tuple(a["dilation"]), tuple(a["pads"]), a["groups"])
 
     def backward(self, dy, cache):
         dx, dweight, dbias = _conv2d_backward(dy, cache)
@@ -187,13 +234,14 @@ class Conv2D(Kernel):
 
 @register("conv1d")
 class Conv1D(Kernel):
-    """x: (N, C, L); weight: (filters, C, k); bias: (filters,); y: (N, filters, Lo),
+    """x: (N, C, L); weight: (filters, C/groups, k); bias: (filters,); y: (N, filters, Lo),
     Lo = floor((L + left + right - d*(k-1) - 1) / s) + 1. Runs as conv2d with H = 1."""
 
     def forward(self, xs, w, a, ctx):
         (s,), (d,), (pl, pr) = a["stride"], a["dilation"], a["pads"]
         y, cache = _conv2d_forward(xs[0][:, :, None, :], w["weight"][:, :, None, :],
-                                   w["bias"] if a["bias"] else None, (1, s), (1, d), (0, pl, 0, pr))
+                                   w["bias"] if a["bias"] else None, (1, s), (1, d), (0, pl, 0, pr),
+                                   a["groups"])
         return y[:, :, 0, :], cache
 
     def backward(self, dy, cache):
@@ -202,3 +250,105 @@ class Conv1D(Kernel):
         if dbias is not None:
             grads["bias"] = dbias
         return [dx[:, :, 0, :]], grads
+
+
+# ----------------------------------------------------------------------------------------------
+# transposed convolution: the data gradient of a convolution, run forward
+
+@dataclass
+class ConvTransposeCache:
+    """What a conv2d_transpose forward keeps for its backward.
+
+    xf: the input as columns (C, N*H*W); weight: (C, F/groups, kh, kw); xshape: (N, C, H, W);
+    buf_hw: the uncropped output buffer (Hb, Wb); out_hw: (Ho, Wo); stride, dilation: (sh, sw),
+    (dh, dw); padding: (ph, pw), cropped from the buffer's top and left; groups; has_bias.
+    """
+
+    xf: np.ndarray
+    weight: np.ndarray
+    xshape: tuple
+    buf_hw: tuple
+    out_hw: tuple
+    stride: tuple
+    dilation: tuple
+    padding: tuple
+    groups: int
+    has_bias: bool
+
+
+def _conv2d_transpose_forward(x, weight, bias, stride, dilation, padding, output_padding, groups):
+    """x: (N, C, H, W); weight: (C, F/groups, kh, kw); bias: (F,) or None.
+
+    Input pixel (i, j) spreads weight[c, f] over the output rows i*sh + p*dh - ph and columns
+    j*sw + q*dw - pw: one GEMM gives every (f, p, q) contribution as columns (F*kh*kw, N*H*W), and
+    col2im adds them into the uncropped output, one strided slice per kernel position. The
+    output is that buffer without `padding` rows/columns at each start, Ho rows long; an
+    output_padding larger than the padding reaches past the buffer's end (zeros there)."""
+    N, C, H, W = x.shape
+    _, Fg, kh, kw = weight.shape
+    F = Fg * groups
+    (sh, sw), (dh, dw), (ph, pw), (oph, opw) = stride, dilation, padding, output_padding
+    Ho = (H - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    Wo = (W - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    if Ho <= 0 or Wo <= 0:
+        raise ValueError(f"conv2d_transpose: output size ({Ho}, {Wo}) is not positive")
+    Hb = max((H - 1) * sh + dh * (kh - 1) + 1, ph + Ho)
+    Wb = max((W - 1) * sw + dw * (kw - 1) + 1, pw + Wo)
+    xf = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(C, N * H * W)
+    cols = _wT_dy(weight.reshape(C, Fg * kh * kw), xf, groups).reshape(F, kh, kw, N, H, W)
+    buf = np.zeros((F, N, Hb, Wb), dtype=x.dtype)
+    for p in range(kh):
+        r0 = p * dh
+        for q in range(kw):
+            c0 = q * dw
+            buf[:, :, r0:r0 + sh * (H - 1) + 1:sh, c0:c0 + sw * (W - 1) + 1:sw] += cols[:, p, q]
+    y = buf[:, :, ph:ph + Ho, pw:pw + Wo].transpose(1, 0, 2, 3)
+    if bias is not None:
+        y = y + bias[:, None, None]
+    y = np.ascontiguousarray(y)
+    return y, ConvTransposeCache(xf, weight, x.shape, (Hb, Wb), (Ho, Wo), (sh, sw), (dh, dw), (ph, pw),
+                                 groups, bias is not None)
+
+
+def _conv2d_transpose_backward(dy, cache: ConvTransposeCache):
+    """dy: (N, F, Ho, Wo). Returns dx: (N, C, H, W), dweight: (C, F/groups, kh, kw), dbias: (F,) | None.
+
+    The gradient columns are an im2col of dy placed back into the uncropped buffer (the gather
+    that mirrors the forward's scatter); dx and dweight are then one GEMM each."""
+    xf, weight, G = cache.xf, cache.weight, cache.groups
+    N, C, H, W = cache.xshape
+    _, Fg, kh, kw = weight.shape
+    F = Fg * G
+    (Hb, Wb), (Ho, Wo), (sh, sw), (dh, dw), (ph, pw) = (cache.buf_hw, cache.out_hw, cache.stride,
+                                                        cache.dilation, cache.padding)
+    dyb = np.zeros((F, N, Hb, Wb), dtype=dy.dtype)
+    dyb[:, :, ph:ph + Ho, pw:pw + Wo] = dy.transpose(1, 0, 2, 3)
+    ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    win = sliding_window_view(dyb, (ekh, ekw), axis=(2, 3))[:, :, :sh * (H - 1) + 1:sh, :sw * (W - 1) + 1:sw,
+                                                            ::dh, ::dw]
+    dcols = win.transpose(0, 4, 5, 1, 2, 3).reshape(F * kh * kw, N * H * W)
+    wm = weight.reshape(C, Fg * kh * kw)
+    dx = _wx(wm, dcols, G).reshape(C, N, H, W)
+    dweight = _dy_colsT(xf, dcols, G).reshape(weight.shape)
+    dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    return np.ascontiguousarray(dx.transpose(1, 0, 2, 3)), dweight, dbias
+
+
+@register("conv2d_transpose")
+class Conv2DTranspose(Kernel):
+    """Transposed convolution (PyTorch ConvTranspose2d).
+
+    x: (N, C, H, W); weight: (C, filters/groups, kh, kw); bias: (filters,); y: (N, filters, Ho, Wo)
+    with Ho = (H-1)*sh - 2*ph + dh*(kh-1) + output_padding_h + 1."""
+
+    def forward(self, xs, w, a, ctx):
+        return _conv2d_transpose_forward(xs[0], w["weight"], w["bias"] if a["bias"] else None,
+                                         tuple(a["stride"]), tuple(a["dilation"]), tuple(a["padding"]),
+                                         tuple(a["output_padding"]), a["groups"])
+
+    def backward(self, dy, cache):
+        dx, dweight, dbias = _conv2d_transpose_backward(dy, cache)
+        grads = {"weight": dweight}
+        if dbias is not None:
+            grads["bias"] = dbias
+        return [dx], grads
