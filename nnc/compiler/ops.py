@@ -33,7 +33,9 @@ from typing import Callable
 from ..errors import fmt_shape
 from ..vocab import INITIALIZERS, init_value
 from .irtypes import Weight
-from ..lang.types import REQUIRED, Bool, Enum, Float, Int, Ints, Padding, Param, ShapeList, Signature, Type
+from ..lang import ast as A
+from ..lang.types import (REQUIRED, ArgError, Bool, Enum, Float, Int, Ints, Padding, Param, ShapeList,
+                          Signature, Type)
 
 Shape = tuple[int, ...]
 
@@ -349,8 +351,6 @@ class _AxisList(Type):
     doc = "a list of axes"
 
     def coerce(self, v):
-        from ..lang import ast as A
-        from ..lang.types import ArgError
         if not isinstance(v, A.List):
             raise self.bad(v, "e.g. `[1, 0]` swaps the two axes of [T, F]")
         if not v.items:
@@ -361,11 +361,11 @@ class _AxisList(Type):
         return {"type": "array", "items": {"type": "integer"}, "minItems": 1}
 
 
-def _axis(op: str, s: Shape, axis: int, what: str = "axis") -> int:
+def _axis(op: str, s: Shape, axis: int) -> int:
     """``axis`` of ``s`` made non-negative, or E211."""
     rank = len(s)
     if not -rank <= axis < rank:
-        raise ShapeError("E211", f"{op} {what} {axis} is out of range for shape {fmt_shape(s)}",
+        raise ShapeError("E211", f"{op} axis {axis} is out of range for shape {fmt_shape(s)}",
                          f"use an axis in [{-rank}, {rank - 1}] (the batch axis is not counted)")
     return axis % rank
 
@@ -375,8 +375,8 @@ def _drop_axis(op: str, s: Shape, axis: int, a: dict) -> Shape:
     axis = _axis(op, s, axis)
     a["axis"] = axis
     if len(s) == 1:
-        shown = ", ".join(f"{k}={a[k]}" for k in a if k != "axis")
-        keep = f"reshape([1, {s[0]}]) -> {op}(1{', ' + shown if shown else ''})"
+        keep = (f"slice(0, {a['index']}, {a['index'] + 1})" if op == "select"
+                else f"reshape([1, {s[0]}]) -> {op}(1)")
         raise ShapeError("E218", f"{op} over the only axis of {fmt_shape(s)} would leave no axis per example",
                          f"keep an axis of size 1: `{keep}` gives [1]")
     return s[:axis] + s[axis + 1:]
@@ -388,11 +388,15 @@ def _transpose_infer(shapes, a):
     perm = a["perm"]
     norm = [p % rank if -rank <= p < rank else None for p in perm]
     if len(perm) != rank or None in norm or sorted(norm) != list(range(rank)):
-        example = ", ".join(str(i) for i in reversed(range(rank)))
+        if perm[:1] == [0] and sorted(perm) == list(range(rank + 1)):     # the batch axis written too
+            fixed = ", ".join(str(p - 1) for p in perm[1:])
+            hint = f"the batch axis is not counted: `transpose([{fixed}])`"
+        else:
+            example = ", ".join(str(i) for i in reversed(range(rank)))
+            hint = (f"list each axis 0..{rank - 1} exactly once (the batch axis is not counted), "
+                    f"e.g. `transpose([{example}])`")
         raise ShapeError("E215", f"transpose perm {fmt_shape(perm)} is not a permutation of the {rank} axes "
-                         f"of {fmt_shape(s)}",
-                         f"list each axis 0..{rank - 1} exactly once (the batch axis is not counted), "
-                         f"e.g. `transpose([{example}])`")
+                         f"of {fmt_shape(s)}", hint)
     a["perm"] = norm
     return tuple(s[p] for p in norm)
 
