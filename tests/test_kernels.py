@@ -103,8 +103,20 @@ def upsample2d(id, shape, scale, mode):
 
 def pool(op, id, shape, size, stride, pads=(0, 0, 0, 0)):
     kind = "distinct" if op == "maxpool2d" else "normal"
-    return Case(id, op, dict(size=list(size), stride=list(stride), pads=list(pads)),
+    return Case(id, op, dict(size=list(size), stride=list(stride), pads=list(pads), overhang=[0, 0]),
                 [(kind, shape)])
+
+
+def compiled(op, id, shape, stage, kind="normal"):
+    """A case whose attrs are the compiler's: ``stage`` (e.g. ``maxpool1d(3, ceil_mode=true)``)
+    lowered on an input of the per-example shape ``shape[1:]`` (defaults, derived attrs such as
+    ``pads``/``overhang`` and normalised axes set by the catalogue's shape rule)."""
+    from nnc.compiler.lower import compile_source
+    dims = ", ".join(str(d) for d in shape[1:])
+    program = compile_source(f"model m {{\n    input x: [{dims}]\n    {stage}\n}}\n", "m.nnspec")
+    (node,) = program.model.nodes
+    assert node.op == op
+    return Case(id, op, dict(node.attrs), [(kind, shape)])
 
 
 def dense(id, xshape, units, bias=True):
@@ -180,6 +192,49 @@ CASES = [
     pool("avgpool2d", "3x3-s2-pad1", (2, 2, 5, 6), (3, 3), (2, 2), (1, 1, 1, 1)),
     pool("avgpool2d", "2x3-s12-asym", (1, 3, 5, 5), (2, 3), (1, 2), (1, 0, 0, 1)),
     unary("globalavgpool2d", (2, 3, 4, 5)),
+    # pooling, reductions and axis ops (issue 10): attrs as the compiler derives them
+    compiled("maxpool2d", "ceil", (2, 2, 5, 7), "maxpool2d(2, ceil_mode=true)", "distinct"),
+    compiled("maxpool2d", "ceil-rect-pad", (1, 2, 8, 7), "maxpool2d([3, 2], stride=[2, 3], padding=1, "
+             "ceil_mode=true)", "distinct"),
+    compiled("maxpool2d", "ceil-drops-last", (2, 1, 4, 6), "maxpool2d(2, stride=3, padding=1, ceil_mode=true)",
+             "distinct"),
+    compiled("avgpool2d", "ceil", (2, 2, 5, 7), "avgpool2d(2, ceil_mode=true)"),
+    compiled("avgpool2d", "ceil-rect-pad", (1, 2, 8, 7), "avgpool2d([3, 2], stride=[2, 3], padding=1, "
+             "ceil_mode=true)"),
+    compiled("avgpool2d", "ceil-drops-last", (2, 1, 4, 6), "avgpool2d(2, stride=3, padding=1, ceil_mode=true)"),
+    compiled("avgpool2d", "ceil-overlap", (1, 2, 6, 6), "avgpool2d(3, stride=2, padding=1, ceil_mode=true)"),
+    compiled("maxpool1d", "2", (2, 3, 8), "maxpool1d(2)", "distinct"),
+    compiled("maxpool1d", "3-s1-pad1", (2, 2, 7), "maxpool1d(3, stride=1, padding=1)", "distinct"),
+    compiled("maxpool1d", "ceil-pad", (2, 2, 9), "maxpool1d(4, stride=3, padding=1, ceil_mode=true)", "distinct"),
+    compiled("maxpool1d", "ceil-drops-last", (2, 2, 4), "maxpool1d(2, stride=3, padding=1, ceil_mode=true)",
+             "distinct"),
+    compiled("maxpool1d", "ceil-window-past-input", (2, 2, 3), "maxpool1d(4, stride=2, ceil_mode=true)",
+             "distinct"),
+    compiled("avgpool1d", "2", (2, 3, 8), "avgpool1d(2)"),
+    compiled("avgpool1d", "3-s1-pad1", (2, 2, 7), "avgpool1d(3, stride=1, padding=1)"),
+    compiled("avgpool1d", "ceil-pad", (2, 2, 9), "avgpool1d(4, stride=3, padding=1, ceil_mode=true)"),
+    compiled("avgpool1d", "ceil-drops-last", (2, 2, 4), "avgpool1d(2, stride=3, padding=1, ceil_mode=true)"),
+    compiled("avgpool1d", "ceil-window-past-input", (2, 2, 3), "avgpool1d(4, stride=2, ceil_mode=true)"),
+    compiled("globalmaxpool2d", "globalmaxpool2d", (2, 3, 4, 5), "globalmaxpool2d", "distinct"),
+    compiled("globalmaxpool1d", "globalmaxpool1d", (2, 3, 7), "globalmaxpool1d", "distinct"),
+    compiled("globalavgpool1d", "globalavgpool1d", (2, 3, 7), "globalavgpool1d"),
+    compiled("mean", "axis0", (3, 4, 5), "mean(0)"),
+    compiled("mean", "axis-1-rank3", (2, 3, 4, 5), "mean(-1)"),
+    compiled("mean", "axis1-rank3", (2, 3, 4, 5), "mean(1)"),
+    compiled("sum", "axis0", (3, 4, 5), "sum(0)"),
+    compiled("sum", "axis-2-rank3", (2, 3, 4, 5), "sum(-2)"),
+    compiled("max", "axis0", (3, 4, 5), "max(0)", "distinct"),
+    compiled("max", "axis-1-rank3", (2, 3, 4, 5), "max(-1)", "distinct"),
+    compiled("max", "axis1-rank3", (2, 3, 4, 5), "max(1)", "distinct"),
+    compiled("transpose", "rank2", (2, 3, 4), "transpose([1, 0])"),
+    compiled("transpose", "rank3", (2, 3, 4, 5), "transpose([2, 0, 1])"),
+    compiled("transpose", "rank3-negative", (2, 3, 4, 5), "transpose([-1, -2, 0])"),
+    compiled("select", "last", (3, 4, 5), "select(0, -1)"),
+    compiled("select", "axis-1-rank3", (2, 3, 4, 5), "select(-1, 2)"),
+    compiled("select", "axis1", (2, 3, 4, 5), "select(1, 0)"),
+    compiled("slice", "middle", (3, 6, 5), "slice(0, 1, 4)"),
+    compiled("slice", "negative-clamped", (2, 3, 4, 5), "slice(-1, -3, 100)"),
+    compiled("slice", "axis1-from-start", (2, 3, 4, 5), "slice(1, -100, -1)"),
     unary("flatten", (2, 3, 4, 2)),
     unary("reshape", (3, 12), id="rank2", shape=[3, 4]),
     unary("reshape", (2, 2, 3, 4), id="rank4", shape=[6, 4]),
@@ -342,18 +397,29 @@ def naive_conv2d(x, weight, bias, stride, dilation, pads, groups=1):
     return y
 
 
-def naive_pool(x, size, stride, pads, kind):
+def naive_pool(x, size, stride, pads, kind, ceil=False):
+    """PyTorch's pooling written out: output sizes by its rule (ceil: round up, but the last window
+    must start inside the input or the top/left padding); each window clipped to the padded input,
+    and avg divides by the clipped window's size (count_include_pad=True)."""
     N, C, H, W = x.shape
     (kh, kw), (sh, sw), (pt, pl, pb, pr) = size, stride, pads
     fill = -np.inf if kind == "max" else 0.0
-    xp = np.full((N, C, H + pt + pb, W + pl + pr), fill)
+    Hp, Wp = H + pt + pb, W + pl + pr
+    xp = np.full((N, C, Hp, Wp), fill)
     xp[:, :, pt:pt + H, pl:pl + W] = x
-    Ho, Wo = (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1
+
+    def out_size(n, padded, k, s, begin):
+        out = (padded - k + (s - 1 if ceil else 0)) // s + 1
+        return out - 1 if ceil and (out - 1) * s >= n + begin else out
+
+    Ho, Wo = out_size(H, Hp, kh, sh, pt), out_size(W, Wp, kw, sw, pl)
     y = np.zeros((N, C, Ho, Wo))
     for i in range(Ho):
         for j in range(Wo):
-            win = xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
-            y[:, :, i, j] = win.max(axis=(2, 3)) if kind == "max" else win.sum(axis=(2, 3)) / (kh * kw)
+            h0, w0 = i * sh, j * sw
+            h1, w1 = min(h0 + kh, Hp), min(w0 + kw, Wp)
+            win = xp[:, :, h0:h1, w0:w1]
+            y[:, :, i, j] = win.max(axis=(2, 3)) if kind == "max" else win.sum(axis=(2, 3)) / ((h1 - h0) * (w1 - w0))
     return y
 
 
@@ -377,19 +443,27 @@ def test_conv1d_forward_matches_naive_loop(case):
     np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12, err_msg=f"{_id(case)}: forward")
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.op in ("maxpool2d", "avgpool2d")], ids=_id)
+@pytest.mark.parametrize("case", [c for c in CASES if c.op in ("maxpool2d", "avgpool2d", "maxpool1d", "avgpool1d")],
+                         ids=_id)
 def test_pool_forward_matches_naive_loop(case):
     xs, _ = case.make(seed=3)
     x = np.random.default_rng(4).standard_normal(xs[0].shape)
     y, _ = _forward(case, [x], {})
-    ref = naive_pool(x, case.a["size"], case.a["stride"], case.a["pads"], case.op[:3])
+    a, ceil = case.a, case.a.get("ceil_mode", False)
+    if case.op.endswith("1d"):
+        (pl, pr) = a["pads"]
+        ref = naive_pool(x[:, :, None, :], (1, *a["size"]), (1, *a["stride"]), (0, pl, 0, pr), case.op[:3],
+                         ceil)[:, :, 0, :]
+    else:
+        ref = naive_pool(x, a["size"], a["stride"], a["pads"], case.op[:3], ceil)
+    assert y.shape == ref.shape, f"{_id(case)}: shape"
     np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12, err_msg=f"{_id(case)}: forward")
 
 
 def test_maxpool_ties_send_gradient_to_first_max():
     x = np.ones((1, 1, 2, 4))
     x[0, 0, 1, 3] = 0.0
-    a = dict(size=[2, 2], stride=[2, 2], pads=[0, 0, 0, 0])
+    a = dict(size=[2, 2], stride=[2, 2], pads=[0, 0, 0, 0], overhang=[0, 0])
     y, cache = KERNELS["maxpool2d"].forward([x], {}, a, Ctx())
     (dx,), _ = KERNELS["maxpool2d"].backward(np.array([[[[2.0, 3.0]]]]), cache)
     expected = np.zeros_like(x)
@@ -400,7 +474,7 @@ def test_maxpool_ties_send_gradient_to_first_max():
 
 def test_avgpool_counts_padding():
     x = np.ones((1, 1, 2, 2))
-    a = dict(size=[2, 2], stride=[2, 2], pads=[1, 1, 1, 1])
+    a = dict(size=[2, 2], stride=[2, 2], pads=[1, 1, 1, 1], overhang=[0, 0])
     y, _ = KERNELS["avgpool2d"].forward([x], {}, a, Ctx())
     np.testing.assert_allclose(y, np.full((1, 1, 2, 2), 0.25))
 

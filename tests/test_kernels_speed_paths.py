@@ -53,7 +53,7 @@ def test_maxpool_tiled_backward_ties_go_to_first_max():
     rng = np.random.default_rng(2)
     x = np.maximum(rng.standard_normal((3, 2, 6, 8)), 0).astype(np.float32)   # many all-zero windows
     x[0, 0, :2, :2] = 1.0                                                      # a 4-way tie
-    a = {"size": [2, 2], "stride": [2, 2], "pads": [0, 0, 0, 0]}
+    a = {"size": [2, 2], "stride": [2, 2], "pads": [0, 0, 0, 0], "overhang": [0, 0]}
     y, cache = KERNELS["maxpool2d"].forward([x], {}, a, Ctx(training=True))
     dy = rng.standard_normal(y.shape).astype(np.float32)
     (dx,), _ = KERNELS["maxpool2d"].backward(dy, cache)

@@ -48,6 +48,29 @@ def _pool(kind):
     return fn
 
 
+def _compiled(shape, stage):
+    """The attrs the compiler gives ``stage`` on an input of per-example shape ``shape``."""
+    from nnc.compiler.lower import compile_source
+    dims = ", ".join(str(d) for d in shape)
+    (node,) = compile_source(f"model m {{\n    input x: [{dims}]\n    {stage}\n}}\n", "m.nnspec").model.nodes
+    return dict(node.attrs)
+
+
+def _torch_pool(kind, nd):
+    """PyTorch's own pool with the spec's parameters (padding, ceil_mode; count_include_pad=True)."""
+    fn = {("max", 1): F.max_pool1d, ("max", 2): F.max_pool2d, ("avg", 1): F.avg_pool1d,
+          ("avg", 2): F.avg_pool2d}[kind, nd]
+
+    def pool(x, w, a):
+        extra = {} if kind == "max" else {"count_include_pad": True}
+        return fn(x, a["size"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"], **extra)
+    return pool
+
+
+def _pool_row(label, op, xshape, stage):
+    return (label, op, _compiled(xshape[1:], stage), [xshape], {}, _torch_pool(op[:3], int(op[-2])))
+
+
 def _recurrent(cls, **kw):
     def fn(x, w, a):
         u = a["units"]
@@ -112,12 +135,69 @@ TABLE = [
      _interpolate),
     ("upsample2d-bilinear-edge", "upsample2d", dict(scale=[2, 4], mode="bilinear"), [(1, 2, 1, 2)], {},
      _interpolate),
-    ("maxpool2d", "maxpool2d", dict(size=[3, 2], stride=[2, 1], pads=[1, 0, 1, 1]),
+    ("maxpool2d", "maxpool2d", dict(size=[3, 2], stride=[2, 1], pads=[1, 0, 1, 1], overhang=[0, 0]),
      [(2, 2, 7, 6)], {}, _pool("max")),
-    ("avgpool2d", "avgpool2d", dict(size=[3, 2], stride=[2, 1], pads=[1, 0, 1, 1]),
+    ("avgpool2d", "avgpool2d", dict(size=[3, 2], stride=[2, 1], pads=[1, 0, 1, 1], overhang=[0, 0]),
      [(2, 2, 7, 6)], {}, _pool("avg")),
     ("globalavgpool2d", "globalavgpool2d", {}, [(2, 3, 4, 5)], {},
      lambda x, w, a: x.mean(dim=(2, 3))),
+    # pooling, reductions and axis ops (issue 10): PyTorch's functions with the spec's parameters
+    _pool_row("maxpool2d-ceil", "maxpool2d", (2, 2, 5, 7), "maxpool2d(2, ceil_mode=true)"),
+    _pool_row("maxpool2d-ceil-rect-pad", "maxpool2d", (2, 2, 8, 7),
+              "maxpool2d([3, 2], stride=[2, 3], padding=1, ceil_mode=true)"),
+    _pool_row("maxpool2d-ceil-drops-last", "maxpool2d", (2, 1, 4, 6),
+              "maxpool2d(2, stride=3, padding=1, ceil_mode=true)"),
+    _pool_row("avgpool2d-ceil", "avgpool2d", (2, 2, 5, 7), "avgpool2d(2, ceil_mode=true)"),
+    _pool_row("avgpool2d-ceil-rect-pad", "avgpool2d", (2, 2, 8, 7),
+              "avgpool2d([3, 2], stride=[2, 3], padding=1, ceil_mode=true)"),
+    _pool_row("avgpool2d-ceil-drops-last", "avgpool2d", (2, 1, 4, 6),
+              "avgpool2d(2, stride=3, padding=1, ceil_mode=true)"),
+    _pool_row("avgpool2d-ceil-overlap", "avgpool2d", (2, 2, 6, 6),
+              "avgpool2d(3, stride=2, padding=1, ceil_mode=true)"),
+    _pool_row("avgpool2d-padding", "avgpool2d", (2, 2, 6, 5), "avgpool2d(3, stride=2, padding=[1, 0])"),
+    _pool_row("maxpool1d", "maxpool1d", (2, 3, 9), "maxpool1d(2)"),
+    _pool_row("maxpool1d-overlap-pad", "maxpool1d", (2, 3, 9), "maxpool1d(3, stride=1, padding=1)"),
+    _pool_row("maxpool1d-ceil-pad", "maxpool1d", (2, 2, 9), "maxpool1d(4, stride=3, padding=1, ceil_mode=true)"),
+    _pool_row("maxpool2d-ceil-overhang2", "maxpool2d", (2, 1, 9, 9), "maxpool2d(4, stride=3, padding=1, ceil_mode=true)"),
+    _pool_row("maxpool1d-ceil-drops-last", "maxpool1d", (2, 2, 4), "maxpool1d(2, stride=3, padding=1, ceil_mode=true)"),
+    _pool_row("maxpool1d-ceil-window-past-input", "maxpool1d", (2, 2, 3), "maxpool1d(4, stride=2, ceil_mode=true)"),
+    _pool_row("avgpool1d", "avgpool1d", (2, 3, 9), "avgpool1d(2)"),
+    _pool_row("avgpool1d-overlap-pad", "avgpool1d", (2, 3, 9), "avgpool1d(3, stride=1, padding=1)"),
+    _pool_row("avgpool1d-ceil-pad", "avgpool1d", (2, 2, 9), "avgpool1d(4, stride=3, padding=1, ceil_mode=true)"),
+    _pool_row("avgpool2d-ceil-overhang2", "avgpool2d", (2, 1, 9, 9), "avgpool2d(4, stride=3, padding=1, ceil_mode=true)"),
+    _pool_row("avgpool1d-ceil-drops-last", "avgpool1d", (2, 2, 4), "avgpool1d(2, stride=3, padding=1, ceil_mode=true)"),
+    _pool_row("avgpool1d-ceil-window-past-input", "avgpool1d", (2, 2, 3), "avgpool1d(4, stride=2, ceil_mode=true)"),
+    ("globalmaxpool2d", "globalmaxpool2d", {}, [(2, 3, 4, 5)], {},
+     lambda x, w, a: F.adaptive_max_pool2d(x, 1)[:, :, 0, 0]),
+    ("globalmaxpool1d", "globalmaxpool1d", {}, [(2, 3, 7)], {},
+     lambda x, w, a: F.adaptive_max_pool1d(x, 1)[:, :, 0]),
+    ("globalavgpool1d", "globalavgpool1d", {}, [(2, 3, 7)], {}, lambda x, w, a: x.mean(dim=2)),
+    ("mean-axis0", "mean", _compiled((4, 5), "mean(0)"), [(3, 4, 5)], {}, lambda x, w, a: x.mean(dim=1)),
+    ("mean-axis-1", "mean", _compiled((3, 4, 5), "mean(-1)"), [(2, 3, 4, 5)], {},
+     lambda x, w, a: x.mean(dim=-1)),
+    ("sum-axis0", "sum", _compiled((4, 5), "sum(0)"), [(3, 4, 5)], {}, lambda x, w, a: x.sum(dim=1)),
+    ("sum-axis-2", "sum", _compiled((3, 4, 5), "sum(-2)"), [(2, 3, 4, 5)], {}, lambda x, w, a: x.sum(dim=-2)),
+    ("max-amax", "max", _compiled((3, 4, 5), "max(1)"), [(2, 3, 4, 5)], {},
+     lambda x, w, a: torch.amax(x, dim=2)),
+    # with ties: torch.max(x, dim) sends the gradient to the first maximum, as nnc does (amax splits it)
+    ("max-axis-1-ties", "max", _compiled((3, 6), "max(-1)"), [(4, 3, 6)], {},
+     lambda x, w, a: torch.max(x, dim=-1).values),
+    ("max-axis0-ties", "max", _compiled((6, 3), "max(0)"), [(4, 6, 3)], {},
+     lambda x, w, a: torch.max(x, dim=1).values),
+    ("transpose-rank2", "transpose", _compiled((3, 4), "transpose([1, 0])"), [(2, 3, 4)], {},
+     lambda x, w, a: x.permute(0, 2, 1)),
+    ("transpose-rank3", "transpose", _compiled((3, 4, 5), "transpose([2, 0, -2])"), [(2, 3, 4, 5)], {},
+     lambda x, w, a: x.permute(0, 3, 1, 2)),
+    ("select-last", "select", _compiled((4, 5), "select(0, -1)"), [(3, 4, 5)], {},
+     lambda x, w, a: x.select(1, -1)),
+    ("select-rank3", "select", _compiled((3, 4, 5), "select(-1, 2)"), [(2, 3, 4, 5)], {},
+     lambda x, w, a: x.select(3, 2)),
+    ("slice-narrow", "slice", _compiled((6, 5), "slice(0, 1, 4)"), [(3, 6, 5)], {},
+     lambda x, w, a: x.narrow(1, 1, 3)),
+    ("slice-negative-clamped", "slice", _compiled((3, 4, 5), "slice(-1, -3, 100)"), [(2, 3, 4, 5)], {},
+     lambda x, w, a: x[..., -3:100]),
+    ("slice-negative-end", "slice", _compiled((3, 4, 5), "slice(1, -100, -1)"), [(2, 3, 4, 5)], {},
+     lambda x, w, a: x[:, :, -100:-1]),
     ("batchnorm-NCHW", "batchnorm", dict(momentum=0.9, eps=1e-5), [(4, 3, 2, 5)],
      {"weight": (3,), "bias": (3,), "running_mean": (3,), "running_var": (3,)}, _bn),
     ("batchnorm-NC", "batchnorm", dict(momentum=0.9, eps=1e-5), [(6, 4)],
@@ -152,13 +232,16 @@ TABLE = [
 ]
 
 
+TIES = {"maxpool2d", "maxpool1d", "globalmaxpool2d", "globalmaxpool1d"}   # first-maximum tie rule, as torch
+
+
 @pytest.mark.parametrize("row", TABLE, ids=[r[0] for r in TABLE])
 def test_matches_torch(row):
     label, op, a, shapes, wshapes, tfn = row
     rng = np.random.default_rng(0)
     xs = [8 * rng.standard_normal(s) if op in ("softplus", "gelu", "elu", "selu")
           else rng.standard_normal(s) for s in shapes]
-    if op == "maxpool2d":       # include ties: integer-valued inputs
+    if op in TIES or label.endswith("-ties"):       # include ties: integer-valued inputs
         xs = [np.round(x * 2) for x in xs]
     w = {k: (rng.uniform(0.5, 2, s) if k == "running_var" else 0.5 * rng.standard_normal(s))
          for k, s in wshapes.items()}

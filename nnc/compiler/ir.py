@@ -59,7 +59,7 @@ class Node(_Base):
     id: str                       # unique; the layer name for ops with weights (dense_1, ...)
     op: str                       # the op catalogue's name: the discriminating tag
     inputs: list[str]             # ids of nodes or names of inputs, in order
-    attrs: dict[str, Any]         # bound, normalised parameters (+ derived: pads, axis)
+    attrs: dict[str, Any]         # bound, normalised parameters (+ derived: pads, overhang, axis)
     shape: list[int]              # output shape per example
     dtype: DType = "float32"
     weights: list[Weight] = []    # in the weights contract's order

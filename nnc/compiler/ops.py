@@ -33,7 +33,9 @@ from typing import Callable
 from ..errors import fmt_shape
 from ..vocab import INITIALIZERS, init_value
 from .irtypes import Weight
-from ..lang.types import REQUIRED, Bool, Enum, Float, Int, Ints, Padding, Param, ShapeList, Signature
+from ..lang import ast as A
+from ..lang.types import (REQUIRED, ArgError, Bool, Enum, Float, Int, Ints, Padding, Param, ShapeList,
+                          Signature, Type)
 
 Shape = tuple[int, ...]
 
@@ -325,21 +327,51 @@ def _pool_check(a, call):
                            "padding may be at most size // 2", call.span)
 
 
-def _pool_infer(op):
+_POOL_LAYOUT = {1: "[C, L]", 2: "[C, H, W]"}
+_POOL_AXES = {1: ("length",), 2: ("height", "width")}
+
+
+def _pool_rank_error(op: str, nd: int, s: Shape) -> ShapeError:
+    """E210 for a pool given the wrong rank; the hint names the pool of the other rank when the
+    value has that rank (`maxpool1d` on an image points to `maxpool2d`, and back)."""
+    other = 3 - nd
+    if len(s) == other + 1:
+        peer = op.replace(f"{nd}d", f"{other}d")
+        what = "images [C, H, W]" if other == 2 else "signals and sequences [C, L]"
+        hint = f"use `{peer}` for {what}"
+    else:
+        hint = _reshape_hint(s, nd + 1)
+    return ShapeError("E210", f"{op} expects {_POOL_LAYOUT[nd]} per example, got {fmt_shape(s)}", hint)
+
+
+def _pool_out(n: int, k: int, s: int, p: int, ceil: bool) -> int:
+    """PyTorch's output size of one pooled axis (``pooling_output_shape``): floor, or ceil with the
+    last window dropped when it would start in the right padding."""
+    out = (n + 2 * p - k + (s - 1 if ceil else 0)) // s + 1
+    if ceil and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def _pool_infer(op, nd):
     def infer(shapes, a):
         (s,) = shapes
-        if len(s) != 3:
-            raise ShapeError("E210", f"{op} expects [C, H, W] per example, got {fmt_shape(s)}",
-                             _reshape_hint(s, 3))
-        out = []
-        for i, name in enumerate(("height", "width")):
-            k, st, p = a["size"][i], a["stride"][i], a["padding"][i]
-            size = (s[1 + i] + 2 * p - k) // st + 1
+        if len(s) != nd + 1:
+            raise _pool_rank_error(op, nd, s)
+        out, overhang = [], []
+        for i, name in enumerate(_POOL_AXES[nd]):
+            n, k, st, p = s[1 + i], a["size"][i], a["stride"][i], a["padding"][i]
+            size = _pool_out(n, k, st, p, a["ceil_mode"])
             if size < 1:
-                raise ShapeError("E206", f"{op} size {k} does not fit the input {name} {s[1 + i]}",
+                raise ShapeError("E206", f"{op} size {k} does not fit the input {name} {n}"
+                                 + (f" (padding {2 * p})" if p else ""),
                                  "use a smaller pool size, or pool earlier")
             out.append(size)
-        a["pads"] = list(a["padding"]) * 2
+            # NOTE: with ceil_mode the last window may reach past the padded end; those cells are
+            # neither input nor padding (never the max, not counted by avgpool's divisor)
+            overhang.append(max(0, (size - 1) * st + k - (n + 2 * p)))
+        a["pads"] = list(a["padding"]) * 2    # ONNX order: [x1_begin, x2_begin, ..., x1_end, x2_end]
+        a["overhang"] = overhang
         return (s[0], *out)
     return infer
 
@@ -354,28 +386,42 @@ class _StrideDefault(Ints):
         return {"anyOf": [super().json_schema(), {"type": "null"}]}
 
 
-for _name in ("maxpool2d", "avgpool2d"):
-    register(OpDef(
-        _name,
-        Signature(_name, [Param("size", Ints(2), REQUIRED, "pool window"),
-                          Param("stride", _StrideDefault(2), None, "defaults to `size`"),
-                          Param("padding", Ints(2, min=0, labels="ph, pw"), [0, 0])], 1,
-                         check=_pool_check),
-        "pool", _pool_infer(_name),
-        doc="Max pooling (padding never wins)." if _name == "maxpool2d" else
-        "Average pooling; padded zeros count in the average (PyTorch's count_include_pad=True).",
-        example=f"{_name}(2)"))
+_CEIL_MODE = Param("ceil_mode", Bool(), False, "round the output size up (PyTorch's rule)")
+
+for _nd in (2, 1):
+    for _kind in ("max", "avg"):
+        _name = f"{_kind}pool{_nd}d"
+        register(OpDef(
+            _name,
+            Signature(_name, [Param("size", Ints(_nd), REQUIRED, "pool window"),
+                              Param("stride", _StrideDefault(_nd), None, "defaults to `size`"),
+                              Param("padding", Ints(_nd, min=0, labels="ph, pw") if _nd == 2 else Ints(1, min=0),
+                                    [0] * _nd),
+                              _CEIL_MODE], 1,
+                             check=_pool_check),
+            "pool", _pool_infer(_name, _nd),
+            doc=("Max pooling (padding never wins)" if _kind == "max" else
+                 "Average pooling; padded zeros count in the average (PyTorch's count_include_pad=True)")
+            + (" over [C, H, W]." if _nd == 2 else " over [C, L]."),
+            example=f"{_name}(2)" if _nd == 2 else f"{_name}(3, stride=2, ceil_mode=true)"))
 
 
-def _gap_infer(shapes, a):
-    (s,) = shapes
-    if len(s) != 3:
-        raise ShapeError("E210", f"globalavgpool2d expects [C, H, W] per example, got {fmt_shape(s)}")
-    return (s[0],)
+def _global_pool_infer(op, nd):
+    def infer(shapes, a):
+        (s,) = shapes
+        if len(s) != nd + 1:
+            raise _pool_rank_error(op, nd, s)
+        return (s[0],)
+    return infer
 
 
-register(OpDef("globalavgpool2d", Signature("globalavgpool2d", []), "pool", _gap_infer,
-               doc="Mean over height and width: [C, H, W] -> [C].", example="globalavgpool2d"))
+for _nd, _kind in ((2, "avg"), (2, "max"), (1, "avg"), (1, "max")):
+    _name = f"global{_kind}pool{_nd}d"
+    _over = "height and width: [C, H, W]" if _nd == 2 else "the length: [C, L]"
+    register(OpDef(_name, Signature(_name, []), "pool", _global_pool_infer(_name, _nd),
+                   doc=f"{'Mean' if _kind == 'avg' else 'Maximum'} over {_over} -> [C]"
+                   + (" (the gradient goes to the first maximum)." if _kind == "max" else "."),
+                   example=_name))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -409,6 +455,116 @@ register(OpDef("reshape", Signature("reshape", [Param("shape", ShapeList(), REQU
 
 register(OpDef("identity", Signature("identity", []), "shape", lambda shapes, a: shapes[0],
                input_dtype="any", passes_values=True, doc="Passes its input through.", example="identity"))
+
+
+# ----------------------------------------------------------------------------------------------
+# axis ops: transpose, select, slice (they keep values: token ids pass through them) and the
+# reductions mean, max, sum (axes are per-example: the batch axis is not counted)
+
+class _AxisList(Type):
+    """A list of per-example axes (``transpose``'s ``perm``); negative entries count from the end."""
+
+    doc = "a list of axes"
+
+    def coerce(self, v):
+        if not isinstance(v, A.List):
+            raise self.bad(v, "e.g. `[1, 0]` swaps the two axes of [T, F]")
+        if not v.items:
+            raise ArgError("E401", "expected a list of axes, got an empty list", "e.g. `[1, 0]`", v.span)
+        return [Int().coerce(x) for x in v.items]
+
+    def json_schema(self):
+        return {"type": "array", "items": {"type": "integer"}, "minItems": 1}
+
+
+def _axis(op: str, s: Shape, axis: int) -> int:
+    """``axis`` of ``s`` made non-negative, or E211."""
+    rank = len(s)
+    if not -rank <= axis < rank:
+        raise ShapeError("E211", f"{op} axis {axis} is out of range for shape {fmt_shape(s)}",
+                         f"use an axis in [{-rank}, {rank - 1}] (the batch axis is not counted)")
+    return axis % rank
+
+
+def _drop_axis(op: str, s: Shape, axis: int, a: dict) -> Shape:
+    """``s`` without ``axis`` (normalised into ``a["axis"]``); E218 if none would be left."""
+    axis = _axis(op, s, axis)
+    a["axis"] = axis
+    if len(s) == 1:
+        keep = (f"slice(0, {a['index']}, {a['index'] + 1})" if op == "select"
+                else f"reshape([1, {s[0]}]) -> {op}(1)")
+        raise ShapeError("E218", f"{op} over the only axis of {fmt_shape(s)} would leave no axis per example",
+                         f"keep an axis of size 1: `{keep}` gives [1]")
+    return s[:axis] + s[axis + 1:]
+
+
+def _transpose_infer(shapes, a):
+    (s,) = shapes
+    rank = len(s)
+    perm = a["perm"]
+    norm = [p % rank if -rank <= p < rank else None for p in perm]
+    if len(perm) != rank or None in norm or sorted(norm) != list(range(rank)):
+        if perm[:1] == [0] and sorted(perm) == list(range(rank + 1)):     # the batch axis written too
+            fixed = ", ".join(str(p - 1) for p in perm[1:])
+            hint = f"the batch axis is not counted: `transpose([{fixed}])`"
+        else:
+            example = ", ".join(str(i) for i in reversed(range(rank)))
+            hint = (f"list each axis 0..{rank - 1} exactly once (the batch axis is not counted), "
+                    f"e.g. `transpose([{example}])`")
+        raise ShapeError("E215", f"transpose perm {fmt_shape(perm)} is not a permutation of the {rank} axes "
+                         f"of {fmt_shape(s)}", hint)
+    a["perm"] = norm
+    return tuple(s[p] for p in norm)
+
+
+def _select_infer(shapes, a):
+    (s,) = shapes
+    axis = _axis("select", s, a["axis"])
+    n, index = s[axis], a["index"]
+    if not -n <= index < n:
+        raise ShapeError("E216", f"select index {index} is out of range for axis {axis} of size {n} "
+                         f"in {fmt_shape(s)}",
+                         f"use an index in [{-n}, {n - 1}]; -1 is the last")
+    a["index"] = index % n
+    return _drop_axis("select", s, axis, a)
+
+
+def _slice_infer(shapes, a):
+    (s,) = shapes
+    axis = _axis("slice", s, a["axis"])
+    n = s[axis]
+    start, end = (min(max(b + n if b < 0 else b, 0), n) for b in (a["start"], a["end"]))
+    if end <= start:
+        raise ShapeError("E217", f"slice({a['axis']}, {a['start']}, {a['end']}) of {fmt_shape(s)} is empty: "
+                         f"axis {axis} has {n} entries, and the bounds give [{start}, {end})",
+                         f"keep at least one entry: `start` must come before `end` within [0, {n}] "
+                         "(negative bounds count from the end)")
+    a["axis"], a["start"], a["end"] = axis, start, end
+    return s[:axis] + (end - start,) + s[axis + 1:]
+
+
+_AXIS_PARAM = Param("axis", Int(), REQUIRED, "per-example axis (negative counts from the end)")
+
+register(OpDef("transpose", Signature("transpose", [Param("perm", _AxisList(), REQUIRED,
+                                                          "the new order of the per-example axes")], 1),
+               "shape", _transpose_infer, input_dtype="any", passes_values=True,
+               doc="Permutes the per-example axes (the batch axis stays first).", example="transpose([1, 0])"))
+register(OpDef("select", Signature("select", [_AXIS_PARAM, Param("index", Int(), REQUIRED,
+                                                                 "position along `axis`; negative counts from the end")], 2),
+               "shape", _select_infer, input_dtype="any", passes_values=True,
+               doc="Takes one position along `axis`, which is dropped.", example="select(0, -1)"))
+register(OpDef("slice", Signature("slice", [_AXIS_PARAM,
+                                            Param("start", Int(), REQUIRED, "first position kept (Python slice bound)"),
+                                            Param("end", Int(), REQUIRED, "position after the last one kept")], 3),
+               "shape", _slice_infer, input_dtype="any", passes_values=True,
+               doc="Keeps positions [start, end) of `axis` (Python slice bounds, clamped; step 1).",
+               example="slice(0, -4, 1000)"))
+
+for _name, _doc in (("mean", "Mean"), ("max", "Maximum (the gradient goes to the first maximum)"),
+                    ("sum", "Sum")):
+    register(OpDef(_name, Signature(_name, [_AXIS_PARAM], 1), "reduce",
+                   lambda shapes, a, _op=_name: _drop_axis(_op, shapes[0], a["axis"], a),
+                   doc=f"{_doc} over `axis`, which is dropped.", example=f"{_name}(0)"))
 
 
 # ----------------------------------------------------------------------------------------------

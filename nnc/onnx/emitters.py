@@ -25,8 +25,8 @@ Conventions of the exported graph (section 7 of the language reference):
 
 Opsets: :data:`MIN_OPSET` (11) up to whatever the onnx package knows; the exporter picks the best
 form per opset (``LayerNormalization`` from 17 and a decomposition before it; ``Gelu`` from 20 and
-``Erf`` arithmetic before; ``ReduceMean`` axes as an attribute before 18, an input from 18; ``Squeeze``
-axes as an attribute before 13). An op whose semantics an opset cannot express (softmax over a
+``Erf`` arithmetic before; ``ReduceMean`` / ``ReduceMax`` axes as an attribute before 18, an input
+from 18, ``ReduceSum``'s and ``Squeeze``'s from 13). An op whose semantics an opset cannot express (softmax over a
 non-last axis before 13: the old ``Softmax`` flattens to 2-D) is an E801 error naming it.
 
 This module imports onnx only when a model is built, and is never imported by ``nnc check``. It
@@ -138,7 +138,9 @@ class _Builder:
         """Reserve an initializer; its TensorProto is made by :meth:`tensors` once every array is
         known (so that large ones can go to external data instead of into the proto)."""
         name = self.fresh(name)
-        self.initializers.append((name, np.ascontiguousarray(array), doc))
+        arr = np.asarray(array)
+        # NOTE: np.ascontiguousarray makes a 0-d array 1-d; a scalar stays a scalar (Gather's index)
+        self.initializers.append((name, np.ascontiguousarray(arr) if arr.ndim else arr.copy(), doc))
         return name
 
     def add_initializers(self, into, external: str | None) -> list[tuple[int, np.ndarray]]:
@@ -221,10 +223,15 @@ class Emit:
             return self.op("Squeeze", [x, self.const("axes", axes)])
         return self.op("Squeeze", [x], axes=axes)
 
+    def reduce(self, op_type: str, x: str, axes: list[int], keepdims: int) -> str:
+        """``ReduceMean`` / ``ReduceMax`` / ``ReduceSum`` over ``axes`` (ONNX axes, batch = 0): the
+        axes are an input from opset 13 for ReduceSum, from 18 for the others; an attribute before."""
+        if self.opset >= (13 if op_type == "ReduceSum" else 18):
+            return self.op(op_type, [x, self.const("axes", axes)], keepdims=keepdims)
+        return self.op(op_type, [x], axes=axes, keepdims=keepdims)
+
     def reduce_mean(self, x: str, axes: list[int], keepdims: int) -> str:
-        if self.opset >= 18:
-            return self.op("ReduceMean", [x, self.const("axes", axes)], keepdims=keepdims)
-        return self.op("ReduceMean", [x], axes=axes, keepdims=keepdims)
+        return self.reduce("ReduceMean", x, axes, keepdims)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -301,26 +308,55 @@ def _upsample(e: Emit) -> str:
     return e.op("Resize", [e.x, roi, scales], mode="linear", coordinate_transformation_mode="half_pixel")
 
 
-@emitter("maxpool2d")
+@emitter("maxpool2d", "maxpool1d")
 def _maxpool(e: Emit) -> str:
-    """x: (N, C, H, W); padding never wins (ONNX pads MaxPool with -inf)."""
-    a = e.attrs
-    return e.op("MaxPool", [e.x], kernel_shape=list(a["size"]), strides=list(a["stride"]),
-                pads=list(a["pads"]))
+    """x: (N, C, H, W) or (N, C, L); padding never wins (ONNX pads MaxPool with -inf).
+
+    ceil_mode only matters where the last window reaches past the padded end (``overhang``; a
+    window PyTorch drops because it would start in the end padding never does, so ONNX's rule of
+    every opset gives PyTorch's size): ``ceil_mode=1``. A window larger than the whole padded
+    input is the exception (ONNX truncates where PyTorch floors): there the end pads grow by the
+    overhang instead, the same windows in floor mode."""
+    a, nd = e.attrs, len(e.attrs["size"])
+    window = {"kernel_shape": list(a["size"]), "strides": list(a["stride"])}
+    pads = list(a["pads"])
+    if any(a["overhang"]):
+        fits = all(e.in_shapes[0][1 + i] + pads[i] + pads[nd + i] >= a["size"][i] for i in range(nd))
+        if fits:
+            return e.op("MaxPool", [e.x], pads=pads, ceil_mode=1, **window)
+        pads = pads[:nd] + [p + o for p, o in zip(pads[nd:], a["overhang"])]
+    return e.op("MaxPool", [e.x], pads=pads, **window)
 
 
-@emitter("avgpool2d")
+@emitter("avgpool2d", "avgpool1d")
 def _avgpool(e: Emit) -> str:
-    """x: (N, C, H, W); padded zeros count in the average (count_include_pad=1, as PyTorch)."""
-    a = e.attrs
-    return e.op("AveragePool", [e.x], kernel_shape=list(a["size"]), strides=list(a["stride"]),
-                pads=list(a["pads"]), count_include_pad=1)
+    """x: (N, C, H, W) or (N, C, L); padded zeros count in the average (count_include_pad=1, as
+    PyTorch). With ceil_mode windows that reach past the padded end, PyTorch divides those by their
+    cells inside the padded input, but older onnxruntime releases divided them by the kernel size
+    (onnxruntime issue 16203, onnx issue 5276): so the export spells it out, the padding as an
+    explicit zero Pad, then an AveragePool whose only (end) pads are the overhang, with
+    count_include_pad=0 (floor mode, the same windows)."""
+    a, nd = e.attrs, len(e.attrs["size"])
+    window = {"kernel_shape": list(a["size"]), "strides": list(a["stride"])}
+    if not any(a["overhang"]):
+        return e.op("AveragePool", [e.x], pads=list(a["pads"]), count_include_pad=1, **window)
+    x = e.x
+    if any(a["pads"]):
+        pads = [0, 0, *a["pads"][:nd], 0, 0, *a["pads"][nd:]]
+        x = e.op("Pad", [x, e.const("pads", pads)], mode="constant")
+    return e.op("AveragePool", [x], pads=[0] * nd + list(a["overhang"]), count_include_pad=0, **window)
 
 
-@emitter("globalavgpool2d")
+@emitter("globalavgpool2d", "globalavgpool1d")
 def _gap(e: Emit) -> str:
-    """x: (N, C, H, W) -> (N, C): one ReduceMean over H and W."""
-    return e.reduce_mean(e.x, [2, 3], keepdims=0)
+    """x: (N, C, H, W) or (N, C, L) -> (N, C): one ReduceMean over the spatial axes."""
+    return e.reduce_mean(e.x, list(range(2, len(e.in_shapes[0]) + 1)), keepdims=0)
+
+
+@emitter("globalmaxpool2d", "globalmaxpool1d")
+def _gmp(e: Emit) -> str:
+    """x: (N, C, H, W) or (N, C, L) -> (N, C): one ReduceMax over the spatial axes."""
+    return e.reduce("ReduceMax", e.x, list(range(2, len(e.in_shapes[0]) + 1)), keepdims=0)
 
 
 @emitter("batchnorm")
@@ -415,6 +451,39 @@ def _reshape(e: Emit) -> str:
     if target == list(e.in_shapes[0]):
         return e.x
     return e.op("Reshape", [e.x, e.const("shape", [0] + target)])
+
+
+@emitter("transpose")
+def _transpose(e: Emit) -> str:
+    """x: (N, ...) -> Transpose with perm [0, perm + 1] (the batch axis stays first)."""
+    perm = [0, *(p + 1 for p in e.attrs["perm"])]
+    if perm == sorted(perm):
+        return e.x
+    return e.op("Transpose", [e.x], perm=perm)
+
+
+@emitter("select")
+def _select(e: Emit) -> str:
+    """x: (N, ...) -> Gather with a scalar index on axis + 1, which drops the axis."""
+    return e.op("Gather", [e.x, e.const("index", e.attrs["index"])], axis=int(e.attrs["axis"]) + 1)
+
+
+@emitter("slice")
+def _slice(e: Emit) -> str:
+    """x: (N, ...) -> Slice [start, end) of axis + 1 (bounds resolved by the compiler); the whole
+    axis: nothing to do."""
+    a = e.attrs
+    if a["start"] == 0 and a["end"] == e.in_shapes[0][a["axis"]]:
+        return e.x
+    return e.op("Slice", [e.x, e.const("starts", [a["start"]]), e.const("ends", [a["end"]]),
+                          e.const("axes", [int(a["axis"]) + 1])])
+
+
+@emitter("mean", "max", "sum")
+def _reduce(e: Emit) -> str:
+    """x: (N, ...) -> ReduceMean / ReduceMax / ReduceSum over axis + 1, keepdims=0."""
+    op_type = {"mean": "ReduceMean", "max": "ReduceMax", "sum": "ReduceSum"}[e.node.op]
+    return e.reduce(op_type, e.x, [int(e.attrs["axis"]) + 1], keepdims=0)
 
 
 @emitter("dropout", "identity", "linear")

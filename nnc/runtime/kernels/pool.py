@@ -1,28 +1,32 @@
-"""Pooling: maxpool2d, avgpool2d, globalavgpool2d (loops over window positions only)."""
+"""Pooling: maxpool2d/1d, avgpool2d/1d, globalavgpool2d/1d, globalmaxpool2d/1d (windowed pools
+loop over window positions only; the 1-D pools run the 2-D code on (N, C, 1, L))."""
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
-from .base import Kernel, register
+from .base import KERNELS, Kernel, register
 
 
 class Window(NamedTuple):
-    """A pooling window's geometry: size (kh, kw), stride (sh, sw), pads (top, left, bottom, right)
-    and the output size (Ho, Wo)."""
+    """A pooling window's geometry: size (kh, kw), stride (sh, sw), pads (top, left, bottom, right),
+    overhang (oh, ow): how far the last window of ceil_mode reaches past the padded bottom/right
+    edge, and the output size (Ho, Wo)."""
 
     kh: int
     kw: int
     sh: int
     sw: int
     pads: tuple
+    overhang: tuple
     Ho: int
     Wo: int
 
 
 class MaxPoolCache(NamedTuple):
-    xp: np.ndarray         # (N, C, Hp, Wp) the (-inf) padded input
+    xp: np.ndarray         # (N, C, Hp, Wp) the (-inf) padded input, overhang included
     y: np.ndarray          # (N, C, Ho, Wo) the forward's output: the backward finds the argmax again
     xshape: tuple          # (N, C, H, W)
     win: Window
@@ -30,19 +34,28 @@ class MaxPoolCache(NamedTuple):
 
 class AvgPoolCache(NamedTuple):
     xshape: tuple          # (N, C, H, W)
-    xpshape: tuple         # (N, C, Hp, Wp)
+    xpshape: tuple         # (N, C, Hp, Wp), overhang included
     win: Window
+    divisor: object        # a float (kh * kw), or (Ho, Wo) per-window counts when windows overhang
 
 
 def _pool_geometry(x, a) -> Window:
     kh, kw = a["size"]
     sh, sw = a["stride"]
     pt, pl, pb, pr = a["pads"]
-    Ho = (x.shape[2] + pt + pb - kh) // sh + 1
-    Wo = (x.shape[3] + pl + pr - kw) // sw + 1
+    oh, ow = a["overhang"]
+    Ho = (x.shape[2] + pt + pb + oh - kh) // sh + 1
+    Wo = (x.shape[3] + pl + pr + ow - kw) // sw + 1
     if Ho <= 0 or Wo <= 0:
         raise ValueError(f"pool: window ({kh}, {kw}) exceeds padded input")
-    return Window(kh, kw, sh, sw, (pt, pl, pb, pr), Ho, Wo)
+    return Window(kh, kw, sh, sw, (pt, pl, pb, pr), (oh, ow), Ho, Wo)
+
+
+def _padded(x, win: Window, fill: float):
+    (pt, pl, pb, pr), (oh, ow) = win.pads, win.overhang
+    if not any((pt, pl, pb + oh, pr + ow)):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (pt, pb + oh), (pl, pr + ow)), constant_values=fill)
 
 
 def _window(xp, p, q, sh, sw, Ho, Wo):
@@ -50,17 +63,23 @@ def _window(xp, p, q, sh, sw, Ho, Wo):
     return xp[:, :, p:p + sh * (Ho - 1) + 1:sh, q:q + sw * (Wo - 1) + 1:sw]
 
 
+def _as_2d(a) -> dict:
+    """The attrs of a 1-D pool as those of a 2-D pool over (N, C, 1, L)."""
+    (pl, pr), (o,) = a["pads"], a["overhang"]
+    return {"size": [1, *a["size"]], "stride": [1, *a["stride"]], "pads": [0, pl, 0, pr],
+            "overhang": [0, o]}
+
+
 @register("maxpool2d")
 class MaxPool2D(Kernel):
-    """x: (N, C, H, W) -> (N, C, Ho, Wo); padding is -inf. The gradient goes to the first maximum
-    of each window in row-major order (PyTorch's tie rule)."""
+    """x: (N, C, H, W) -> (N, C, Ho, Wo); padding (and ceil_mode's overhang) is -inf. The gradient
+    goes to the first maximum of each window in row-major order (PyTorch's tie rule)."""
 
     def forward(self, xs, w, a, ctx):
         x = xs[0]
         win = _pool_geometry(x, a)
-        kh, kw, sh, sw, (pt, pl, pb, pr), Ho, Wo = win
-        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=-np.inf) \
-            if any((pt, pl, pb, pr)) else x
+        kh, kw, sh, sw, _, _, Ho, Wo = win
+        xp = _padded(x, win, -np.inf)
         y = _window(xp, 0, 0, sh, sw, Ho, Wo).copy()
         for p in range(kh):
             for q in range(kw):
@@ -72,7 +91,7 @@ class MaxPool2D(Kernel):
 
     def backward(self, dy, cache: MaxPoolCache):
         xp, y, xshape = cache.xp, cache.y, cache.xshape
-        kh, kw, sh, sw, (pt, pl, _, _), Ho, Wo = cache.win
+        kh, kw, sh, sw, (pt, pl, _, _), _, Ho, Wo = cache.win
         disjoint = sh >= kh and sw >= kw
         # windows that tile the input exactly write every cell of dx once: no zero fill needed
         tiled = sh == kh and sw == kw and xp.shape[2] == Ho * kh and xp.shape[3] == Wo * kw
@@ -97,28 +116,41 @@ class MaxPool2D(Kernel):
         return [dxp[:, :, pt:pt + xshape[2], pl:pl + xshape[3]]], {}
 
 
+def _counts(n: int, k: int, s: int, out: int) -> np.ndarray:
+    """Per window of one axis: the cells inside the padded input (PyTorch's avg_pool divisor)."""
+    starts = np.arange(out) * s
+    return np.minimum(starts + k, n) - starts
+
+
 @register("avgpool2d")
 class AvgPool2D(Kernel):
-    """x: (N, C, H, W) -> (N, C, Ho, Wo); zero padding counted (count_include_pad=True): every
-    window is divided by kh * kw."""
+    """x: (N, C, H, W) -> (N, C, Ho, Wo); zero padding counted (count_include_pad=True): a window
+    is divided by kh * kw, or, when ceil_mode makes it reach past the padded edge, by the number of
+    its cells inside the padded input (PyTorch's divisor)."""
 
     def forward(self, xs, w, a, ctx):
         x = xs[0]
         win = _pool_geometry(x, a)
-        kh, kw, sh, sw, (pt, pl, pb, pr), Ho, Wo = win
-        xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if any((pt, pl, pb, pr)) else x
+        kh, kw, sh, sw, (pt, pl, pb, pr), (oh, ow), Ho, Wo = win
+        xp = _padded(x, win, 0.0)
         y = _window(xp, 0, 0, sh, sw, Ho, Wo).copy()
         for p in range(kh):
             for q in range(kw):
                 if p or q:
                     y += _window(xp, p, q, sh, sw, Ho, Wo)
-        y *= 1 / (kh * kw)
-        return y, AvgPoolCache(x.shape, xp.shape, win)
+        if oh or ow:
+            divisor = np.multiply.outer(_counts(x.shape[2] + pt + pb, kh, sh, Ho),
+                                        _counts(x.shape[3] + pl + pr, kw, sw, Wo)).astype(x.dtype)
+            y /= divisor
+        else:
+            divisor = float(kh * kw)
+            y *= 1 / divisor
+        return y, AvgPoolCache(x.shape, xp.shape, win, divisor)
 
     def backward(self, dy, cache: AvgPoolCache):
         xshape, xpshape = cache.xshape, cache.xpshape
-        kh, kw, sh, sw, (pt, pl, _, _), Ho, Wo = cache.win
-        g = dy * (1 / (kh * kw))
+        kh, kw, sh, sw, (pt, pl, _, _), _, Ho, Wo = cache.win
+        g = dy * (1 / cache.divisor) if isinstance(cache.divisor, float) else dy / cache.divisor
         dxp = np.zeros(xpshape, dtype=dy.dtype)
         disjoint = sh >= kh and sw >= kw
         for p in range(kh):
@@ -130,16 +162,50 @@ class AvgPool2D(Kernel):
         return [dxp[:, :, pt:pt + xshape[2], pl:pl + xshape[3]]], {}
 
 
-@register("globalavgpool2d")
-class GlobalAvgPool2D(Kernel):
-    """x: (N, C, H, W) -> (N, C), the mean over H and W."""
+@register("maxpool1d", "avgpool1d")
+class Pool1D(Kernel):
+    """x: (N, C, L) -> (N, C, Lo): the 2-D pool of the same kind on (N, C, 1, L)."""
 
     def forward(self, xs, w, a, ctx):
         x = xs[0]
-        return x.mean(axis=(2, 3)), x.shape
+        inner = KERNELS[self.name.replace("1d", "2d")]
+        y, cache = inner.forward([x[:, :, None, :]], w, _as_2d(a), ctx)
+        return y[:, :, 0, :], (inner, cache)
+
+    def backward(self, dy, cache):
+        inner, c = cache
+        (dx,), _ = inner.backward(dy[:, :, None, :], c)
+        return [dx[:, :, 0, :]], {}
+
+
+
+@register("globalavgpool2d", "globalavgpool1d")
+class GlobalAvgPool(Kernel):
+    """x: (N, C, H, W) or (N, C, L) -> (N, C), the mean over the spatial axes."""
+
+    def forward(self, xs, w, a, ctx):
+        x = xs[0]
+        return x.mean(axis=tuple(range(2, x.ndim))), x.shape
 
     def backward(self, dy, xshape):
-        N, C, H, W = xshape
         dx = np.empty(xshape, dtype=dy.dtype)
-        dx[...] = (dy * (1 / (H * W)))[:, :, None, None]
+        dx[...] = (dy * (1 / math.prod(xshape[2:])))[(...,) + (None,) * (len(xshape) - 2)]
         return [dx], {}
+
+
+@register("globalmaxpool2d", "globalmaxpool1d")
+class GlobalMaxPool(Kernel):
+    """x: (N, C, H, W) or (N, C, L) -> (N, C), the maximum over the spatial axes; the gradient goes
+    to the first maximum in row-major order (as maxpool2d's)."""
+
+    def forward(self, xs, w, a, ctx):
+        x = xs[0]
+        flat = x.reshape(x.shape[0], x.shape[1], -1)
+        idx = flat.argmax(axis=2)[:, :, None]          # argmax: the first maximum
+        return np.take_along_axis(flat, idx, axis=2)[:, :, 0], (x.shape, idx)
+
+    def backward(self, dy, cache):
+        xshape, idx = cache
+        dx = np.zeros((xshape[0], xshape[1], math.prod(xshape[2:])), dtype=dy.dtype)
+        np.put_along_axis(dx, idx, dy[:, :, None], axis=2)
+        return [dx.reshape(xshape)], {}

@@ -1,4 +1,4 @@
-"""Shape ops and merges: flatten, reshape, identity, concat, add, multiply."""
+"""Shape ops and merges: flatten, reshape, identity, transpose, select, slice, concat, add, multiply."""
 from __future__ import annotations
 
 import numpy as np
@@ -88,3 +88,50 @@ class Multiply(Kernel):
                     g = g * x
             grads.append(g)
         return grads, {}
+
+
+@register("transpose")
+class Transpose(Kernel):
+    """x: (N, d_0, ..., d_{r-1}) -> (N, d_perm[0], ...): a["perm"] permutes the per-example axes
+    (non-negative); the batch axis stays first. Any dtype (token ids pass through)."""
+
+    def forward(self, xs, w, a, ctx):
+        axes = (0, *(p + 1 for p in a["perm"]))
+        return xs[0].transpose(axes), axes
+
+    def backward(self, dy, axes):
+        return [dy.transpose(np.argsort(axes))], {}
+
+
+@register("select")
+class Select(Kernel):
+    """x: (N, ..., d_axis, ...) -> (N, ..., ...): position a["index"] of per-example axis a["axis"]
+    (both non-negative), the axis dropped. Any dtype."""
+
+    def forward(self, xs, w, a, ctx):
+        x = xs[0]
+        key = (slice(None),) * (a["axis"] + 1) + (a["index"],)
+        return x[key], (x.shape, key)
+
+    def backward(self, dy, cache):
+        xshape, key = cache
+        dx = np.zeros(xshape, dtype=dy.dtype)
+        dx[key] = dy
+        return [dx], {}
+
+
+@register("slice")
+class Slice(Kernel):
+    """x: (N, ..., d_axis, ...) -> (N, ..., end - start, ...): positions [a["start"], a["end"]) of
+    per-example axis a["axis"] (all resolved: non-negative, clamped, non-empty). Any dtype."""
+
+    def forward(self, xs, w, a, ctx):
+        x = xs[0]
+        key = (slice(None),) * (a["axis"] + 1) + (slice(a["start"], a["end"]),)
+        return x[key], (x.shape, key)
+
+    def backward(self, dy, cache):
+        xshape, key = cache
+        dx = np.zeros(xshape, dtype=dy.dtype)
+        dx[key] = dy
+        return [dx], {}
