@@ -347,7 +347,7 @@ def test_the_ir_matches_its_schema(capsys):
         for n in json.loads(ir_text)["model"]["nodes"]:
             v = variants[n["op"]]
             assert set(v["required"]) <= set(n), (spec.name, n["id"])
-            assert set(n["attrs"]) <= set(v["properties"]["attrs"]["properties"]) | {"pads", "axis", "shape"}
+            assert set(n["attrs"]) <= set(v["properties"]["attrs"]["properties"]) | {"pads", "axis", "shape", "suffixes"}
 
 
 # ----------------------------------------------------------------------------------------------
