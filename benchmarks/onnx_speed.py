@@ -74,7 +74,8 @@ def torch_module(model, weights):
                 elif n.op in ("rnn", "lstm", "gru"):
                     kw = {"nonlinearity": a["activation"]} if n.op == "rnn" else {}
                     cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[n.op]
-                    mod = cls(in_shape[1], a["units"], batch_first=True, **kw)
+                    mod = cls(in_shape[1], a["units"], batch_first=True, num_layers=a["layers"],
+                              bidirectional=a["bidirectional"], dropout=a["dropout"], **kw)
                 elif n.op == "dropout":
                     mod = nn.Dropout(a["rate"])
                 if mod is not None:
@@ -85,7 +86,9 @@ def torch_module(model, weights):
                         continue
                     mod = self.layers[n.id]
                     for w in n.weights:
-                        name = f"{w.name}_l0" if n.op in ("rnn", "lstm", "gru") else w.name
+                        # one forward recurrent layer keeps the names without torch's `_l0`
+                        simple = n.op in ("rnn", "lstm", "gru") and n.attrs["suffixes"] == [[""]]
+                        name = f"{w.name}_l0" if simple else w.name
                         getattr(mod, name).copy_(t(f"{n.id}.{w.name}"))
             self.eval()
 
@@ -100,7 +103,8 @@ def torch_module(model, weights):
                     seq, h = self.layers[n.id](x[0])
                     if op == "lstm":
                         h = h[0]
-                    y = seq if a["return_sequences"] else h[-1]
+                    d = 2 if a["bidirectional"] else 1
+                    y = seq if a["return_sequences"] else torch.cat(list(h[-d:]), dim=-1)
                 elif op == "globalavgpool2d":
                     y = x[0].mean(dim=(2, 3))
                 elif op == "flatten":

@@ -231,7 +231,7 @@ def test_example_specs_folder_is_clean(capsys, monkeypatch):
     code, out, _ = run(["check", "--format", "json", "specs"], capsys)
     report = json.loads(out)
     assert code == 0 and report["diagnostics"] == []
-    assert report["files_checked"] == len(list(SPECS.glob("*.nnspec")))
+    assert report["files_checked"] == len(list(SPECS.rglob("*.nnspec")))  # the zoo included
 
 
 def test_empty_directory(tmp_path, capsys):
@@ -348,7 +348,8 @@ def test_the_ir_matches_its_schema(capsys):
         for n in json.loads(ir_text)["model"]["nodes"]:
             v = variants[n["op"]]
             assert set(v["required"]) <= set(n), (spec.name, n["id"])
-            assert set(n["attrs"]) <= set(v["properties"]["attrs"]["properties"]) | {"pads", "overhang", "axis", "shape"}
+            assert set(n["attrs"]) <= set(v["properties"]["attrs"]["properties"]) | {"pads", "overhang", "axis", "shape",
+                                                                                       "suffixes"}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -127,14 +127,23 @@ def dense(id, xshape, units, bias=True):
                 [("normal", xshape)], weights, tuple(weights))
 
 
-def recurrent(op, id, n, t, f, u, seq, activation=None):
+def recurrent(op, id, n, t, f, u, seq, activation=None, bidirectional=False, layers=1, dropout=0.0,
+              training=False):
     # NOTE: recurrent layers always have both biases (the contract defines no `bias` switch for them)
+    from nnc.compiler.ops import _rnn_suffixes
     g = {"rnn": 1, "lstm": 4, "gru": 3}[op]
-    weights = {"weight_ih": (g * u, f), "weight_hh": (g * u, u), "bias_ih": (g * u,), "bias_hh": (g * u,)}
-    a = dict(units=u, return_sequences=seq, init="glorot_uniform", recurrent_init="orthogonal")
+    a = dict(units=u, return_sequences=seq, bidirectional=bidirectional, layers=layers, dropout=dropout,
+             init="glorot_uniform", recurrent_init="orthogonal")
     if op == "rnn":
         a["activation"] = activation
-    return Case(id, op, a, [("normal", (n, t, f))], weights, tuple(weights))
+    a["suffixes"] = _rnn_suffixes(a)
+    weights = {}
+    for k, suffixes in enumerate(a["suffixes"]):
+        fk = f if k == 0 else len(suffixes) * u
+        for s in suffixes:
+            weights.update({f"weight_ih{s}": (g * u, fk), f"weight_hh{s}": (g * u, u),
+                            f"bias_ih{s}": (g * u,), f"bias_hh{s}": (g * u,)})
+    return Case(id, op, a, [("normal", (n, t, f))], weights, tuple(weights), training=training)
 
 
 def batchnorm(id, shape, training):
@@ -260,6 +269,34 @@ CASES = [
     recurrent("gru", "last", 3, 4, 3, 4, False),
     recurrent("gru", "seq", 2, 5, 2, 3, True),
     recurrent("gru", "seq-small", 2, 3, 3, 2, True),
+    # bidirectional, stacked (layers k > 0 read D*units features), dropout between layers
+    recurrent("rnn", "bi-last", 2, 4, 3, 3, False, "tanh", bidirectional=True),
+    recurrent("rnn", "bi-seq", 2, 4, 3, 3, True, "relu", bidirectional=True),
+    recurrent("rnn", "l2-seq", 2, 4, 2, 3, True, "relu", layers=2),
+    recurrent("rnn", "l2-last", 2, 3, 2, 3, False, "tanh", layers=2),
+    recurrent("rnn", "bi-l2-seq", 2, 3, 2, 2, True, "tanh", bidirectional=True, layers=2),
+    recurrent("rnn", "bi-l2-last", 2, 3, 2, 2, False, "relu", bidirectional=True, layers=2),
+    recurrent("rnn", "bi-l3-dropout-train", 2, 3, 2, 2, True, "tanh", bidirectional=True, layers=3,
+              dropout=0.4, training=True),
+    recurrent("lstm", "bi-last", 2, 4, 3, 3, False, bidirectional=True),
+    recurrent("lstm", "bi-seq", 2, 4, 2, 2, True, bidirectional=True),
+    recurrent("lstm", "l2-last", 2, 4, 3, 2, False, layers=2),
+    recurrent("lstm", "l2-seq", 2, 3, 2, 3, True, layers=2),
+    recurrent("lstm", "bi-l2-seq", 2, 3, 2, 2, True, bidirectional=True, layers=2),
+    recurrent("lstm", "bi-l2-last", 2, 3, 3, 2, False, bidirectional=True, layers=2),
+    recurrent("lstm", "l2-dropout-train", 3, 3, 2, 3, True, layers=2, dropout=0.5, training=True),
+    recurrent("lstm", "bi-l2-dropout-train-last", 2, 3, 2, 2, False, bidirectional=True, layers=2,
+              dropout=0.3, training=True),
+    recurrent("lstm", "bi-l2-dropout-eval", 2, 3, 2, 2, True, bidirectional=True, layers=2, dropout=0.3),
+    recurrent("gru", "bi-last", 2, 4, 3, 3, False, bidirectional=True),
+    recurrent("gru", "bi-seq", 2, 4, 2, 2, True, bidirectional=True),
+    recurrent("gru", "l2-last", 2, 4, 3, 2, False, layers=2),
+    recurrent("gru", "l2-seq", 2, 3, 2, 3, True, layers=2),
+    recurrent("gru", "bi-l2-seq", 2, 3, 2, 2, True, bidirectional=True, layers=2),
+    recurrent("gru", "bi-l2-last", 2, 3, 3, 2, False, bidirectional=True, layers=2),
+    recurrent("gru", "l2-dropout-train", 3, 3, 2, 3, True, layers=2, dropout=0.5, training=True),
+    recurrent("gru", "bi-l2-dropout-train-last", 2, 3, 2, 2, False, bidirectional=True, layers=2,
+              dropout=0.3, training=True),
     Case("2", "add", {}, [("normal", (3, 4))] * 2),
     Case("3", "add", {}, [("normal", (2, 3, 2))] * 3),
     Case("2", "multiply", {}, [("normal", (3, 4))] * 2),
@@ -531,21 +568,55 @@ def ref_rnn(x, w, act):
     return np.stack(hs, axis=1)
 
 
+def ref_stack(op, x, w, a, rng=None):
+    """The layer stack composed from the one-direction step loops: the backward direction is the
+    loop on x[:, ::-1], reversed back; layer k + 1 reads [forward, backward] side by side, times an
+    inverted dropout mask drawn from rng (in layer order) when given."""
+    def one(inp, wd):
+        if op == "rnn":
+            return ref_rnn(inp, wd, a["activation"])
+        return ref_lstm(inp, wd) if op == "lstm" else ref_gru(inp, wd)
+
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    inp, last = x, None
+    for k, suffixes in enumerate(a["suffixes"]):
+        if k and rng is not None and a["dropout"] > 0:
+            inp = inp * (rng.random(inp.shape) >= a["dropout"]) / (1 - a["dropout"])
+        outs, lasts = [], []
+        for d, s in enumerate(suffixes):
+            wd = {n: w[n + s] for n in names}
+            hs = one(inp if d == 0 else inp[:, ::-1], wd)
+            lasts.append(hs[:, -1])
+            outs.append(hs if d == 0 else hs[:, ::-1])
+        inp, last = np.concatenate(outs, axis=-1), np.concatenate(lasts, axis=-1)
+    return inp if a["return_sequences"] else last
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if c.op in ("rnn", "lstm", "gru")], ids=_id)
 def test_recurrent_forward_matches_step_loop(case):
     xs, w = case.make(seed=5)
-    if "bias_ih" not in w:
-        u = w["weight_hh"].shape[0]
-        w_ref = dict(w, bias_ih=np.zeros(u), bias_hh=np.zeros(u))
-    else:
-        w_ref = w
-    ref = {"rnn": lambda: ref_rnn(xs[0], w_ref, case.a.get("activation")),
-           "lstm": lambda: ref_lstm(xs[0], w_ref), "gru": lambda: ref_gru(xs[0], w_ref)}[case.op]()
-    if not case.a["return_sequences"]:
-        ref = ref[:, -1]
+    # _forward draws dropout masks from default_rng(1): the reference draws the same ones
+    ref = ref_stack(case.op, xs[0], w, case.a, np.random.default_rng(1) if case.training else None)
     y, _ = _forward(case, xs, w)
     assert y.shape == ref.shape
     np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12, err_msg=f"{_id(case)}: forward")
+
+
+def test_recurrent_dropout_only_between_layers_and_only_in_training():
+    case = next(c for c in CASES if c.op == "lstm" and c.id == "l2-dropout-train")
+    xs, w = case.make(seed=2)
+    kernel = KERNELS["lstm"]
+    train = [kernel.forward(xs, w, case.a, Ctx(training=True, rng=np.random.default_rng(s)))[0] for s in (1, 2)]
+    evals = [kernel.forward(xs, w, case.a, Ctx(training=False, rng=np.random.default_rng(s)))[0] for s in (1, 2)]
+    no_dropout = kernel.forward(xs, w, dict(case.a, dropout=0.0), Ctx(training=True))[0]
+    assert not np.allclose(train[0], train[1]), "different masks give different outputs"
+    np.testing.assert_array_equal(evals[0], evals[1])
+    np.testing.assert_array_equal(evals[0], no_dropout)
+    # the first layer's input is never dropped: one layer with dropout set is the plain layer
+    one = dict(case.a, layers=1, suffixes=[["_l0"]])
+    w1 = {k: v for k, v in w.items() if k.endswith("_l0")}
+    y1 = kernel.forward(xs, w1, one, Ctx(training=True, rng=np.random.default_rng(1)))[0]
+    np.testing.assert_allclose(y1, ref_stack("lstm", xs[0], w1, one), rtol=1e-12, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -90,7 +90,8 @@ def test_lstm_matches_torch_float32(seq):
          "weight_hh": rng.standard_normal((4 * u, u)).astype(np.float32) * 0.5,
          "bias_ih": rng.standard_normal(4 * u).astype(np.float32),
          "bias_hh": rng.standard_normal(4 * u).astype(np.float32)}
-    a = {"units": u, "bias": True, "return_sequences": seq}
+    a = {"units": u, "return_sequences": seq, "bidirectional": False, "layers": 1, "dropout": 0.0,
+         "suffixes": [[""]]}
     y, cache = KERNELS["lstm"].forward([x], w, a, Ctx(training=True))
     dy = rng.standard_normal(y.shape).astype(np.float32)
     (dx,), g = KERNELS["lstm"].backward(dy, cache)

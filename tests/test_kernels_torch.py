@@ -72,18 +72,44 @@ def _pool_row(label, op, xshape, stage):
 
 
 def _recurrent(cls, **kw):
+    """torch's module with nnc's weights copied in by name (the contract's names are torch's, with
+    `_l0` implied for one forward layer); y = output, or h_n of the last layer's directions side by
+    side (PyTorch's h_n[-2:] when bidirectional)."""
     def fn(x, w, a):
         u = a["units"]
-        mod = cls(x.shape[-1], u, batch_first=True, bias="bias_ih" in w, **kw).double()
+        mod = cls(x.shape[-1], u, batch_first=True, bias="bias_ih" in w or "bias_ih_l0" in w,
+                  bidirectional=a["bidirectional"], num_layers=a["layers"], **kw).double()
+        torch_name = {k: k if a["suffixes"] != [[""]] else k + "_l0" for k in w}
+        assert set(torch_name.values()) == set(mod.state_dict()), "the contract's names are torch's"
         with torch.no_grad():
             for name, p in w.items():
-                getattr(mod, name + "_l0").copy_(p)
+                getattr(mod, torch_name[name]).copy_(p)
         # the weights are fed in as leaf tensors so their gradients can be read back
-        params = {name: getattr(mod, name + "_l0") for name in w}
-        out, _ = mod(x)
+        params = {name: getattr(mod, torch_name[name]) for name in w}
+        out, h_n = mod(x)
+        h_n = h_n[0] if isinstance(h_n, tuple) else h_n
         fn.params = params
-        return out if a["return_sequences"] else out[:, -1]
+        d = 2 if a["bidirectional"] else 1
+        return out if a["return_sequences"] else torch.cat(list(h_n[-d:]), dim=-1)
     return fn
+
+
+def _rnn(op, xshape, u, seq, activation=None, bidirectional=False, layers=1):
+    """(attrs, [x shape], {weight: shape}) of a recurrent layer on x (N, T, F), as the compiler
+    makes them."""
+    f = xshape[-1]
+    from nnc.compiler.ops import _rnn_suffixes
+    g = {"rnn": 1, "lstm": 4, "gru": 3}[op]
+    a = dict(units=u, return_sequences=seq, bidirectional=bidirectional, layers=layers, dropout=0.0)
+    if activation:
+        a["activation"] = activation
+    a["suffixes"] = _rnn_suffixes(a)
+    shapes = {}
+    for k, suffixes in enumerate(a["suffixes"]):
+        for s in suffixes:
+            shapes.update({f"weight_ih{s}": (g * u, f if k == 0 else len(suffixes) * u),
+                           f"weight_hh{s}": (g * u, u), f"bias_ih{s}": (g * u,), f"bias_hh{s}": (g * u,)})
+    return a, [xshape], shapes
 
 
 def _bn(x, w, a):
@@ -204,18 +230,32 @@ TABLE = [
      {"weight": (4,), "bias": (4,), "running_mean": (4,), "running_var": (4,)}, _bn),
     ("layernorm", "layernorm", dict(eps=1e-5), [(2, 3, 6)], {"weight": (6,), "bias": (6,)},
      lambda x, w, a: F.layer_norm(x, (6,), w["weight"], w["bias"], a["eps"])),
-    ("rnn-tanh", "rnn", dict(units=4, return_sequences=True, activation="tanh"), [(3, 5, 2)],
-     {"weight_ih": (4, 2), "weight_hh": (4, 4), "bias_ih": (4,), "bias_hh": (4,)},
+    ("rnn-tanh", "rnn", *_rnn("rnn", (3, 5, 2), 4, True, "tanh"),
      _recurrent(torch.nn.RNN, nonlinearity="tanh")),
-    ("rnn-relu", "rnn", dict(units=4, return_sequences=False, activation="relu"), [(3, 5, 2)],
-     {"weight_ih": (4, 2), "weight_hh": (4, 4), "bias_ih": (4,), "bias_hh": (4,)},
+    ("rnn-relu", "rnn", *_rnn("rnn", (3, 5, 2), 4, False, "relu"),
      _recurrent(torch.nn.RNN, nonlinearity="relu")),
-    ("lstm", "lstm", dict(units=3, return_sequences=True), [(2, 6, 4)],
-     {"weight_ih": (12, 4), "weight_hh": (12, 3), "bias_ih": (12,), "bias_hh": (12,)},
+    ("lstm", "lstm", *_rnn("lstm", (2, 6, 4), 3, True), _recurrent(torch.nn.LSTM)),
+    ("gru", "gru", *_rnn("gru", (2, 6, 4), 3, False), _recurrent(torch.nn.GRU)),
+    ("rnn-tanh-bi-l2-seq", "rnn", *_rnn("rnn", (3, 5, 3), 4, True, "tanh", True, 2),
+     _recurrent(torch.nn.RNN, nonlinearity="tanh")),
+    ("rnn-relu-bi-l2-last", "rnn", *_rnn("rnn", (3, 5, 3), 4, False, "relu", True, 2),
+     _recurrent(torch.nn.RNN, nonlinearity="relu")),
+    ("rnn-tanh-bi-last", "rnn", *_rnn("rnn", (2, 4, 2), 3, False, "tanh", True),
+     _recurrent(torch.nn.RNN, nonlinearity="tanh")),
+    ("rnn-relu-l3-seq", "rnn", *_rnn("rnn", (2, 4, 2), 3, True, "relu", False, 3),
+     _recurrent(torch.nn.RNN, nonlinearity="relu")),
+    ("lstm-bi-l2-seq", "lstm", *_rnn("lstm", (2, 6, 4), 3, True, None, True, 2),
      _recurrent(torch.nn.LSTM)),
-    ("gru", "gru", dict(units=3, return_sequences=False), [(2, 6, 4)],
-     {"weight_ih": (9, 4), "weight_hh": (9, 3), "bias_ih": (9,), "bias_hh": (9,)},
+    ("lstm-bi-l2-last", "lstm", *_rnn("lstm", (2, 6, 4), 3, False, None, True, 2),
+     _recurrent(torch.nn.LSTM)),
+    ("lstm-bi-last", "lstm", *_rnn("lstm", (3, 5, 3), 2, False, None, True), _recurrent(torch.nn.LSTM)),
+    ("lstm-l2-last", "lstm", *_rnn("lstm", (3, 5, 3), 2, False, None, False, 2),
+     _recurrent(torch.nn.LSTM)),
+    ("gru-bi-l2-seq", "gru", *_rnn("gru", (2, 6, 4), 3, True, None, True, 2), _recurrent(torch.nn.GRU)),
+    ("gru-bi-l2-last", "gru", *_rnn("gru", (2, 6, 4), 3, False, None, True, 2),
      _recurrent(torch.nn.GRU)),
+    ("gru-bi-seq", "gru", *_rnn("gru", (3, 5, 3), 2, True, None, True), _recurrent(torch.nn.GRU)),
+    ("gru-l2-seq", "gru", *_rnn("gru", (3, 5, 3), 2, True, None, False, 2), _recurrent(torch.nn.GRU)),
     ("softmax", "softmax", dict(axis=1), [(2, 3, 4)], {}, lambda x, w, a: F.softmax(x, dim=2)),
     ("log_softmax", "log_softmax", dict(axis=0), [(3, 5)], {},
      lambda x, w, a: F.log_softmax(x, dim=1)),

@@ -112,8 +112,10 @@ def test_the_catalogue_describes_weights_with_the_ir_type():
     """One representation of a weight from the op catalogue to the IR."""
     from nnc.compiler.irtypes import Weight
     from nnc.compiler.ops import OPS
-    weights = OPS["lstm"].weights([(5, 3)], {"units": 4, "init": {"kind": "zeros"},
-                                            "recurrent_init": {"kind": "zeros"}})
+    a = {"units": 4, "return_sequences": False, "bidirectional": False, "layers": 1, "dropout": 0.0,
+         "init": {"kind": "zeros"}, "recurrent_init": {"kind": "zeros"}}
+    OPS["lstm"].infer([(5, 3)], a)      # the shape rule sets the derived attributes (suffixes), as lowering does
+    weights = OPS["lstm"].weights([(5, 3)], a)
     assert all(type(w) is Weight for w in weights)
     assert [(w.name, w.shape, w.blocks) for w in weights] == [
         ("weight_ih", [16, 3], 4), ("weight_hh", [16, 4], 4), ("bias_ih", [16], 4), ("bias_hh", [16], 4)]

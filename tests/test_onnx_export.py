@@ -54,7 +54,7 @@ def lively_weights(program, seed: int = 1) -> dict[str, np.ndarray]:
     w = Graph(program.model).init_weights(program.seed)
     for key, arr in w.items():
         param = key.rsplit(".", 1)[1]
-        if param in ("bias", "bias_ih", "bias_hh", "running_mean"):
+        if param in ("bias", "running_mean") or param.startswith(("bias_ih", "bias_hh")):
             w[key] = (0.5 * rng.standard_normal(arr.shape)).astype(np.float32)
         elif param == "running_var":
             w[key] = rng.uniform(0.5, 2.0, arr.shape).astype(np.float32)
@@ -223,6 +223,22 @@ CASES = {
     "gru": "input x: [5, 3]\ngru(4)",
     "gru_sequences": "input x: [5, 3]\ngru(4, return_sequences=true)",
     "stacked_lstm_gru": "input x: [5, 3]\nlstm(4, return_sequences=true) -> gru(2, return_sequences=true)",
+    # bidirectional and stacked: one node per layer, direction="bidirectional"
+    "rnn_tanh_bidirectional": "input x: [5, 3]\nrnn(4, bidirectional=true)",
+    "rnn_relu_bidirectional_sequences": "input x: [5, 3]\nrnn(4, bidirectional=true, return_sequences=true, activation=relu)",
+    "rnn_relu_layers3": "input x: [5, 3]\nrnn(3, layers=3, activation=relu)",
+    "rnn_tanh_bidirectional_layers2_sequences": "input x: [5, 3]\nrnn(3, bidirectional=true, layers=2, return_sequences=true)",
+    "lstm_bidirectional": "input x: [5, 3]\nlstm(4, bidirectional=true)",
+    "lstm_bidirectional_sequences": "input x: [5, 3]\nlstm(4, bidirectional=true, return_sequences=true)",
+    "lstm_layers2": "input x: [5, 3]\nlstm(4, layers=2)",
+    "lstm_layers2_sequences_dropout": "input x: [5, 3]\nlstm(4, layers=2, dropout=0.3, return_sequences=true)",
+    "lstm_bidirectional_layers2": "input x: [5, 3]\nlstm(4, bidirectional=true, layers=2, dropout=0.2)",
+    "lstm_bidirectional_layers2_sequences": "input x: [5, 3]\nlstm(4, bidirectional=true, layers=2, return_sequences=true)",
+    "gru_bidirectional": "input x: [5, 3]\ngru(4, bidirectional=true)",
+    "gru_bidirectional_sequences": "input x: [5, 3]\ngru(4, bidirectional=true, return_sequences=true)",
+    "gru_layers2_sequences": "input x: [5, 3]\ngru(3, layers=2, return_sequences=true)",
+    "gru_bidirectional_layers3": "input x: [5, 3]\ngru(3, bidirectional=true, layers=3)",
+    "embedding_bigru_dense": "input t: int64 [6]\nembedding(9, 4) -> gru(3, bidirectional=true, return_sequences=true) -> dense(2)",
     # merges
     "add2": "input x: [5]\na = dense(4)\nb = x -> dense(4)\nadd(a, b)",
     "add3": "input x: [5]\na = dense(4)\nb = x -> dense(4)\nc = x -> dense(4)\nadd(a, b, c) -> relu",
@@ -301,6 +317,10 @@ def test_every_catalogue_op_is_covered_by_a_case():
     ("embedding", ["Gather"]),
     ("lstm", ["Transpose", "LSTM", "Squeeze"]),
     ("gru_sequences", ["Transpose", "GRU", "Squeeze", "Transpose"]),
+    ("lstm_bidirectional", ["Transpose", "LSTM", "Transpose", "Reshape"]),
+    ("lstm_layers2", ["Transpose", "LSTM", "Squeeze", "LSTM", "Squeeze"]),
+    ("lstm_bidirectional_layers2_sequences", ["Transpose", "LSTM", "Transpose", "Reshape", "LSTM",
+                                              "Transpose", "Reshape"]),
     ("add2", ["Gemm", "Gemm", "Add"]),
     ("add3", ["Gemm", "Gemm", "Gemm", "Sum", "Relu"]),
     ("multiply3", ["Gemm", "Gemm", "Gemm", "Mul", "Mul"]),

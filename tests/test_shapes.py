@@ -127,6 +127,40 @@ CASES = [
         (45, 0, 420),
     ),
     (
+        "lstm_bidirectional_stacked",
+        """
+        input seq: [10, 8]
+        lstm(16, bidirectional=true, layers=2, dropout=0.1)
+        """,
+        # D = 2; layer 0: 2 * 4 * (16*8 + 16*16 + 2*16) = 8 * 416 = 3,328
+        # layer 1 reads D*units = 32: 2 * 4 * (16*32 + 16*16 + 2*16) = 8 * 800 = 6,400
+        # flops 2 * T * D * 4 * units * (F_k + units): 2*10*2*4*16*(8 + 16) = 61,440 and
+        # 2*10*2*4*16*(32 + 16) = 122,880
+        {"lstm_1": ([32], 9_728, 184_320)},
+        (9_728, 0, 184_320),
+    ),
+    (
+        "gru_bidirectional_sequences",
+        """
+        input seq: [5, 3]
+        gru(4, bidirectional=true, return_sequences=true)
+        """,
+        # twice the single gru above: 2 * 108 = 216 params, 2 * 840 = 1,680 flops; [T, 2*units]
+        {"gru_1": ([5, 8], 216, 1_680)},
+        (216, 0, 1_680),
+    ),
+    (
+        "rnn_three_layers",
+        """
+        input seq: [6, 2]
+        rnn(5, layers=3, activation=relu)
+        """,
+        # layer 0 as above: 45 params, 420 flops; layers 1, 2 read 5 features:
+        # 5*5 + 5*5 + 2*5 = 60 params, 2 * 6 * 5 * (5 + 5) = 600 flops each
+        {"rnn_1": ([5], 165, 1_620)},
+        (165, 0, 1_620),
+    ),
+    (
         "embedding",
         """
         input tokens: int64 [7]

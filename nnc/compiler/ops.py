@@ -622,6 +622,26 @@ register(OpDef("embedding", Signature("embedding", [Param("vocab", Int(min=1), R
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
+def _rnn_suffixes(a) -> list[list[str]]:
+    """The weight-name suffix of each layer's directions (forward, then backward): ``[[""]]`` for
+    one forward layer (the names ``weight_ih``, ...), else PyTorch's ``_l{k}`` and ``_l{k}_reverse``."""
+    if a["layers"] == 1 and not a["bidirectional"]:
+        return [[""]]
+    dirs = ("", "_reverse") if a["bidirectional"] else ("",)
+    return [[f"_l{k}{d}" for d in dirs] for k in range(a["layers"])]
+
+
+def _rnn_check(op):
+    def check(a, call):
+        from ..lang.types import ArgError
+        if a["dropout"] and a["layers"] == 1:
+            span = next((kw.span for kw in call.keywords if kw.name == "dropout"), call.span)
+            raise ArgError("E220", f"{op} `dropout={a['dropout']:g}` needs stacked layers: it drops between "
+                           "layers, and `layers=1` has none",
+                           f"use `layers=2` or more, or put `dropout({a['dropout']:g})` after the {op}", span)
+    return check
+
+
 def _rnn_infer(op):
     def infer(shapes, a):
         (s,) = shapes
@@ -629,7 +649,9 @@ def _rnn_infer(op):
             hint = (f"make it a sequence of {s[0]} steps of 1 feature first: `reshape([{s[0]}, 1])`" if len(s) == 1 else
                     "flatten the image rows into a sequence with `reshape([T, F])`")
             raise ShapeError("E209", f"{op} expects a sequence [T, F] per example, got {fmt_shape(s)}", hint)
-        return (s[0], a["units"]) if a["return_sequences"] else (a["units"],)
+        a["suffixes"] = _rnn_suffixes(a)
+        out = len(a["suffixes"][0]) * a["units"]
+        return (s[0], out) if a["return_sequences"] else (out,)
     return infer
 
 
@@ -639,30 +661,45 @@ def _rnn_weights(op):
     def weights(shapes, a):
         u, f = a["units"], shapes[0][1]
         bias_ih = init_value("zeros") if op != "lstm" else {"kind": "lstm_forget_bias"}
-        return [Weight(name="weight_ih", shape=[g * u, f], init=a["init"], blocks=g),
-                Weight(name="weight_hh", shape=[g * u, u], init=a["recurrent_init"], blocks=g),
-                Weight(name="bias_ih", shape=[g * u], init=bias_ih, blocks=g),
-                Weight(name="bias_hh", shape=[g * u], init=_ZEROS, blocks=g)]
+        out = []
+        for k, suffixes in enumerate(a["suffixes"]):      # set by the shape rule
+            fk = f if k == 0 else len(suffixes) * u       # layer k > 0 reads D*units features
+            for s in suffixes:
+                out += [Weight(name=f"weight_ih{s}", shape=[g * u, fk], init=a["init"], blocks=g),
+                        Weight(name=f"weight_hh{s}", shape=[g * u, u], init=a["recurrent_init"], blocks=g),
+                        Weight(name=f"bias_ih{s}", shape=[g * u], init=bias_ih, blocks=g),
+                        Weight(name=f"bias_hh{s}", shape=[g * u], init=_ZEROS, blocks=g)]
+        return out
     return weights
 
 
 def _rnn_flops(op):
     g = _GATES[op]
-    return lambda shapes, out, a: 2 * shapes[0][0] * g * a["units"] * (shapes[0][1] + a["units"])
+
+    def flops(shapes, out, a):
+        (t, f), u = shapes[0], a["units"]
+        d = 2 if a["bidirectional"] else 1
+        return sum(d * 2 * t * g * u * ((f if k == 0 else d * u) + u) for k in range(a["layers"]))
+    return flops
 
 
 for _name in ("rnn", "lstm", "gru"):
     _params = [Param("units", Int(min=1), REQUIRED, "hidden size"),
-               Param("return_sequences", Bool(), False, "output every step [T, units]")]
+               Param("return_sequences", Bool(), False, "output every step [T, D*units]")]
     if _name == "rnn":
         _params.append(Param("activation", Enum(("tanh", "relu"), "activation"), "tanh"))
-    _params += [_init(), Param("recurrent_init", INITIALIZERS, init_value("orthogonal"),
+    _params += [Param("bidirectional", Bool(), False, "also run backwards in time; outputs side by side"),
+                Param("layers", Int(min=1), 1, "stacked layers, each reading the previous one's sequence"),
+                Param("dropout", Float(0, 1, max_open=True), 0.0,
+                      "dropout on the input of layers 2, 3, ... while training"),
+                _init(), Param("recurrent_init", INITIALIZERS, init_value("orthogonal"),
                                "initializer of weight_hh")]
-    register(OpDef(_name, Signature(_name, _params, 1), "layer", _rnn_infer(_name),
+    register(OpDef(_name, Signature(_name, _params, 1, check=_rnn_check(_name)), "layer", _rnn_infer(_name),
                    weights=_rnn_weights(_name), flops=_rnn_flops(_name),
                    doc={"rnn": "Elman RNN, h = act(W_ih x + b_ih + W_hh h + b_hh).",
                         "lstm": "LSTM with PyTorch's gate order (input, forget, cell, output).",
-                        "gru": "GRU with PyTorch's formulas (reset gate after the recurrent product)."}[_name],
+                        "gru": "GRU with PyTorch's formulas (reset gate after the recurrent product)."}[_name]
+                   + " Optionally bidirectional and stacked (PyTorch's `bidirectional`, `num_layers`, `dropout`).",
                    example=f"{_name}(32)"))
 
 

@@ -396,11 +396,15 @@ _ONNX_GATES = {"rnn": "", "lstm": "(i, o, f, c)", "gru": "(z, r, h)"}
 
 @emitter("rnn", "lstm", "gru")
 def _recurrent(e: Emit) -> str:
-    """x: (N, T, F) -> Transpose -> (T, N, F) -> RNN/LSTM/GRU (h_0 = c_0 = 0);
-    Y: (T, 1, N, u) -> (N, T, u) with return_sequences, else Y_h: (1, N, u) -> (N, u).
+    """x: (N, T, F) -> Transpose -> (T, N, F) -> one RNN/LSTM/GRU node per layer (h_0 = c_0 = 0),
+    ``direction="bidirectional"`` when bidirectional (D = 2); dropout between layers is the
+    identity at inference.
 
-    W = weight_ih [1, G*u, F], R = weight_hh [1, G*u, u], B = [bias_ih, bias_hh] [1, 2*G*u], each
-    with its gate blocks reordered from PyTorch's order to ONNX's."""
+    Layer k: W [D, G*u, F_k] = weight_ih{s} of its directions stacked, R [D, G*u, u] = weight_hh{s},
+    B [D, 2*G*u] = [bias_ih{s}, bias_hh{s}], each with its gate blocks reordered from PyTorch's order
+    to ONNX's; s the layer's suffixes (``a["suffixes"]``), F_0 = F, F_k = D*u. Y: (T, D, N, u) feeds
+    the next layer as (T, N, D*u) (Squeeze, or Transpose + Reshape); the last layer's Y gives
+    (N, T, D*u) with return_sequences, else its Y_h: (D, N, u) gives (N, D*u) = [forward, backward]."""
     kind, a = e.node.op, e.attrs
     u = int(a["units"])
     order = _GATE_ORDER[kind]
@@ -411,25 +415,54 @@ def _recurrent(e: Emit) -> str:
     note = (f", gate blocks reordered from PyTorch {_TORCH_GATES[kind]} to ONNX {_ONNX_GATES[kind]}"
             if kind != "rnn" else "")
     lid = e.node.id
-    W = e.param("W", gates(e.w["weight_ih"])[None], doc=f"{lid}.weight_ih as [1, G*u, F]{note}")
-    R = e.param("R", gates(e.w["weight_hh"])[None], doc=f"{lid}.weight_hh as [1, G*u, u]{note}")
-    B = e.param("B", np.concatenate([gates(e.w["bias_ih"]), gates(e.w["bias_hh"])])[None],
-                doc=f"[{lid}.bias_ih, {lid}.bias_hh] as [1, 2*G*u]{note}")
-    attrs: dict = {"hidden_size": u}
-    if kind == "rnn":
-        attrs["activations"] = ["Relu" if a["activation"] == "relu" else "Tanh"]
-    if kind == "gru":
-        attrs["linear_before_reset"] = 1    # PyTorch: the reset gate multiplies (W_hn h + b_hn)
     op_type = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[kind]
+    n_out = 3 if kind == "lstm" else 2
+    seq = a["return_sequences"]
+    layers = a["suffixes"]
     # NOTE: layout=1 (batch-first, opset 14) would spare the Transposes, but onnxruntime's CPU
     # kernels refuse it; time-major is what every runtime implements.
-    xt = e.op("Transpose", [e.x], perm=[1, 0, 2])
-    n_out = 3 if kind == "lstm" else 2
-    if a["return_sequences"]:
-        y = e.op(op_type, [xt, W, R, B], n_out=n_out, skip=tuple(range(1, n_out)), **attrs)[0]
-        return e.op("Transpose", [e.squeeze(y, [1])], perm=[1, 0, 2])
-    y_h = e.op(op_type, [xt, W, R, B], n_out=n_out, skip=(0,) + tuple(range(2, n_out)), **attrs)[1]
-    return e.squeeze(y_h, [0])
+    h = e.op("Transpose", [e.x], perm=[1, 0, 2])                  # (T, N, F_k)
+    for k, sfx in enumerate(layers):
+        d = len(sfx)
+        tag = sfx[0]                                              # "" or "_l{k}": the layer's initializers
+
+        def stacked(name: str) -> np.ndarray:
+            return np.stack([gates(e.w[name + s]) for s in sfx])
+
+        def names(name: str) -> str:
+            listed = ", ".join(f"{lid}.{name}{s}" for s in sfx)
+            return listed if d == 1 else f"[{listed}]"
+
+        W = e.param("W" + tag, stacked("weight_ih"), doc=f"{names('weight_ih')} as [{d}, G*u, F]{note}")
+        R = e.param("R" + tag, stacked("weight_hh"), doc=f"{names('weight_hh')} as [{d}, G*u, u]{note}")
+        B = e.param("B" + tag, np.concatenate([stacked("bias_ih"), stacked("bias_hh")], axis=1),
+                    doc=f"[{names('bias_ih')}, {names('bias_hh')}] as [{d}, 2*G*u]{note}")
+        attrs: dict = {"hidden_size": u}
+        if d == 2:
+            attrs["direction"] = "bidirectional"
+        if kind == "rnn":
+            attrs["activations"] = ["Relu" if a["activation"] == "relu" else "Tanh"] * d
+        if kind == "gru":
+            attrs["linear_before_reset"] = 1    # PyTorch: the reset gate multiplies (W_hn h + b_hn)
+        last = k == len(layers) - 1
+        if last and not seq:
+            y_h = e.op(op_type, [h, W, R, B], n_out=n_out, skip=(0,) + tuple(range(2, n_out)), **attrs)[1]
+            if d == 1:
+                return e.squeeze(y_h, [0])
+            y_h = e.op("Transpose", [y_h], perm=[1, 0, 2])        # (N, 2, u)
+            return e.op("Reshape", [y_h, e.const("shape", [0, -1])])
+        y = e.op(op_type, [h, W, R, B], n_out=n_out, skip=tuple(range(1, n_out)), **attrs)[0]
+        if last:                                                  # (T, D, N, u) -> (N, T, D*u)
+            if d == 1:
+                return e.op("Transpose", [e.squeeze(y, [1])], perm=[1, 0, 2])
+            y = e.op("Transpose", [y], perm=[2, 0, 1, 3])
+            return e.op("Reshape", [y, e.const("shape", [0, 0, -1])])
+        if d == 1:                                                # (T, D, N, u) -> (T, N, D*u)
+            h = e.squeeze(y, [1])
+        else:
+            y = e.op("Transpose", [y], perm=[0, 2, 1, 3])
+            h = e.op("Reshape", [y, e.const("shape", [0, 0, -1])])
+    raise AssertionError("a recurrent layer has at least one layer")
 
 
 # ----------------------------------------------------------------------------------------------

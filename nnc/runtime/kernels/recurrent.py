@@ -1,5 +1,15 @@
 """Recurrent layers: rnn, lstm, gru; time-major inside, one matmul for the input projection
-and one per weight gradient."""
+and one per weight gradient.
+
+Each op is a stack of ``layers`` layers of one or two directions (``bidirectional``). One cell
+(:class:`RNNCell`, :class:`LSTMCell`, :class:`GRUCell`) runs one direction of one layer forwards
+in time; the backward direction is the same cell on the time-reversed sequence, its outputs
+reversed back. Layer k + 1 reads layer k's full output sequence (both directions side by side),
+through inverted dropout while training when ``dropout`` > 0 (masks drawn from ``ctx.rng`` as the
+``dropout`` kernel does). The weights of direction d of layer k are the contract's names with the
+suffix ``a["suffixes"][k][d]`` (set by the compiler: ``""`` for a single forward layer, else
+PyTorch's ``_l{k}`` / ``_l{k}_reverse``).
+"""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -13,8 +23,7 @@ from .special import sigmoid
 class RNNCache(NamedTuple):
     xt: np.ndarray         # (T*N, F) the input, time-major
     H: np.ndarray          # (T+1, N, u) the states, H[0] = 0
-    w: dict                # the layer's weights
-    a: dict                # its attrs
+    w: dict                # the direction's weights, by their single-layer names (weight_ih, ...)
     act: str               # tanh | relu
     xshape: tuple          # (N, T, F)
 
@@ -26,7 +35,6 @@ class LSTMCache(NamedTuple):
     A: np.ndarray          # (T, 4, N, u) gate activations, planar, order (i, f, o, g)
     TC: np.ndarray         # (T, N, u) tanh(c_t)
     w: dict
-    a: dict
     xshape: tuple
 
 
@@ -37,7 +45,6 @@ class GRUCache(NamedTuple):
     NN: np.ndarray         # (T, N, u) the new gate n
     GHN: np.ndarray        # (T, N, u) W_hn h + b_hn
     w: dict
-    a: dict
     xshape: tuple
 
 
@@ -69,29 +76,26 @@ def _recurrent_grads(dG, dGh, xt, H, w, xshape):
     return [dx], grads
 
 
-def _output(H, a):
-    """H: (T+1, N, u) -> (N, T, u) if return_sequences else (N, u)."""
-    if a["return_sequences"]:
-        return np.ascontiguousarray(H[1:].transpose(1, 0, 2))
-    return H[-1].copy()
+def _dh_at(dseq, dlast, t, T):
+    """The output gradient reaching h_t: dseq (N, T, u) or None for every step, plus dlast (N, u)
+    or None at the last step; None when nothing reaches it."""
+    g = None if dseq is None else dseq[:, t]
+    if dlast is not None and t == T - 1:
+        g = dlast if g is None else g + dlast
+    return g
 
 
-def _dy_at(dy, t, T, seq):
-    """The output gradient reaching h_t: dy (N, T, u) if seq else (N, u) at the last step only."""
-    if seq:
-        return dy[:, t]
-    return dy if t == T - 1 else None
+class RNNCell:
+    """Elman RNN, one direction of one layer: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),
+    h_0 = 0.
 
+    x: (N, T, F); weight_ih: (u, F); weight_hh: (u, u); bias_ih, bias_hh: (u,); act: a["activation"]
+    tanh | relu. forward -> (H: (T+1, N, u) the states, H[0] = 0; cache); backward(dseq (N, T, u) |
+    None, dlast (N, u) | None, cache) -> ([dx (N, T, F)], {weight: grad}): dseq reaches every
+    step's state, dlast the last one's."""
 
-@register("rnn")
-class RNN(Kernel):
-    """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), h_0 = 0.
-
-    x: (N, T, F); weight_ih: (u, F); weight_hh: (u, u); bias_ih, bias_hh: (u,);
-    y: (N, u) = h_T or (N, T, u) with return_sequences. act: a["activation"] tanh | relu."""
-
-    def forward(self, xs, w, a, ctx):
-        x = xs[0]
+    @staticmethod
+    def forward(x, w, a):
         N, T, F = x.shape
         act = a["activation"]
         xt, xp = _input_projection(x, w, with_bias_hh=True)
@@ -106,17 +110,17 @@ class RNN(Kernel):
                 np.tanh(h, out=h)
             else:
                 np.maximum(h, 0, out=h)
-        return _output(H, a), RNNCache(xt, H, w, a, act, x.shape)
+        return H, RNNCache(xt, H, w, act, x.shape)
 
-    def backward(self, dy, cache: RNNCache):
-        xt, H, w, a, act, xshape = cache
+    @staticmethod
+    def backward(dseq, dlast, cache: RNNCache):
+        xt, H, w, act, xshape = cache
         N, T, F = xshape
-        seq = a["return_sequences"]
         whh = w["weight_hh"]
         dA = np.empty_like(H[1:])                      # (T, N, u) grad of pre-activations
         dh = np.zeros_like(H[0])
         for t in range(T - 1, -1, -1):
-            g = _dy_at(dy, t, T, seq)
+            g = _dh_at(dseq, dlast, t, T)
             if g is not None:
                 dh = dh + g
             h = H[t + 1]
@@ -129,12 +133,12 @@ class RNN(Kernel):
         return _recurrent_grads(dA, dA, xt, H, w, xshape)
 
 
-@register("lstm")
-class LSTM(Kernel):
-    """LSTM with PyTorch's formulas and gate order (input, forget, cell, output), h_0 = c_0 = 0.
+class LSTMCell:
+    """LSTM, one direction of one layer, with PyTorch's formulas and gate order (input, forget,
+    cell, output), h_0 = c_0 = 0.
 
     x: (N, T, F); weight_ih: (4u, F); weight_hh: (4u, u); bias_ih, bias_hh: (4u,);
-    y: (N, u) = h_T or (N, T, u) with return_sequences."""
+    forward -> (H: (T+1, N, u), cache); backward as :class:`RNNCell`."""
 
     # NOTE: the forward keeps the gates planar, A: (T, 4, N, u), in the order (i, f, o, g), with
     # the weight rows (and biases) of i, f, o scaled by 0.5 (exact in binary floating point): one
@@ -145,8 +149,8 @@ class LSTM(Kernel):
     # and precomputes every gate-derivative factor that does not depend on dh/dc over all steps
     # at once, leaving four small ufuncs and one matmul per step.
 
-    def forward(self, xs, w, a, ctx):
-        x = xs[0]
+    @staticmethod
+    def forward(x, w, a):
         N, T, F = x.shape
         wih, whh = w["weight_ih"], w["weight_hh"]
         u = whh.shape[1]
@@ -186,13 +190,13 @@ class LSTM(Kernel):
             c += tmp
             np.tanh(c, out=TC[t])
             np.multiply(z[2], TC[t], out=H[t + 1])
-        return _output(H, a), LSTMCache(xt, H, C, A, TC, w, a, x.shape)
+        return H, LSTMCache(xt, H, C, A, TC, w, x.shape)
 
-    def backward(self, dy, cache: LSTMCache):
-        xt, H, C, A, TC, w, a, xshape = cache
+    @staticmethod
+    def backward(dseq, dlast, cache: LSTMCache):
+        xt, H, C, A, TC, w, xshape = cache
         N, T, F = xshape
         u = H.shape[-1]
-        seq = a["return_sequences"]
         whh = w["weight_hh"]
         I, Fg, O, G = A[:, 0], A[:, 1], A[:, 2], A[:, 3]
         # factors of dZ in PyTorch's gate order: dZ = (dc * D_i, dc * D_f, dc * D_g, dh * D_o)
@@ -219,7 +223,7 @@ class LSTM(Kernel):
         dc = np.zeros((N, u), dtype=A.dtype)
         tmp = np.empty((N, u), dtype=A.dtype)
         for t in range(T - 1, -1, -1):
-            gy = _dy_at(dy, t, T, seq)
+            gy = _dh_at(dseq, dlast, t, T)
             if gy is not None:
                 dh += gy
             np.multiply(dh, P[t], out=tmp)
@@ -232,19 +236,19 @@ class LSTM(Kernel):
         return _recurrent_grads(dZ, dZ, xt, H, w, xshape)
 
 
-@register("gru")
-class GRU(Kernel):
-    """GRU with PyTorch's formulas and gate order (reset, update, new), h_0 = 0; the reset gate is
-    applied after the recurrent product (ONNX linear_before_reset=1):
+class GRUCell:
+    """GRU, one direction of one layer, with PyTorch's formulas and gate order (reset, update,
+    new), h_0 = 0; the reset gate is applied after the recurrent product (ONNX
+    linear_before_reset=1):
 
         r = sig(W_ir x + b_ir + W_hr h + b_hr);  z = sig(W_iz x + b_iz + W_hz h + b_hz)
         n = tanh(W_in x + b_in + r * (W_hn h + b_hn));  h' = (1 - z) * n + z * h
 
     x: (N, T, F); weight_ih: (3u, F); weight_hh: (3u, u); bias_ih, bias_hh: (3u,);
-    y: (N, u) = h_T or (N, T, u) with return_sequences."""
+    forward -> (H: (T+1, N, u), cache); backward as :class:`RNNCell`."""
 
-    def forward(self, xs, w, a, ctx):
-        x = xs[0]
+    @staticmethod
+    def forward(x, w, a):
         N, T, F = x.shape
         xt, gi = _input_projection(x, w, with_bias_hh=False)   # (T, N, 3u)
         u = gi.shape[-1] // 3
@@ -269,19 +273,19 @@ class GRU(Kernel):
             np.subtract(H[t], n, out=H[t + 1])
             H[t + 1] *= z
             H[t + 1] += n
-        return _output(H, a), GRUCache(xt, H, RZ, NN, GHN, w, a, x.shape)
+        return H, GRUCache(xt, H, RZ, NN, GHN, w, x.shape)
 
-    def backward(self, dy, cache: GRUCache):
-        xt, H, RZ, NN, GHN, w, a, xshape = cache
+    @staticmethod
+    def backward(dseq, dlast, cache: GRUCache):
+        xt, H, RZ, NN, GHN, w, xshape = cache
         N, T, F = xshape
         u = H.shape[-1]
-        seq = a["return_sequences"]
         whh = w["weight_hh"]
         dGI = np.empty((T, N, 3 * u), dtype=H.dtype)   # grad of x W_ih^T + b_ih
         dGH = np.empty((T, N, 3 * u), dtype=H.dtype)   # grad of h W_hh^T + b_hh
         dh = np.zeros_like(H[0])
         for t in range(T - 1, -1, -1):
-            gy = _dy_at(dy, t, T, seq)
+            gy = _dh_at(dseq, dlast, t, T)
             if gy is not None:
                 dh = dh + gy
             r, z = RZ[t, :, :u], RZ[t, :, u:]
@@ -297,3 +301,95 @@ class GRU(Kernel):
             np.multiply(dnp, r, out=dgh[:, 2 * u:])
             dh = dh * z + dgh @ whh
         return _recurrent_grads(dGI, dGH, xt, H, w, xshape)
+
+
+# ----------------------------------------------------------------------------------------------
+# the layer stack: directions, layers, dropout between them
+
+_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+class StackCache(NamedTuple):
+    caches: list           # per layer, per direction: the cell's cache
+    masks: list            # per layer: the scaled dropout mask (N, T, D*u) applied to its input, or None
+    suffixes: list         # a["suffixes"]: per layer, per direction, the weight names' suffix
+    u: int                 # units
+    seq: bool              # return_sequences
+
+
+class Recurrent(Kernel):
+    """``layers`` stacked layers of ``cell``, each forward or forward and backward in time.
+
+    x: (N, T, F); weights ``weight_ih{s}`` (G*u, F_k), ``weight_hh{s}`` (G*u, u), ``bias_ih{s}``,
+    ``bias_hh{s}`` (G*u,) for each suffix s of ``a["suffixes"]`` (layer k, direction d), F_0 = F,
+    F_k = D*u. y: (N, D*u) = [forward h after step T-1, backward h after its last step (at t = 0)],
+    PyTorch's h_n of the last layer; or (N, T, D*u) with return_sequences, each step's forward and
+    backward states side by side, PyTorch's output. Layer k >= 1 reads layer k-1's sequence times
+    an inverted dropout mask while training with ``dropout`` > 0."""
+
+    cell: type = RNNCell
+
+    def forward(self, xs, w, a, ctx):
+        inp = xs[0]
+        u, seq, rate = a["units"], a["return_sequences"], float(a["dropout"])
+        suffixes = a["suffixes"]
+        caches, masks = [], []
+        for k, sfx in enumerate(suffixes):
+            mask = None
+            if k and ctx.training and rate > 0.0:
+                keep = ctx.rng.random(inp.shape) >= rate
+                mask = keep.astype(inp.dtype) * (1 / (1 - rate))   # (N, T, D*u), already scaled
+                inp = inp * mask
+            masks.append(mask)
+            last = k == len(suffixes) - 1
+            layer_caches, outs = [], []
+            for d, s in enumerate(sfx):
+                wd = {n: w[n + s] for n in _NAMES}
+                H, cache = self.cell.forward(inp if d == 0 else inp[:, ::-1], wd, a)
+                layer_caches.append(cache)
+                if last and not seq:
+                    outs.append(H[-1])                        # (N, u): the state after the direction's last step
+                else:
+                    hs = H[1:].transpose(1, 0, 2)             # (N, T, u), in the direction's own time order
+                    outs.append(hs if d == 0 else hs[:, ::-1])
+            caches.append(layer_caches)
+            # NOTE: a copy either way: the output never aliases a cache
+            inp = np.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0].copy()
+        return inp, StackCache(caches, masks, suffixes, u, seq)
+
+    def backward(self, dy, cache: StackCache):
+        caches, masks, suffixes, u, seq = cache
+        grads: dict = {}
+        dseq, dlast = (dy, None) if seq else (None, dy)
+        dx = None
+        for k in range(len(caches) - 1, -1, -1):
+            dx = None
+            for d, (c, s) in enumerate(zip(caches[k], suffixes[k])):
+                part = slice(d * u, (d + 1) * u)
+                ds = None if dseq is None else (dseq[..., part] if d == 0 else dseq[:, ::-1, part])
+                dl = None if dlast is None else dlast[:, part]
+                (dxd,), g = self.cell.backward(ds, dl, c)
+                if d:
+                    dxd = dxd[:, ::-1]
+                dx = dxd if dx is None else dx + dxd
+                for n, arr in g.items():
+                    grads[n + s] = arr
+            if masks[k] is not None:
+                dx = dx * masks[k]
+            dseq, dlast = dx, None
+        return [np.ascontiguousarray(dx)], grads
+
+
+@register("rnn")
+class RNN(Recurrent):
+    cell = RNNCell
+
+
+@register("lstm")
+class LSTM(Recurrent):
+    cell = LSTMCell
+
+
+@register("gru")
+class GRU(Recurrent):
+    cell = GRUCell
