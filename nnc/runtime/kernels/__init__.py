@@ -1,7 +1,7 @@
 """NumPy kernels: forward and backward for every op, side by side.
 
 Each op is one :class:`Kernel` registered in :data:`KERNELS` under the op's catalogue name, in a
-module of its family: ``dense``, ``conv``, ``pool``, ``shape``, ``norm``, ``recurrent``,
+module of its family: ``dense``, ``conv``, ``pool``, ``shape``, ``norm``, ``recurrent``, ``attention``,
 ``activations`` (and ``special`` for erf). ``tests/test_catalogue.py`` fails when an op of the
 catalogue has no kernel.
 
@@ -28,7 +28,7 @@ Conventions:
 """
 from __future__ import annotations
 
-from . import activations, conv, dense, norm, pool, recurrent, shape  # noqa: F401  (they register)
+from . import activations, attention, conv, dense, norm, pool, recurrent, shape  # noqa: F401  (they register)
 from .base import KERNELS, Ctx, Kernel, register
 from .special import erf, erfc, sigmoid
 
