@@ -98,8 +98,8 @@ def _hardswish(x, a):
 
 
 def _hardswish_grad(dy, x):
-    # NOTE: PyTorch's hardswish_backward: 0 for x <= -3, (2x + 3) / 6 for -3 < x < 3, 1 for x >= 3
-    return dy * np.where(x <= -3, 0, np.where(x >= 3, 1, (2 * x + 3) * (1 / 6)))
+    # NOTE: PyTorch's hardswish_backward: 0 for x <= -3, x / 3 + 1/2 for -3 < x < 3, 1 for x >= 3
+    return dy * np.where(x <= -3, 0, np.where(x >= 3, 1, x / 3 + 0.5))
 
 
 def _clip(x, a):
