@@ -60,7 +60,7 @@ class Case:
             xs.append(x.astype(dtype))
         w = {}
         for name, shape in self.weights.items():
-            if name == "running_var":
+            if name in ("running_var", "var"):
                 w[name] = rng.uniform(0.5, 2.0, shape).astype(dtype)
             else:
                 w[name] = (0.5 * rng.standard_normal(shape)).astype(dtype)
@@ -155,6 +155,17 @@ def batchnorm(id, shape, training):
 
 def unary(op, xshape=(3, 4, 5), kind="normal", id=None, **a):
     return Case(id or op, op, a, [(kind, xshape)])
+
+
+def mha(id, n, tq, e, heads, tk=None, causal=False, dropout=0.0, bias=True, training=False):
+    """multihead_attention: self-attention on (n, tq, e), or cross-attention with a kv (n, tk, e)."""
+    weights = {"in_proj_weight": (3 * e, e), "in_proj_bias": (3 * e,), "out_proj.weight": (e, e),
+               "out_proj.bias": (e,)}
+    if not bias:
+        weights = {k: v for k, v in weights.items() if "bias" not in k}
+    inputs = [("normal", (n, tq, e))] + ([("normal", (n, tk, e))] if tk else [])
+    a = dict(heads=heads, causal=causal, dropout=dropout, bias=bias, head_dim=e // heads)
+    return Case(id, "multihead_attention", a, inputs, weights, tuple(weights), training=training)
 
 
 CASES = [
@@ -301,6 +312,14 @@ CASES = [
     Case("3", "add", {}, [("normal", (2, 3, 2))] * 3),
     Case("2", "multiply", {}, [("normal", (3, 4))] * 2),
     Case("3", "multiply", {}, [("normal", (2, 3, 2))] * 3),
+    # broadcasting: per-example axes aligned from the right, size-1 and missing axes broadcast
+    Case("broadcast-C11", "add", {}, [("normal", (2, 3, 4, 5)), ("normal", (2, 3, 1, 1))]),
+    Case("broadcast-rank1", "add", {}, [("normal", (2, 3, 4, 5)), ("normal", (2, 5))]),
+    Case("broadcast-both", "add", {}, [("normal", (2, 1, 4)), ("normal", (2, 3, 1))]),
+    Case("broadcast-3", "add", {}, [("normal", (2, 3, 4)), ("normal", (2, 4)), ("normal", (2, 3, 1))]),
+    Case("broadcast-C11", "multiply", {}, [("normal", (2, 3, 4, 5)), ("normal", (2, 3, 1, 1))]),
+    Case("broadcast-rank1", "multiply", {}, [("normal", (2, 3, 4)), ("normal", (2, 4))]),
+    Case("broadcast-3", "multiply", {}, [("normal", (2, 1, 4)), ("normal", (2, 3, 1)), ("normal", (2, 4))]),
     Case("axis0", "concat", dict(axis=0), [("normal", (2, 2, 3)), ("normal", (2, 4, 3))]),
     Case("axis1-3in", "concat", dict(axis=1),
          [("normal", (2, 3, 1)), ("normal", (2, 3, 2)), ("normal", (2, 3, 4))]),
@@ -322,6 +341,30 @@ CASES = [
     unary("softplus", kind="wide"),
     unary("silu", kind="wide"),
     unary("step", kind="away"),
+    unary("relu6", (4, 5, 6), kind="wide"),
+    unary("hardsigmoid", (4, 5, 6), kind="wide"),
+    unary("hardswish", (4, 5, 6), kind="wide"),
+    unary("clip", (4, 5, 6), kind="wide", min=-1.0, max=2.0),
+    unary("clip", (3, 4), kind="wide", id="equal-bounds", min=0.5, max=0.5),
+    # attention, positional encodings, normalize
+    mha("self", 2, 4, 6, 2),
+    mha("self-1head", 3, 3, 4, 1),
+    mha("self-nobias", 2, 4, 6, 3, bias=False),
+    mha("causal", 2, 5, 4, 2, causal=True),
+    mha("causal-nobias", 2, 4, 6, 3, causal=True, bias=False),
+    mha("cross", 2, 3, 6, 3, tk=5),
+    mha("cross-nobias", 2, 4, 4, 2, tk=2, bias=False),
+    mha("dropout-train", 2, 4, 6, 2, dropout=0.3, training=True),
+    mha("dropout-train-causal", 2, 4, 4, 2, causal=True, dropout=0.5, training=True),
+    mha("dropout-train-cross", 2, 3, 4, 2, tk=5, dropout=0.25, training=True),
+    mha("dropout-eval", 2, 4, 6, 2, dropout=0.5),
+    Case("positional_embedding", "positional_embedding", dict(init={"kind": "normal", "mean": 0.0, "std": 0.02}),
+         [("normal", (3, 4, 5))], dict(weight=(4, 5)), ("weight",)),
+    Case("even", "positional_encoding", {}, [("normal", (2, 5, 6))]),
+    Case("odd", "positional_encoding", {}, [("normal", (2, 4, 5))]),
+    Case("last", "normalize", dict(axis=1, eps=1e-5), [("normal", (3, 4, 5))], dict(mean=(5,), var=(5,))),
+    Case("axis0", "normalize", dict(axis=0, eps=1e-3), [("normal", (3, 4, 5))], dict(mean=(4,), var=(4,))),
+    Case("features", "normalize", dict(axis=0, eps=1e-5), [("normal", (4, 6))], dict(mean=(6,), var=(6,))),
 ]
 
 # step's derivative is 0 almost everywhere, but its backward is straight-through by design:

@@ -4,6 +4,8 @@ Skipped when torch is not installed; torch is never a dependency of nnc.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -110,6 +112,40 @@ def _rnn(op, xshape, u, seq, activation=None, bidirectional=False, layers=1):
             shapes.update({f"weight_ih{s}": (g * u, f if k == 0 else len(suffixes) * u),
                            f"weight_hh{s}": (g * u, u), f"bias_ih{s}": (g * u,), f"bias_hh{s}": (g * u,)})
     return a, [xshape], shapes
+def _mha(is_causal=False):
+    """torch.nn.MultiheadAttention(E, heads, batch_first=True) with nnc's weights loaded by name;
+    causal as a boolean upper-triangle attn_mask (plus the is_causal hint if asked)."""
+    def fn(*args):
+        *xs, w, a = args
+        q, kv = xs[0], xs[-1]
+        mod = torch.nn.MultiheadAttention(q.shape[-1], a["heads"], dropout=a["dropout"], bias=a["bias"],
+                                          batch_first=True).double()
+        mod.load_state_dict({k: v.detach() for k, v in w.items()})      # strict: the names must match
+        mask = torch.triu(torch.ones(q.shape[1], kv.shape[1], dtype=torch.bool), 1) if a["causal"] else None
+        out, _ = mod(q, kv, kv, need_weights=False, attn_mask=mask, is_causal=is_causal)
+        fn.params = dict(mod.named_parameters())
+        return out
+    return fn
+
+
+def _sinusoids(x, w, a):
+    """The PyTorch tutorial's PositionalEncoding (odd E: the cosines take the first E // 2 rates)."""
+    t, e = x.shape[1:]
+    pos = torch.arange(t, dtype=torch.float64)[:, None]
+    rate = torch.exp(torch.arange(0, e, 2, dtype=torch.float64) * (-math.log(10000.0) / e))
+    pe = torch.zeros(t, e, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(pos * rate)
+    pe[:, 1::2] = torch.cos(pos * rate[:e // 2])
+    return x + pe
+
+
+def _mha_row(label, shapes, heads, causal=False, bias=True, is_causal=False):
+    e = shapes[0][-1]
+    w = {"in_proj_weight": (3 * e, e), "in_proj_bias": (3 * e,), "out_proj.weight": (e, e), "out_proj.bias": (e,)}
+    if not bias:
+        w = {k: v for k, v in w.items() if "bias" not in k}
+    a = dict(heads=heads, causal=causal, dropout=0.0, bias=bias, head_dim=e // heads)
+    return (label, "multihead_attention", a, shapes, w, _mha(is_causal))
 
 
 def _bn(x, w, a):
@@ -269,6 +305,38 @@ TABLE = [
     ("gelu", "gelu", {}, [(3, 7)], {}, lambda x, w, a: F.gelu(x)),
     ("softplus", "softplus", {}, [(3, 7)], {}, lambda x, w, a: F.softplus(x)),
     ("silu", "silu", {}, [(3, 7)], {}, lambda x, w, a: F.silu(x)),
+    ("relu6", "relu6", {}, [(4, 9)], {}, lambda x, w, a: F.relu6(x)),
+    # NOTE: F.hardsigmoid's float64 backward multiplies by 1.0f / 6.0f, a float32 constant (relative
+    # error 3e-8); its own definition relu6(x + 3) / 6 is exact. tests/test_ops_attention.py compares
+    # with F.hardsigmoid itself (kinks included) at that tolerance.
+    ("hardsigmoid", "hardsigmoid", {}, [(4, 9)], {}, lambda x, w, a: F.relu6(x + 3) / 6),
+    ("hardswish", "hardswish", {}, [(4, 9)], {}, lambda x, w, a: F.hardswish(x)),
+    ("clip", "clip", dict(min=-2.5, max=4.0), [(4, 9)], {}, lambda x, w, a: torch.clamp(x, -2.5, 4.0)),
+    # broadcasting merges: the reference spells out the batch-aware alignment (a lower-rank input
+    # gets its size-1 axes after the batch axis)
+    ("add-broadcast-C11", "add", {}, [(2, 3, 4, 5), (2, 3, 1, 1)], {}, lambda x, y, w, a: x + y),
+    ("add-broadcast-rank1", "add", {}, [(2, 3, 4, 5), (2, 5)], {}, lambda x, y, w, a: x + y[:, None, None, :]),
+    ("add-broadcast-3", "add", {}, [(2, 1, 4), (2, 3, 1), (2, 4)], {},
+     lambda x, y, z, w, a: x + y + z[:, None, :]),
+    ("multiply-broadcast-both", "multiply", {}, [(2, 1, 4), (2, 3, 1)], {}, lambda x, y, w, a: x * y),
+    ("multiply-broadcast-rank1", "multiply", {}, [(2, 3, 4, 5), (2, 4, 1)], {},
+     lambda x, y, w, a: x * y[:, None, :, :]),
+    # attention, positional encodings, normalize
+    _mha_row("mha-self", [(2, 5, 6)], 2),
+    _mha_row("mha-self-1head-nobias", [(3, 4, 4)], 1, bias=False),
+    _mha_row("mha-causal-attn_mask", [(2, 5, 6)], 3, causal=True),
+    _mha_row("mha-causal-is_causal", [(2, 6, 4)], 2, causal=True, is_causal=True),
+    _mha_row("mha-causal-nobias", [(2, 5, 6)], 2, causal=True, bias=False),
+    _mha_row("mha-cross", [(2, 4, 6), (2, 7, 6)], 3),
+    _mha_row("mha-cross-nobias", [(3, 2, 8), (3, 5, 8)], 4, bias=False),
+    ("positional_embedding", "positional_embedding", dict(init={"kind": "normal", "mean": 0.0, "std": 0.02}),
+     [(3, 4, 5)], {"weight": (4, 5)}, lambda x, w, a: x + w["weight"]),
+    ("positional_encoding-even", "positional_encoding", {}, [(2, 7, 6)], {}, _sinusoids),
+    ("positional_encoding-odd", "positional_encoding", {}, [(2, 7, 5)], {}, _sinusoids),
+    ("normalize-last", "normalize", dict(axis=1, eps=1e-5), [(3, 4, 5)], {"mean": (5,), "var": (5,)},
+     lambda x, w, a: (x - w["mean"]) / torch.sqrt(w["var"] + a["eps"])),
+    ("normalize-axis0", "normalize", dict(axis=0, eps=1e-3), [(3, 4, 5)], {"mean": (4,), "var": (4,)},
+     lambda x, w, a: (x - w["mean"][:, None]) / torch.sqrt(w["var"][:, None] + a["eps"])),
 ]
 
 
@@ -279,11 +347,12 @@ TIES = {"maxpool2d", "maxpool1d", "globalmaxpool2d", "globalmaxpool1d"}   # firs
 def test_matches_torch(row):
     label, op, a, shapes, wshapes, tfn = row
     rng = np.random.default_rng(0)
-    xs = [8 * rng.standard_normal(s) if op in ("softplus", "gelu", "elu", "selu")
+    xs = [8 * rng.standard_normal(s) if op in ("softplus", "gelu", "elu", "selu", "relu6", "hardsigmoid",
+                                                "hardswish", "clip")
           else rng.standard_normal(s) for s in shapes]
     if op in TIES or label.endswith("-ties"):       # include ties: integer-valued inputs
         xs = [np.round(x * 2) for x in xs]
-    w = {k: (rng.uniform(0.5, 2, s) if k == "running_var" else 0.5 * rng.standard_normal(s))
+    w = {k: (rng.uniform(0.5, 2, s) if k in ("running_var", "var") else 0.5 * rng.standard_normal(s))
          for k, s in wshapes.items()}
     a = dict(a)
 
@@ -293,7 +362,7 @@ def test_matches_torch(row):
     dxs, dw = KERNELS[op].backward(R, cache)
 
     tx = [torch.tensor(x, requires_grad=True) for x in xs]
-    tw = {k: torch.tensor(v, requires_grad=k not in ("running_mean", "running_var"))
+    tw = {k: torch.tensor(v, requires_grad=k not in ("running_mean", "running_var", "mean", "var"))
           for k, v in w.items()}
     ty = tfn(*tx, tw, a)
     (ty * torch.tensor(R)).sum().backward()

@@ -244,6 +244,14 @@ CASES = {
     "add3": "input x: [5]\na = dense(4)\nb = x -> dense(4)\nc = x -> dense(4)\nadd(a, b, c) -> relu",
     "multiply2": "input x: [5]\na = dense(4)\nb = x -> dense(4)\nmultiply(a, b)",
     "multiply3": "input x: [5]\na = dense(4)\nb = x -> dense(4)\nc = x -> dense(4)\nmultiply(a, b, c)",
+    "add_broadcast_C11": "input x: [3, 4, 5]\ns = globalavgpool2d -> reshape([3, 1, 1])\nadd(x, s)",
+    "add_broadcast_rank1": "input x: [3, 4, 5]\ninput b: [5]\nadd(x, b)",
+    "add_broadcast_both": "input a: [1, 4]\ninput b: [3, 1]\nadd(a, b)",
+    "add_broadcast_3": "input a: [3, 4]\ninput b: [4]\ninput c: [3, 1]\nadd(a, b, c)",
+    "multiply_broadcast_C11": "input x: [3, 4, 5]\ns = globalavgpool2d -> dense(3) -> sigmoid -> reshape([3, 1, 1])\n"
+                              "multiply(x, s)",
+    "multiply_broadcast_rank2": "input x: [3, 4, 5]\ninput g: [4, 1]\nmultiply(x, g)",
+    "multiply_broadcast_3": "input a: [2, 1, 4]\ninput b: [3, 1]\ninput c: [4]\nmultiply(a, b, c)",
     "concat_rank1": "input x: [5]\na = dense(4)\nb = x -> dense(3)\nconcat(a, b)",
     "concat_axis0": "input x: [2, 3]\na = relu\nb = x -> tanh\nconcat(a, b, axis=0)",
     "concat_axis1": "input x: [2, 3]\na = relu\nb = x -> tanh\nconcat(a, b, x, axis=1)",
@@ -268,6 +276,24 @@ CASES = {
     "silu": "input x: [3, 4]\nsilu",
     "step": "input x: [3, 4]\nstep",
     "linear_activation": "input x: [3, 4]\nlinear",
+    "relu6": "input x: [3, 4]\nrelu6",
+    "hardsigmoid": "input x: [3, 4]\nhardsigmoid",
+    "hardswish": "input x: [3, 4]\nhardswish",
+    "clip": "input x: [3, 4]\nclip(-0.5, 0.75)",
+    "clip_keywords": "input x: [3, 4]\nclip(max=0.5, min=-1)",
+    # attention, positional encodings, normalize
+    "multihead_attention": "input x: [5, 8]\nmultihead_attention(2)",
+    "multihead_attention_causal": "input x: [5, 8]\nmultihead_attention(4, causal=true)",
+    "multihead_attention_no_bias": "input x: [4, 6]\nmultihead_attention(3, bias=false)",
+    "multihead_attention_dropout": "input x: [4, 6]\nmultihead_attention(1, dropout=0.3)",
+    "multihead_attention_cross": "input q: [3, 6]\ninput kv: [5, 6]\nmultihead_attention(q, kv, heads=3)",
+    "multihead_attention_cross_no_bias": "input q: [3, 4]\ninput kv: [2, 4]\nmultihead_attention(q, kv, heads=2, bias=false)",
+    "positional_embedding": "input x: [5, 4]\npositional_embedding",
+    "positional_encoding": "input x: [6, 8]\npositional_encoding",
+    "positional_encoding_odd": "input x: [6, 5]\npositional_encoding",
+    "normalize": "input x: [3, 4]\nnormalize",
+    "normalize_axis0": "input x: [3, 4, 5]\nnormalize(axis=0, eps=0.001)",
+    "normalize_axis_middle": "input x: [3, 4, 5]\nnormalize(axis=-2)",
 }
 
 
@@ -327,6 +353,16 @@ def test_every_catalogue_op_is_covered_by_a_case():
     ("silu", ["Sigmoid", "Mul"]),
     ("step", ["Greater", "Cast"]),
     ("linear_activation", ["Identity"]),
+    ("relu6", ["Clip"]),
+    ("clip", ["Clip"]),
+    ("hardsigmoid", ["HardSigmoid"]),
+    ("hardswish", ["HardSwish"]),
+    ("add_broadcast_C11", ["ReduceMean", "Reshape", "Add"]),
+    ("add_broadcast_rank1", ["Reshape", "Add"]),
+    ("add_broadcast_both", ["Add"]),
+    ("positional_embedding", ["Add"]),
+    ("positional_encoding", ["Add"]),
+    ("normalize", ["Add", "Sqrt", "Sub", "Div"]),
 ])
 def test_emitted_nodes(case, expected):
     exp = E.build(program_of(CASES[case]))

@@ -35,7 +35,7 @@ from ..vocab import INITIALIZERS, init_value
 from .irtypes import Weight
 from ..lang import ast as A
 from ..lang.types import (REQUIRED, ArgError, Bool, Enum, Float, Int, Ints, Padding, Param, ShapeList,
-                          Signature, Type)
+                          Signature, Type, fmt_number)
 
 Shape = tuple[int, ...]
 
@@ -58,7 +58,8 @@ class OpDef:
     flops: Callable[[list[Shape], Shape, dict], int] = lambda shapes, out, a: 0
     input_dtype: str = "float32"                # what the op accepts: float32 | int64
     output_dtype: str = "float32"
-    merge: bool = False                         # takes several named inputs: add(a, b)
+    merge: bool | str = False                   # takes several named inputs: add(a, b); "optional": also a
+    #   single-input stage, a merge when its first positional argument names a value (multihead_attention)
     # NOTE: the output holds the input's values unchanged at inference, so token ids pass through it
     # on their way to an embedding (checked before training, drawn in range for export verification)
     passes_values: bool = False
@@ -706,15 +707,38 @@ for _name in ("rnn", "lstm", "gru"):
 # ----------------------------------------------------------------------------------------------
 # merges
 
-def _same_shapes(op):
+def _broadcasts(a: Shape, b: Shape) -> bool:
+    """Whether two shapes of one rank broadcast: equal sizes, or 1, on every axis."""
+    return all(x == y or 1 in (x, y) for x, y in zip(a, b))
+
+
+def _broadcast_hint(a: Shape, b: Shape) -> str:
+    # NOTE: a lower-rank value aligns with the *last* axes; when it would fit the first ones (a [C]
+    # gate against [C, H, W]), say how to line it up instead of suggesting a projection
+    for low, high in ((a, b), (b, a)):
+        if len(low) < len(high):
+            padded = tuple(low) + (1,) * (len(high) - len(low))
+            if _broadcasts(padded, high):
+                return (f"a {fmt_shape(low)} value lines up with the last axes of {fmt_shape(high)}; to repeat it "
+                        f"over the others, reshape it first: `reshape({list(padded)})`")
+    return ("sizes must be equal or 1 on each axis, aligned from the right; project one with `dense(...)` "
+            "or `conv2d(..., kernel=1)` to match")
+
+
+def _broadcast_infer(op):
+    """NumPy broadcasting over the per-example axes, aligned from the right: each axis is equal or 1
+    (or missing in the lower-rank value). The batch axis is never broadcast."""
     def infer(shapes, a):
-        first = shapes[0]
+        out = shapes[0]
         for i, s in enumerate(shapes[1:], 1):
-            if s != first:
-                raise ShapeError("E203", f"{op} needs inputs of equal shape, got {fmt_shape(first)} "
-                                 f"(input 1) and {fmt_shape(s)} (input {i + 1})",
-                                 "project one of them with `dense(...)` or `conv2d(..., kernel=1)` to match")
-        return first
+            rank = max(len(out), len(s))
+            po, ps = (1,) * (rank - len(out)) + tuple(out), (1,) * (rank - len(s)) + tuple(s)
+            if not _broadcasts(po, ps):
+                left = f"{fmt_shape(out)} (input 1)" if i == 1 else f"{fmt_shape(out)} (inputs 1 to {i})"
+                raise ShapeError("E203", f"{op} needs inputs whose shapes broadcast, got {left} and "
+                                 f"{fmt_shape(s)} (input {i + 1})", _broadcast_hint(tuple(out), tuple(s)))
+            out = tuple(max(x, y) for x, y in zip(po, ps))
+        return out
     return infer
 
 
@@ -747,8 +771,9 @@ def _concat_infer(shapes, a):
     return tuple(out)
 
 
-for _name, _doc in (("add", "Elementwise sum of equal shapes."), ("multiply", "Elementwise product.")):
-    register(OpDef(_name, Signature(_name, []), "merge", _same_shapes(_name), merge=True, doc=_doc,
+for _name, _doc in (("add", "Elementwise sum, broadcast as NumPy does over the per-example axes."),
+                   ("multiply", "Elementwise product, broadcast as NumPy does over the per-example axes.")):
+    register(OpDef(_name, Signature(_name, []), "merge", _broadcast_infer(_name), merge=True, doc=_doc,
                    example=f"{_name}(a, b) -> relu"))
 register(OpDef("concat", Signature("concat", [Param("axis", Int(), None, "axis to join (batch not counted)")]),
                "merge", _concat_infer, merge=True, doc="Joins its inputs along `axis`.",
@@ -788,8 +813,138 @@ _ACTIVATIONS = {
     "silu": ([], "x * sigmoid(x)"),
     "step": ([], "1 where x > 0 else 0; the gradient passes straight through"),
     "linear": ([], "x (no activation)"),
+    "relu6": ([], "min(max(x, 0), 6)"),
+    "hardsigmoid": ([], "min(max(x + 3, 0), 6) / 6"),
+    "hardswish": ([], "x * hardsigmoid(x)"),
 }
 for _name, (_params, _doc) in _ACTIVATIONS.items():
     register(OpDef(_name, Signature(_name, _params, 0), "activation",
                    _axis_infer(_name) if _params and _params[0].name == "axis" else _same,
                    passes_values=_name == "linear", doc=_doc, example=f"dense(10) -> {_name}"))
+
+
+def _clip_check(a, call):
+    from ..lang.types import ArgError
+    if a["min"] > a["max"]:
+        raise ArgError("E402", f"`clip` needs min <= max, got {fmt_number(a['min'])} and {fmt_number(a['max'])}",
+                       "swap the bounds: `clip(min, max)`", call.span)
+
+
+register(OpDef("clip", Signature("clip", [Param("min", Float(), REQUIRED, "lower bound"),
+                                          Param("max", Float(), REQUIRED, "upper bound")], 2, check=_clip_check),
+               "activation", _same, doc="min(max(x, min), max) (torch.clamp)", example="dense(10) -> clip(-1, 1)"))
+
+
+# ----------------------------------------------------------------------------------------------
+# attention, positional encodings and normalize
+
+def _sequence_check(op: str, s: Shape, what: str = "", heads: int = 1) -> None:
+    if len(s) == 2:
+        return
+    if len(s) == 1:
+        # the smallest feature size that `heads` divides and that divides the values
+        e = next((k for k in range(heads, s[0] + 1, heads) if s[0] % k == 0), 1)
+        hint = f"reshape it to [T, E] first, e.g. `reshape([{s[0] // e}, {e}])`"
+    else:
+        hint = f"reshape it to [T, E] first, e.g. `reshape([{s[0]}, {_prod(s[1:])}])`"
+    raise ShapeError("E223", f"{op} expects a sequence [T, E] per example{what}, got {fmt_shape(s)}", hint)
+
+
+def _heads_hint(e: int, heads: int) -> str:
+    divisors = [d for d in range(1, e + 1) if e % d == 0]
+    near = [d for d in (max((d for d in divisors if d < heads), default=None),
+                        min((d for d in divisors if d > heads), default=None)) if d is not None]
+    options = " or ".join(f"`heads={d}`" for d in near)
+    wider = -(-e // heads) * heads
+    return (f"use {options} (divisors of {e}), or project to a multiple of {heads} first, "
+            f"e.g. `dense({wider})`")
+
+
+def _mha_infer(shapes, a):
+    if len(shapes) > 2:
+        raise ShapeError("E404", f"multihead_attention takes a query and one key/value input, got {len(shapes)} inputs",
+                         "name the query, then the value used as both keys and values: "
+                         "`multihead_attention(q, kv, heads=...)`")
+    cross = len(shapes) == 2
+    for s, what in zip(shapes, (" (query)", " (key/value)") if cross else ("",)):
+        _sequence_check("multihead_attention", s, what, a["heads"])
+    (tq, e), (tk, ek) = shapes[0], shapes[-1]
+    if ek != e:
+        raise ShapeError("E225", f"multihead_attention needs a query and a key/value of the same feature size, "
+                         f"got {fmt_shape(shapes[0])} (query) and {fmt_shape(shapes[1])} (key/value)",
+                         f"project the key/value to {e} features first, e.g. `kv -> dense({e})`")
+    heads = a["heads"]
+    if e % heads:
+        raise ShapeError("E224", f"multihead_attention needs the feature size E = {e} to be divisible by "
+                         f"heads={heads}", _heads_hint(e, heads))
+    if cross and a["causal"]:
+        raise ShapeError("E226", "multihead_attention with `causal=true` is self-attention only, but it was given "
+                         "a separate key/value input",
+                         "drop `causal=true`, or attend a sequence to itself: `x -> multihead_attention("
+                         f"{heads}, causal=true)`")
+    a["head_dim"] = e // heads
+    return shapes[0]
+
+
+def _mha_weights(shapes, a):
+    e = shapes[0][1]
+    bound = 1 / math.sqrt(e)
+    # NOTE: torch.nn.MultiheadAttention: xavier_uniform_ on in_proj_weight, zero biases; out_proj keeps
+    # nn.Linear's default kaiming_uniform_(a=sqrt(5)), i.e. U(-1/sqrt(E), 1/sqrt(E))
+    out = [Weight(name="in_proj_weight", shape=[3 * e, e], init=init_value("glorot_uniform"))]
+    if a["bias"]:
+        out.append(Weight(name="in_proj_bias", shape=[3 * e], init=_ZEROS))
+    out.append(Weight(name="out_proj.weight", shape=[e, e], init=init_value("uniform", low=-bound, high=bound)))
+    if a["bias"]:
+        out.append(Weight(name="out_proj.bias", shape=[e], init=_ZEROS))
+    return out
+
+
+def _mha_flops(shapes, out, a):
+    (tq, e), (tk, _) = shapes[0], shapes[-1]
+    # projections (query Tq*E*E, keys and values 2*Tk*E*E, output Tq*E*E) + scores and values (Tq*Tk*E each)
+    return 2 * (2 * tq * e * e + 2 * tk * e * e + 2 * tq * tk * e)
+
+
+register(OpDef(
+    "multihead_attention",
+    Signature("multihead_attention", [Param("heads", Int(min=1), REQUIRED, "attention heads; must divide E"),
+                                      Param("causal", Bool(), False, "step i attends to steps j <= i only"),
+                                      Param("dropout", Float(0, 1, max_open=True), 0.0,
+                                            "dropout on the attention weights while training"),
+                                      _BIAS], 1),
+    "attention", _mha_infer, weights=_mha_weights, flops=_mha_flops, merge="optional",
+    doc="torch.nn.MultiheadAttention(E, heads, batch_first=True): self-attention on [T, E], or "
+        "multihead_attention(q, kv, heads=...) with kv used as keys and values.",
+    example="multihead_attention(4, causal=true)"))
+
+
+def _positional_infer(op):
+    def infer(shapes, a):
+        _sequence_check(op, shapes[0])
+        return shapes[0]
+    return infer
+
+
+register(OpDef("positional_embedding", Signature("positional_embedding", [_init("normal", mean=0.0, std=0.02)]),
+               "layer", _positional_infer("positional_embedding"),
+               weights=lambda shapes, a: [Weight(name="weight", shape=list(shapes[0]), init=a["init"])],
+               doc="Adds a learned weight [T, E] to a sequence [T, E].", example="positional_embedding"))
+
+register(OpDef("positional_encoding", Signature("positional_encoding", []), "layer",
+               _positional_infer("positional_encoding"),
+               doc="Adds the fixed sinusoids of Attention Is All You Need to a sequence [T, E].",
+               example="dense(32) -> positional_encoding"))
+
+
+def _normalize_weights(shapes, a):
+    k = shapes[0][a["axis"]]
+    return [Weight(name="mean", shape=[k], init=_ZEROS, trainable=False),
+            Weight(name="var", shape=[k], init=_ONES, trainable=False)]
+
+
+register(OpDef("normalize", Signature("normalize", [Param("axis", Int(), -1, "the axis whose indices have statistics"),
+                                                    Param("eps", Float(0, min_open=True), 1e-5)]),
+               "norm", _axis_infer("normalize"), weights=_normalize_weights,
+               doc="(x - mean) / sqrt(var + eps) with fixed statistics per index of `axis` (state, not parameters).",
+               example="normalize"))

@@ -525,15 +525,27 @@ def _elided(e: Emit) -> str:
     return e.x
 
 
+def _aligned(e: Emit) -> list[str]:
+    """A broadcasting merge's inputs at one rank. ONNX broadcasts from the right over *all* axes, so
+    a lower-rank input (N, *s) is reshaped to (N, 1, ..., *s) first: the batch axis stays aligned
+    with the batch axis and the per-example axes align from the right, as NumPy (and nnc) do."""
+    rank = max(len(s) for s in e.in_shapes)
+    return [x if len(s) == rank else e.op("Reshape", [x, e.const("shape", [0] + [1] * (rank - len(s)) + list(s))])
+            for x, s in zip(e.xs, e.in_shapes)]
+
+
 @emitter("add")
 def _add(e: Emit) -> str:
-    return e.op("Add", e.xs) if len(e.xs) == 2 else e.op("Sum", e.xs)
+    """Add (two inputs) or Sum, both broadcasting natively once the ranks agree."""
+    xs = _aligned(e)
+    return e.op("Add", xs) if len(xs) == 2 else e.op("Sum", xs)
 
 
 @emitter("multiply")
 def _multiply(e: Emit) -> str:
-    y = e.xs[0]
-    for other in e.xs[1:]:
+    xs = _aligned(e)
+    y = xs[0]
+    for other in xs[1:]:
         y = e.op("Mul", [y, other])
     return y
 
@@ -608,6 +620,115 @@ def _silu(e: Emit) -> str:
 def _step(e: Emit) -> str:
     """1.0 where x > 0 else 0.0."""
     return e.op("Cast", [e.op("Greater", [e.x, e.scalar("zero", 0.0)])], to=e.b.onnx.TensorProto.FLOAT)
+
+
+@emitter("relu6")
+def _relu6(e: Emit) -> str:
+    """Clip with min and max as inputs (opset 11)."""
+    return e.op("Clip", [e.x, e.scalar("min", 0.0), e.scalar("max", 6.0)])
+
+
+@emitter("clip")
+def _clip(e: Emit) -> str:
+    return e.op("Clip", [e.x, e.scalar("min", float(e.attrs["min"])), e.scalar("max", float(e.attrs["max"]))])
+
+
+@emitter("hardsigmoid")
+def _hardsigmoid(e: Emit) -> str:
+    """max(0, min(1, x / 6 + 1 / 2)): PyTorch's constants (ONNX's default alpha is 0.2)."""
+    return e.op("HardSigmoid", [e.x], alpha=1 / 6, beta=0.5)
+
+
+@emitter("hardswish")
+def _hardswish(e: Emit) -> str:
+    """HardSwish from opset 14; before it x * HardSigmoid(x) with PyTorch's constants."""
+    if e.opset >= 14:
+        return e.op("HardSwish", [e.x])
+    return e.op("Mul", [e.x, e.op("HardSigmoid", [e.x], alpha=1 / 6, beta=0.5)])
+
+
+# ----------------------------------------------------------------------------------------------
+# emitters: attention, positional encodings, normalize
+
+@emitter("multihead_attention")
+def _multihead_attention(e: Emit) -> str:
+    """torch.nn.MultiheadAttention's inference graph in standard ops (MatMul, Reshape, Transpose,
+    Softmax). q: (N, Tq, E), kv: (N, Tk, E) (the same value for self-attention):
+
+        Q, K, V = q Wq^T + bq, kv Wk^T + bk, kv Wv^T + bv   (derived [E, E] initializers; the query's
+                                                             scaled by 1/sqrt(d) in advance)
+        heads: Reshape (N, T, H, d) -> Transpose (N, H, T, d), keys (N, H, d, Tk)
+        P = Softmax(Q K^T [+ causal: -inf above the diagonal]) over the last axis
+        y = Reshape(Transpose(P V)) Wo^T + bo                 (N, Tq, E)
+
+    Softmax over the last axis means the same before opset 13 (the old one flattens to 2-D there)."""
+    a = e.attrs
+    (tq, E), (tk, _) = e.in_shapes[0], e.in_shapes[-1]
+    h, d = int(a["heads"]), int(a["head_dim"])
+    W = e.w["in_proj_weight"]
+    b = e.w.get("in_proj_bias")
+    scale = 1 / math.sqrt(d)
+    lid = e.node.id
+
+    def project(x: str, block: int, what: str, factor: float = 1.0) -> str:
+        rows = slice(block * E, (block + 1) * E)
+        note = f" times 1/sqrt({d})" if factor != 1.0 else ""
+        y = e.op("MatMul", [x, e.param(f"{what}_weight_t", W[rows].T * factor,
+                                       doc=f"rows {rows.start}:{rows.stop} of {lid}.in_proj_weight transposed "
+                                           f"to [E, E]{note}")])
+        if b is None:
+            return y
+        return e.op("Add", [y, e.param(f"{what}_bias", b[rows] * factor,
+                                       doc=f"entries {rows.start}:{rows.stop} of {lid}.in_proj_bias{note}")])
+
+    def heads(x: str, t: int, perm: list[int]) -> str:
+        return e.op("Transpose", [e.op("Reshape", [x, e.const("heads_shape", [0, t, h, d])])], perm=perm)
+
+    q = heads(project(e.xs[0], 0, "q", scale), tq, [0, 2, 1, 3])        # (N, H, Tq, d)
+    kt = heads(project(e.xs[-1], 1, "k"), tk, [0, 2, 3, 1])             # (N, H, d, Tk)
+    v = heads(project(e.xs[-1], 2, "v"), tk, [0, 2, 1, 3])              # (N, H, Tk, d)
+    scores = e.op("MatMul", [q, kt])                                    # (N, H, Tq, Tk)
+    if a["causal"]:
+        future = np.triu(np.ones((tq, tk), dtype=bool), 1)
+        scores = e.op("Add", [scores, e.const("causal_mask", np.where(future, -np.inf, 0.0), np.float32)])
+    p = e.op("Softmax", [scores], axis=3)
+    o = e.op("Transpose", [e.op("MatMul", [p, v])], perm=[0, 2, 1, 3])  # (N, Tq, H, d)
+    o = e.op("Reshape", [o, e.const("merged_shape", [0, tq, E])])
+    y = e.op("MatMul", [o, e.param("out_proj.weight_t", e.w["out_proj.weight"].T,
+                                   doc=f"{lid}.out_proj.weight transposed to [E, E] for MatMul")])
+    return e.op("Add", [y, e.param("out_proj.bias")]) if a["bias"] else y
+
+
+@emitter("positional_embedding")
+def _positional_embedding(e: Emit) -> str:
+    """x (N, T, E) + weight [T, E] (broadcast over the batch)."""
+    return e.op("Add", [e.x, e.param("weight")])
+
+
+@emitter("positional_encoding")
+def _positional_encoding(e: Emit) -> str:
+    """x (N, T, E) + the sinusoids as an initializer [T, E]: PE[t, 2i] = sin(t / 10000^(2i/E)),
+    PE[t, 2i+1] = cos(t / 10000^(2i/E)) (an odd E ends with a sine column)."""
+    t, dim = e.in_shapes[0]
+    j = np.arange(dim)
+    angle = np.arange(t)[:, None] / np.power(10000.0, (j - j % 2) / dim)
+    pe = np.where(j % 2 == 0, np.sin(angle), np.cos(angle))
+    return e.op("Add", [e.x, e.param("pe", pe, doc="the fixed sinusoidal positional encoding [T, E]")])
+
+
+@emitter("normalize")
+def _normalize(e: Emit) -> str:
+    """(x - mean) / sqrt(var + eps), the statistics [K] reshaped to broadcast along `axis`
+    ([K, 1, ..., 1], aligned from the right against (N, ..., K, ...))."""
+    shape = e.in_shapes[0]
+    axis = int(e.attrs["axis"])
+    stat = [shape[axis]] + [1] * (len(shape) - 1 - axis)
+    mean, var = e.param("mean"), e.param("var")
+    if len(stat) > 1:
+        mean = e.op("Reshape", [mean, e.const("stat_shape", stat)])
+        var = e.op("Reshape", [var, e.const("stat_shape", stat)])
+    std = e.op("Sqrt", [e.op("Add", [var, e.scalar("eps", float(e.attrs["eps"]))])])
+    return e.op("Div", [e.op("Sub", [e.x, mean]), std])
 
 
 # ----------------------------------------------------------------------------------------------

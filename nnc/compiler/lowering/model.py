@@ -177,7 +177,7 @@ class ModelPass:
                 and first.name not in self.ctx.blocks:
             current = scope.value(first.name)
             stages = stages[1:]
-        elif first.name in OPS and OPS[first.name].merge:
+        elif first.name in OPS and _is_merge(first, scope):
             current = self.merge(first, scope)
             stages = stages[1:]
         else:
@@ -201,7 +201,7 @@ class ModelPass:
                     self.unknown_op(st, scope)
                 poisoned = True
                 continue
-            if OPS[st.name].merge:
+            if _is_merge(st, scope):
                 self.ctx.err("E313", f"`{st.name}` names all its inputs and must start its pipeline", st.span,
                              f"write `{st.name}(a, b) -> ...` as a statement of its own")
                 poisoned = True
@@ -247,8 +247,10 @@ class ModelPass:
         positional = [a for a in (st.args or []) if not isinstance(a, A.KwArg)]
         for a in positional:
             if not isinstance(a, A.Name):
+                example = f"{st.name}(a, b)" if OPS[st.name].merge is True else \
+                    f"{st.name}(a, b, {OPS[st.name].sig.params[0].name}=...)"  # the op's own arguments by keyword
                 self.ctx.err("E401", f"`{st.name}` takes the names of its inputs, got `{show(a)}`", a.span,
-                             f"e.g. `{st.name}(a, b)`")
+                             f"e.g. `{example}`")
                 ok = False
                 continue
             v = scope.value(a.name)
@@ -412,6 +414,17 @@ class ModelPass:
                 d.notes.append(Note(where, st.span))
             kept.append(d)
         sink.diagnostics[:] = kept
+
+
+def _is_merge(st: A.Call, scope: Scope) -> bool:
+    """Whether a stage of an op is written as a merge: always for ``OpDef.merge is True``; for
+    ``merge="optional"`` (an op that is also a single-input stage) when its first positional
+    argument is a bare name that is not a constant: ``multihead_attention(q, kv, heads=4)``."""
+    merge = OPS[st.name].merge
+    if merge != "optional":
+        return bool(merge)
+    first = next((a for a in st.args or [] if not isinstance(a, A.KwArg)), None)
+    return isinstance(first, A.Name) and scope.const(first.name) is None
 
 
 def _poison(span: SourceSpan) -> Value:

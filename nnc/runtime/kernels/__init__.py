@@ -2,7 +2,7 @@
 
 Each op is one :class:`Kernel` registered in :data:`KERNELS` under the op's catalogue name, in a
 module of its family: ``dense``, ``conv``, ``upsample``, ``pool``, ``shape``, ``reduce``, ``norm``,
-``recurrent``, ``activations`` (and ``special`` for erf). ``tests/test_catalogue.py`` fails when an op of the
+``recurrent``, ``attention``, ``activations`` (and ``special`` for erf). ``tests/test_catalogue.py`` fails when an op of the
 catalogue has no kernel.
 
     y, cache = KERNELS[op].forward(xs, w, a, ctx)
@@ -28,7 +28,7 @@ Conventions:
 """
 from __future__ import annotations
 
-from . import activations, conv, dense, norm, pool, recurrent, reduce, shape  # noqa: F401  (they register)
+from . import activations, attention, conv, dense, norm, pool, recurrent, reduce, shape  # noqa: F401  (they register)
 from . import upsample  # noqa: F401  (registers upsample2d)
 from .base import KERNELS, Ctx, Kernel, register
 from .special import erf, erfc, sigmoid

@@ -85,6 +85,28 @@ def _silu(x, a):
     return x * s, (x, s)
 
 
+def _relu6(x, a):
+    return np.clip(x, 0, 6), (x > 0) & (x < 6)
+
+
+def _hardsigmoid(x, a):
+    return np.clip(x + 3, 0, 6) * (1 / 6), (x > -3) & (x < 3)
+
+
+def _hardswish(x, a):
+    return x * np.clip(x + 3, 0, 6) * (1 / 6), x
+
+
+def _hardswish_grad(dy, x):
+    # NOTE: PyTorch's hardswish_backward: 0 for x <= -3, x / 3 + 1/2 for -3 < x < 3, 1 for x >= 3
+    return dy * np.where(x <= -3, 0, np.where(x >= 3, 1, x / 3 + 0.5))
+
+
+def _clip(x, a):
+    lo, hi = float(a["min"]), float(a["max"])
+    return np.clip(x, lo, hi), (x >= lo) & (x <= hi)
+
+
 POINTWISE: dict[str, Pointwise] = {
     "relu": Pointwise(lambda x, a: (np.maximum(x, _zeros_like(x)), x > 0), lambda dy, pos: dy * pos,
                       "max(x, 0)"),
@@ -102,6 +124,12 @@ POINTWISE: dict[str, Pointwise] = {
     "silu": Pointwise(_silu, lambda dy, s: dy * s[1] * (1 + s[0] * (1 - s[1])), "x * sigmoid(x)"),
     # NOTE: Heaviside forward, straight-through backward (dx = dy): the perceptron rule
     "step": Pointwise(lambda x, a: ((x > 0).astype(x.dtype), None), lambda dy, _: dy, "1 where x > 0 else 0"),
+    # NOTE: the gradients at the kinks are PyTorch's: relu6 and hardsigmoid (hardtanh_backward) pass
+    # none at their bounds; clip (clamp_backward) passes it at both bounds, inclusive
+    "relu6": Pointwise(_relu6, lambda dy, inside: dy * inside, "min(max(x, 0), 6)"),
+    "hardsigmoid": Pointwise(_hardsigmoid, lambda dy, inside: dy * inside * (1 / 6), "min(max(x + 3, 0), 6) / 6"),
+    "hardswish": Pointwise(_hardswish, _hardswish_grad, "x * min(max(x + 3, 0), 6) / 6"),
+    "clip": Pointwise(_clip, lambda dy, inside: dy * inside, "min(max(x, min), max)"),
 }
 
 

@@ -147,3 +147,23 @@ class Embedding(Kernel):
             starts = np.flatnonzero(np.concatenate(([True], sid[1:] != sid[:-1])))
             dweight[sid[starts]] = np.add.reduceat(g[order], starts, axis=0)
         return [None], {"weight": dweight}
+
+
+@register("normalize")
+class Normalize(Kernel):
+    """y = (x - mean) / sqrt(var + eps) with fixed statistics per index of a["axis"] (per-example,
+    normalised by the compiler; NumPy axis + 1).
+
+    x: (N, ..., K, ...) with K at that axis; mean, var: (K,) state (never trained here; fitting them
+    on data is the trainer's business). Backward treats the statistics as constants: dx = dy / std."""
+
+    def forward(self, xs, w, a, ctx):
+        x = xs[0]
+        shape = [1] * x.ndim
+        shape[a["axis"] + 1] = x.shape[a["axis"] + 1]
+        mean = w["mean"].astype(x.dtype, copy=False).reshape(shape)
+        inv_std = (1 / np.sqrt(w["var"].astype(x.dtype, copy=False) + float(a["eps"]))).reshape(shape)
+        return (x - mean) * inv_std, inv_std
+
+    def backward(self, dy, inv_std):
+        return [dy * inv_std], {}

@@ -55,38 +55,67 @@ class Concat(Kernel):
         return list(np.split(dy, splits, axis=axis)), {}
 
 
+def _aligned(xs: list[np.ndarray]) -> list[np.ndarray]:
+    """The inputs of a broadcasting merge at one rank: a lower-rank input gets size-1 axes right after
+    the batch axis, so per-example axes align from the right and the batch axis never broadcasts."""
+    rank = max(x.ndim for x in xs)
+    return [x if x.ndim == rank else x.reshape(x.shape[:1] + (1,) * (rank - x.ndim) + x.shape[1:]) for x in xs]
+
+
+def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """g: (N, *out) summed over the axes an input of ``shape`` (N, ...) was broadcast along."""
+    if g.shape == shape:
+        return g
+    aligned = shape[:1] + (1,) * (g.ndim - len(shape)) + shape[1:]
+    axes = tuple(i for i in range(1, g.ndim) if aligned[i] == 1 and g.shape[i] != 1)
+    return (g.sum(axis=axes, keepdims=True) if axes else g).reshape(shape)
+
+
+def _combine(y: np.ndarray, x: np.ndarray, ufunc) -> np.ndarray:
+    """ufunc(y, x), in place when y (a fresh array) already has the broadcast shape."""
+    if np.broadcast_shapes(y.shape, x.shape) == y.shape:
+        return ufunc(y, x, out=y)
+    return ufunc(y, x)
+
+
 @register("add")
 class Add(Kernel):
-    """xs: n >= 2 arrays of equal shape -> their sum."""
+    """xs: n >= 2 arrays (N, ...) whose per-example shapes broadcast (NumPy's rule, aligned from the
+    right; a lower-rank input gets leading size-1 axes) -> their sum (N, *broadcast shape).
+    Backward: dy summed over each input's broadcast axes."""
 
     def forward(self, xs, w, a, ctx):
-        y = xs[0] + xs[1]
-        for x in xs[2:]:
-            y += x
-        return y, len(xs)
+        al = _aligned(xs)
+        y = al[0] + al[1]
+        for x in al[2:]:
+            y = _combine(y, x, np.add)
+        return y, [x.shape for x in xs]
 
-    def backward(self, dy, n):
-        return [dy] * n, {}
+    def backward(self, dy, shapes):
+        return [_unbroadcast(dy, s) for s in shapes], {}
 
 
 @register("multiply")
 class Multiply(Kernel):
-    """xs: n >= 2 arrays of equal shape -> their elementwise product."""
+    """xs: n >= 2 arrays (N, ...) whose per-example shapes broadcast (as ``add``) -> their elementwise
+    product (N, *broadcast shape). Backward: dy times the other inputs, summed over broadcast axes."""
 
     def forward(self, xs, w, a, ctx):
-        y = xs[0] * xs[1]
-        for x in xs[2:]:
-            y *= x
-        return y, list(xs)
+        al = _aligned(xs)
+        y = al[0] * al[1]
+        for x in al[2:]:
+            y = _combine(y, x, np.multiply)
+        return y, (al, [x.shape for x in xs])
 
-    def backward(self, dy, xs):
+    def backward(self, dy, cache):
+        al, shapes = cache
         grads = []
-        for i in range(len(xs)):
+        for i in range(len(al)):
             g = dy
-            for j, x in enumerate(xs):
+            for j, x in enumerate(al):
                 if j != i:
                     g = g * x
-            grads.append(g)
+            grads.append(_unbroadcast(g, shapes[i]))
         return grads, {}
 
 
