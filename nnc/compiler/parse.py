@@ -9,9 +9,6 @@ import contextlib
 import gc
 import re
 
-from lark import Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-
 from ..grammar import KEYWORDS, get_parser, lex, literal_types
 from ..lang import ast as A
 from ..errors import Diagnostic, NncError, SourceSpan
@@ -54,6 +51,12 @@ def _describe_token(tok: Token) -> str:
 
 
 def _number(text: str) -> int | float:
+    if text.isdigit() and text.isascii():
+        return int(text) if len(text) < 4000 else _number_slow(text)
+    return _number_slow(text)
+
+
+def _number_slow(text: str) -> int | float:
     clean = text.replace("_", "")
     if re.fullmatch(r"-?[0-9]+", clean):
         try:
@@ -63,154 +66,140 @@ def _number(text: str) -> int | float:
     return float(clean)
 
 
-def _span(meta_or_tok) -> SourceSpan:
-    return SourceSpan.of(meta_or_tok)
+def _sp(ext) -> SourceSpan:
+    """The span of a rule's extent ``(line, column, end_line, end_column)`` (None: nothing)."""
+    return SourceSpan() if ext is None else SourceSpan(ext[0], ext[1], ext[2], ext[3])
 
 
-@v_args(meta=True)
-class ToAst(Transformer):
-    """One method per grammar rule; a rule without a method fails loudly (``__default__``)."""
+def _ts(tok) -> SourceSpan:
+    """The span of a token ``(text, line, column, end_line, end_column)``."""
+    return SourceSpan(tok[1], tok[2], tok[3], tok[4])
+
+
+# ----------------------------------------------------------------------------------------------
+# the syntax tree's builders: one per grammar rule, shared by the fast path (nnc.grammar.lalr) and
+# lark's tree (ToAst). ``c`` are the rule's children as lark shapes them, tokens as
+# ``(text, line, column, end_line, end_column)``; ``x`` is the rule's extent (for its span).
+
+def _v_number(c, x):
+    tok = c[0]
+    return A.Num(_number(tok[0]), tok[0], _ts(tok))
+
+
+def _v_string(c, x):
+    tok = c[0]
+    return A.Str(tok[0][1:-1], tok[0], _ts(tok))
+
+
+def _v_list(c, x):
+    return A.List([v for v in c if v is not None], _sp(x))
+
+
+def _call(c, x):
+    name, args = c
+    return A.Call(name[0], _ts(name), args or [], _sp(x))
+
+
+def _binop(op):
+    def build(c, x):
+        return A.BinOp(op, c[0], c[1], _sp(x))
+    return build
+
+
+def _e_neg(c, x):
+    (operand,) = c
+    if type(operand) is A.Num and operand.source is None and not operand.text.startswith("-"):
+        # `-2` is a negative number, as before expressions existed (its text keeps the sign)
+        return A.Num(-operand.value, "-" + operand.text, _sp(x))
+    return A.Neg(operand, _sp(x))
+
+
+def _input_decl(c, x):
+    name, dtype, *dims = c
+    dt = A.Name(dtype[0], _ts(dtype)) if dtype is not None else None
+    return A.InputDecl(name[0], _ts(name), dt, dims, _sp(x))
+
+
+def _block_def(c, x):
+    name, *rest = c
+    params = [v for v in rest if isinstance(v, A.Param)]
+    body = [v for v in rest if v is not None and not isinstance(v, A.Param)]
+    return A.BlockDef(name[0], _ts(name), params, body, _sp(x))
+
+
+def _first(c, x):
+    return c[0]
+
+
+BUILDERS = {
+    "v_number": _v_number,
+    "v_string": _v_string,
+    "v_true": lambda c, x: A.Bool(True, _sp(x)),
+    "v_false": lambda c, x: A.Bool(False, _sp(x)),
+    "v_name": lambda c, x: A.Name(c[0][0], _ts(c[0])),
+    "v_list": _v_list,
+    "v_call": _call,
+    "e_add": _binop("+"), "e_sub": _binop("-"), "e_mul": _binop("*"), "e_div": _binop("/"),
+    "e_floordiv": _binop("//"), "e_mod": _binop("%"),
+    "e_neg": _e_neg,
+    "e_paren": lambda c, x: A.Paren(c[0], _sp(x)),
+    "arglist": lambda c, x: list(c),
+    "arg_pos": _first,
+    "arg_kw": lambda c, x: A.KwArg(c[0][0], _ts(c[0]), c[1], _sp(x)),
+    "stage_bare": lambda c, x: A.Call(c[0][0], _ts(c[0]), None, _ts(c[0])),
+    "stage_call": _call,
+    "pipeline": lambda c, x: A.Pipeline(list(c), _sp(x)),
+    "binding": lambda c, x: A.Binding(c[0][0], _ts(c[0]), c[1], _sp(x)),
+    "dim": _first,
+    "count": _first,
+    "input_decl": _input_decl,
+    "output_decl": lambda c, x: A.OutputDecl([A.Name(t[0], _ts(t)) for t in c], _sp(x)),
+    "quantity_name": lambda c, x: A.Quantity("name", c[0][0], None, _sp(x)),
+    "quantity_output": lambda c, x: A.Quantity("output", "output", None, _sp(x)),
+    "quantity_call": lambda c, x: A.Quantity("call", c[0][0], A.Name(c[1][0], _ts(c[1])), _sp(x)),
+    "assert_stmt": lambda c, x: A.AssertStmt(c[0], c[1][0], c[2], _sp(x)),
+    "repeat": lambda c, x: A.Repeat(c[0], c[1:], _sp(x)),
+    "let_stmt": lambda c, x: A.LetStmt(c[0][0], _ts(c[0]), c[1], _sp(x)),
+    "param": lambda c, x: A.Param(c[0][0], _ts(c[0]), c[1], _sp(x)),
+    "block_def": _block_def,
+    "model": lambda c, x: A.Model(c[0][0], _ts(c[0]), c[1:], _sp(x)),
+    "entry": lambda c, x: A.Entry(c[0][0], _ts(c[0]), c[1], _sp(x)),
+    "train": lambda c, x: A.Train(list(c), _sp(x)),
+    "start": lambda c, x: A.File(list(c)),
+    "<passes>": ("arg_pos", "dim", "count"),  # (for the fast path: these return their one child,
+    "<lists>": ("arglist",),  # these their children as a list)
+}
+
+
+def _to_ast():
+    """lark's Transformer over the same builders (for the trees of ``nnc fmt`` and ``read_value``)."""
+    from lark import Token, Transformer, v_args
+
+    def adapt(build):
+        def method(self, meta, c):
+            c = [(str(v), v.line, v.column, v.end_line, v.end_column) if isinstance(v, Token) else v
+                 for v in c]
+            ext = None if getattr(meta, "empty", True) else (
+                meta.line, meta.column or 1, meta.end_line or meta.line, meta.end_column or (meta.column or 1) + 1)
+            return build(c, ext)
+        return method
 
     def __default__(self, data, children, meta):  # pragma: no cover - grammar/AST drift guard
         raise NotImplementedError(f"no AST builder for grammar rule {data!r}")
 
-    # values -----------------------------------------------------------------------------------
-    def v_number(self, meta, c):
-        (tok,) = c
-        return A.Num(_number(str(tok)), str(tok), _span(tok))
-
-    def v_string(self, meta, c):
-        (tok,) = c
-        return A.Str(str(tok)[1:-1], str(tok), _span(tok))
-
-    def v_true(self, meta, c):
-        return A.Bool(True, _span(meta))
-
-    def v_false(self, meta, c):
-        return A.Bool(False, _span(meta))
-
-    def v_name(self, meta, c):
-        (tok,) = c
-        return A.Name(str(tok), _span(tok))
-
-    def v_list(self, meta, c):
-        items = [x for x in c if x is not None]
-        return A.List(items, _span(meta))
-
-    def v_call(self, meta, c):
-        name, args = c
-        return A.Call(str(name), _span(name), args or [], _span(meta))
-
-    # constant expressions ---------------------------------------------------------------------
-    def _binop(op):
-        def build(self, meta, c):
-            left, right = c
-            return A.BinOp(op, left, right, _span(meta))
-        return build
-
-    e_add, e_sub, e_mul, e_div = _binop("+"), _binop("-"), _binop("*"), _binop("/")
-    e_floordiv, e_mod = _binop("//"), _binop("%")
-    del _binop
-
-    def e_neg(self, meta, c):
-        (operand,) = c
-        if isinstance(operand, A.Num) and operand.source is None and not operand.text.startswith("-"):
-            # `-2` is a negative number, as before expressions existed (its text keeps the sign)
-            return A.Num(-operand.value, "-" + operand.text, _span(meta))
-        return A.Neg(operand, _span(meta))
-
-    def e_paren(self, meta, c):
-        (inner,) = c
-        return A.Paren(inner, _span(meta))
-
-    def arglist(self, meta, c):
-        return list(c)
-
-    def arg_pos(self, meta, c):
-        return c[0]
-
-    def arg_kw(self, meta, c):
-        name, value = c
-        return A.KwArg(str(name), _span(name), value, _span(meta))
-
-    # model ------------------------------------------------------------------------------------
-    def stage_bare(self, meta, c):
-        (name,) = c
-        return A.Call(str(name), _span(name), None, _span(name))
-
-    def stage_call(self, meta, c):
-        name, args = c
-        return A.Call(str(name), _span(name), args or [], _span(meta))
-
-    def pipeline(self, meta, c):
-        return A.Pipeline(list(c), _span(meta))
-
-    def binding(self, meta, c):
-        name, pipe = c
-        return A.Binding(str(name), _span(name), pipe, _span(meta))
-
-    def dim(self, meta, c):
-        return c[0]
-
-    count = dim
-
-    def input_decl(self, meta, c):
-        name, dtype, *dims = c
-        dt = A.Name(str(dtype), _span(dtype)) if dtype is not None else None
-        return A.InputDecl(str(name), _span(name), dt, dims, _span(meta))
-
-    def output_decl(self, meta, c):
-        return A.OutputDecl([A.Name(str(t), _span(t)) for t in c], _span(meta))
-
-    def quantity_name(self, meta, c):
-        (tok,) = c
-        return A.Quantity("name", str(tok), None, _span(meta))
-
-    def quantity_output(self, meta, c):
-        return A.Quantity("output", "output", None, _span(meta))
-
-    def quantity_call(self, meta, c):
-        name, arg = c
-        return A.Quantity("call", str(name), A.Name(str(arg), _span(arg)), _span(meta))
-
-    def assert_stmt(self, meta, c):
-        quantity, op, value = c
-        return A.AssertStmt(quantity, str(op), value, _span(meta))
-
-    def repeat(self, meta, c):
-        count, *body = c
-        return A.Repeat(count, body, _span(meta))
-
-    def let_stmt(self, meta, c):
-        name, value = c
-        return A.LetStmt(str(name), _span(name), value, _span(meta))
-
-    def param(self, meta, c):
-        name, default = c
-        return A.Param(str(name), _span(name), default, _span(meta))
-
-    def block_def(self, meta, c):
-        name, *rest = c
-        params = [x for x in rest if isinstance(x, A.Param)]
-        body = [x for x in rest if x is not None and not isinstance(x, A.Param)]
-        return A.BlockDef(str(name), _span(name), params, body, _span(meta))
-
-    def model(self, meta, c):
-        name, *body = c
-        return A.Model(str(name), _span(name), body, _span(meta))
-
-    def entry(self, meta, c):
-        key, value = c
-        return A.Entry(str(key), _span(key), value, _span(meta))
-
-    def train(self, meta, c):
-        return A.Train(list(c), _span(meta))
-
-    def start(self, meta, c):
-        return A.File(list(c))
+    body = {name: adapt(build) for name, build in BUILDERS.items() if not name.startswith("<")}
+    body["__default__"] = __default__
+    body["__doc__"] = "One method per grammar rule; a rule without a method fails loudly (``__default__``)."
+    return v_args(meta=True)(type("ToAst", (Transformer,), body))()
 
 
-_TO_AST = ToAst()
+_TO_AST_CACHE: list = []
+
+
+def _transform(tree) -> A.File:
+    if not _TO_AST_CACHE:
+        _TO_AST_CACHE.append(_to_ast())
+    return _TO_AST_CACHE[0].transform(tree)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -323,7 +312,10 @@ def _hint_for(token: Token | None, expected: set[str], text: str) -> str | None:
     return None
 
 
-def _syntax_error(exc: UnexpectedInput, text: str, parser, path: str | None) -> NncError:
+def _syntax_error(exc, text: str, parser, path: str | None) -> NncError:
+    """``exc``, lark's ``UnexpectedInput``, in the user's words."""
+    from lark import Token
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
     if isinstance(exc, UnexpectedCharacters):
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         line, col = exc.line, exc.column
@@ -407,6 +399,14 @@ def parse(source: str | bytes, path: str | None = None, *, comments: bool = Fals
     _check_size(source, path)
     text = decode_source(source, path) if isinstance(source, bytes) else source
     _check_nesting(text, path)
+    if not comments:
+        from ..grammar.lalr import FAILED, run
+        with gc_paused():
+            result = run(text, BUILDERS)
+        if result is not FAILED:
+            return result
+    # lark's own parser: for the comments, and wherever the fast path leaves the answer to it
+    from lark.exceptions import UnexpectedInput
     parser, collected = get_parser(comments)
     collected.clear()
     with gc_paused():
@@ -416,7 +416,7 @@ def parse(source: str | bytes, path: str | None = None, *, comments: bool = Fals
             raise _syntax_error(exc, text, parser, path) from None
         except RecursionError:  # pragma: no cover - guarded by _check_nesting
             raise NncError.single("E106", "the file is nested too deeply to parse", path=path) from None
-        result = _TO_AST.transform(tree)
+        result = _transform(tree)
     if comments:
         result.comments = [(t.line, t.column, str(t)) for t in collected]
     return result
@@ -440,6 +440,8 @@ def read_value(text: str, what: str = "value", *, words: bool = False) -> A.Valu
     caller to word; :func:`parse_value` words it as the compiler does); absurd sizes and nesting
     raise :class:`NncError` (E107, E106), and text after a complete value E102.
     """
+    from lark import Token
+    from lark.exceptions import UnexpectedInput, UnexpectedToken
     path = f"<{what}>"
     _check_size(text, path)
     _check_nesting(text, path)
@@ -472,7 +474,7 @@ def read_value(text: str, what: str = "value", *, words: bool = False) -> A.Valu
             raise
         except RecursionError:  # pragma: no cover - guarded by _check_nesting
             raise NncError.single("E106", "the value is nested too deeply to parse", path=path) from None
-        file = _TO_AST.transform(tree)
+        file = _transform(tree)
     items = file.items
     if len(items) != 1 or not isinstance(items[0], A.LetStmt):
         raise NncError(Diagnostic("E102", f"`{text}` is not a single value", None,
@@ -483,6 +485,7 @@ def read_value(text: str, what: str = "value", *, words: bool = False) -> A.Valu
 
 def parse_value(text: str, what: str = "value") -> A.Value:
     """Parse a single nnspec value (used for ``--set KEY=VALUE``); spans are positions in ``text``."""
+    from lark.exceptions import UnexpectedInput
     path = f"<{what}>"
     try:
         try:

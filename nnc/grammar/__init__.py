@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,6 +34,7 @@ KEYWORDS: tuple[str, ...] = _keywords(grammar_text())
 
 
 def _cache_file() -> str | bool:
+    import tempfile
     base = os.environ.get("NNC_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "nnc-cache")
     try:
         os.makedirs(base, exist_ok=True)

@@ -6,14 +6,40 @@ names follow the grammar's rule names (``let_stmt`` -> :class:`LetStmt`, ``stage
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Union
 
 from ..errors import SourceSpan
 
 
-@dataclass
-class Num:
+class _Node:
+    """What ``@dataclass`` would generate for ``__repr__`` and ``__eq__``, written once for every node
+    class (generating them per class is most of the cost of importing this module, and every
+    ``nnc check`` imports it)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        return f"{type(self).__qualname__}({inner})"
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        names = [f.name for f in fields(self) if f.compare]
+        return tuple(getattr(self, n) for n in names) == tuple(getattr(other, n) for n in names)
+
+    __hash__ = None  # as a dataclass with eq=True: mutable nodes are not hashable
+
+
+# NOTE: each class has a docstring: without one, @dataclass computes a signature for it (inspect)
+_node = dataclass(repr=False, eq=False)
+
+
+@_node
+class Num(_Node):
+    """A number: ``3``, ``0.1``, ``1e-3`` (or one computed from a constant expression)."""
+
     value: int | float
     text: str
     span: SourceSpan
@@ -25,41 +51,51 @@ class Num:
         return isinstance(self.value, int)
 
 
-@dataclass
-class Str:
+@_node
+class Str(_Node):
+    """A string literal: ``"relu"``."""
+
     value: str
     text: str  # with its quotes, as written
     span: SourceSpan
 
 
-@dataclass
-class Bool:
+@_node
+class Bool(_Node):
+    """``true`` or ``false``."""
+
     value: bool
     span: SourceSpan
 
 
-@dataclass
-class Name:
+@_node
+class Name(_Node):
+    """A name: a constant, a binding or a bare word such as ``relu``."""
+
     name: str
     span: SourceSpan
 
 
-@dataclass
-class List:
+@_node
+class List(_Node):
+    """``[a, b, ...]``."""
+
     items: list["Value"]
     span: SourceSpan
 
 
-@dataclass
-class KwArg:
+@_node
+class KwArg(_Node):
+    """``name=value`` in a call's arguments."""
+
     name: str
     name_span: SourceSpan
     value: "Value"
     span: SourceSpan
 
 
-@dataclass
-class Call:
+@_node
+class Call(_Node):
     """``name(args)`` as a value or a pipeline stage; ``args is None`` for a bare stage name."""
 
     name: str
@@ -76,8 +112,8 @@ class Call:
         return [a for a in self.args or [] if isinstance(a, KwArg)]
 
 
-@dataclass
-class BinOp:
+@_node
+class BinOp(_Node):
     """``left op right`` with ``op`` one of ``+ - * / // %``: a constant expression, evaluated by the
     lowering (a negative literal ``-2`` is a :class:`Num` of its own, not an expression)."""
 
@@ -87,16 +123,16 @@ class BinOp:
     span: SourceSpan
 
 
-@dataclass
-class Neg:
+@_node
+class Neg(_Node):
     """``-operand`` where the operand is not a plain number (``-width``, ``-(a + b)``)."""
 
     operand: "Value"
     span: SourceSpan
 
 
-@dataclass
-class Paren:
+@_node
+class Paren(_Node):
     """``(inner)`` as written: kept so that ``nnc fmt`` prints the user's parentheses."""
 
     inner: "Value"
@@ -107,16 +143,20 @@ Value = Union[Num, Str, Bool, Name, List, Call, BinOp, Neg, Paren]
 EXPRESSIONS = (BinOp, Neg, Paren)
 
 
-@dataclass
-class LetStmt:
+@_node
+class LetStmt(_Node):
+    """``let NAME = value``."""
+
     name: str
     name_span: SourceSpan
     value: Value
     span: SourceSpan
 
 
-@dataclass
-class InputDecl:
+@_node
+class InputDecl(_Node):
+    """``input NAME: [DTYPE] [dims]``."""
+
     name: str
     name_span: SourceSpan
     dtype: Name | None
@@ -124,44 +164,56 @@ class InputDecl:
     span: SourceSpan
 
 
-@dataclass
-class OutputDecl:
+@_node
+class OutputDecl(_Node):
+    """``output a, b``."""
+
     names: list[Name]
     span: SourceSpan
 
 
-@dataclass
-class Pipeline:
+@_node
+class Pipeline(_Node):
+    """``stage -> stage -> ...``."""
+
     stages: list[Call]
     span: SourceSpan
 
 
-@dataclass
-class Binding:
+@_node
+class Binding(_Node):
+    """``NAME = pipeline``."""
+
     name: str
     name_span: SourceSpan
     pipeline: Pipeline
     span: SourceSpan
 
 
-@dataclass
-class Quantity:
+@_node
+class Quantity(_Node):
+    """What an ``assert`` measures: ``params``, ``output``, ``shape(h)``."""
+
     kind: str  # "name" (params, flops, ...), "output", or "call" (shape(h))
     name: str
     arg: Name | None
     span: SourceSpan
 
 
-@dataclass
-class AssertStmt:
+@_node
+class AssertStmt(_Node):
+    """``assert QUANTITY CMP value``."""
+
     quantity: Quantity
     op: str
     value: Value
     span: SourceSpan
 
 
-@dataclass
-class Repeat:
+@_node
+class Repeat(_Node):
+    """``repeat COUNT { statements }``."""
+
     count: Value
     body: list["Statement"]
     span: SourceSpan
@@ -170,8 +222,8 @@ class Repeat:
 Statement = Union[LetStmt, InputDecl, OutputDecl, AssertStmt, Repeat, Binding, Pipeline]
 
 
-@dataclass
-class Param:
+@_node
+class Param(_Node):
     """A block parameter: ``c`` or ``stride = 1``."""
 
     name: str
@@ -180,8 +232,8 @@ class Param:
     span: SourceSpan
 
 
-@dataclass
-class BlockDef:
+@_node
+class BlockDef(_Node):
     """``block NAME(params) { statements }``: a parametric sub-network, used as a stage."""
 
     name: str
@@ -191,29 +243,37 @@ class BlockDef:
     span: SourceSpan
 
 
-@dataclass
-class Model:
+@_node
+class Model(_Node):
+    """``model NAME { statements }``."""
+
     name: str
     name_span: SourceSpan
     body: list[Statement]
     span: SourceSpan
 
 
-@dataclass
-class Entry:
+@_node
+class Entry(_Node):
+    """``key = value`` in the train block."""
+
     key: str
     key_span: SourceSpan
     value: Value
     span: SourceSpan
 
 
-@dataclass
-class Train:
+@_node
+class Train(_Node):
+    """``train { entries }``."""
+
     entries: list[Entry]
     span: SourceSpan
 
 
-@dataclass
-class File:
+@_node
+class File(_Node):
+    """A whole file: its top-level items and (for ``nnc fmt``) its comments."""
+
     items: list[LetStmt | BlockDef | Model | Train]
     comments: list[tuple[int, int, str]] = field(default_factory=list)  # (line, column, text)

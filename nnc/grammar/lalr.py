@@ -1,0 +1,269 @@
+"""The fast path of the parser: lark's LALR(1) tables for ``nnspec.lark``, driven without lark.
+
+lark builds the tables (states, actions, rules, the lexer's terminals in its priority order) from
+the grammar; :func:`tables` stores them as plain data (``marshal``) in the cache directory, keyed
+by the grammar's text, so that ``nnc check`` loads them in about a millisecond and never imports
+lark. :func:`run` is lark's shift/reduce loop over those tables with the lexer inlined.
+
+It is a fast path only. It takes the token that lark's root lexer would take (the same regular
+expression, built by lark from the grammar's terminals); where that token is not one the parser
+state accepts (where lark's contextual lexer could have read the text differently), where no
+terminal matches, and on every syntax error it gives up and returns :data:`FAILED`, and the caller
+parses with lark itself, whose result or error is then the answer. So every diagnostic is lark's
+and the trees agree with lark's wherever this path succeeds (``tests/test_fast_parser.py``).
+
+The reductions build the caller's values directly, one ``builders[name](children, extent)`` per
+rule, where ``children`` are shaped as lark's tree builder shapes them (anonymous tokens dropped,
+``_rules`` inlined, ``None`` for a missing ``[optional]``, ``?rules`` with one child expanded) and
+``extent`` is ``(line, column, end_line, end_column)`` of everything the rule matched, as lark's
+``propagate_positions`` computes it (None for an empty match). A token is ``(text, line, column,
+end_line, end_column)``.
+"""
+from __future__ import annotations
+
+import marshal
+import os
+import re
+
+FORMAT = 1
+FAILED = object()  # run()'s answer when lark must decide
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("NNC_CACHE_DIR")
+    if base:
+        return base
+    # NOTE: tempfile.gettempdir() without importing tempfile (it pulls in random and hashlib)
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        if os.environ.get(name):
+            return os.path.join(os.environ[name], "nnc-cache")
+    return os.path.join("/tmp" if os.name == "posix" else os.getcwd(), "nnc-cache")
+
+
+def _build(grammar: str) -> dict:
+    """The tables, from lark (imported here only)."""
+    from . import get_parser
+    parser = get_parser()[0]
+    frontend = parser.parser
+    table = frontend.parser.parser.parse_table
+    root = frontend.lexer.root_lexer
+    scanner = root.scanner
+    if len(scanner._mres) != 1 or root.callback:
+        raise RuntimeError("the grammar's lexer needs lark's own scanner")  # pragma: no cover
+    rules = []
+    index = {}
+    for rule in parser.rules:
+        index[rule] = len(rules)
+        opts = rule.options
+        empty = opts.empty_indices
+        if empty:
+            s = "".join(str(int(b)) for b in empty)
+            nones = [len(ones) for ones in s.split("0")]
+        else:
+            nones = [0] * (len(rule.expansion) + 1)
+        include, pending = [], 0
+        for i, sym in enumerate(rule.expansion):
+            pending += nones[i]
+            if not (sym.is_term and sym.filter_out):
+                include.append((i, (not sym.is_term) and sym.name.startswith("_"), pending))
+                pending = 0
+        pending += nones[len(rule.expansion)]
+        simple = (not empty and len(include) == len(rule.expansion)
+                  and not any(expand for _, expand, _ in include))
+        name = rule.alias or opts.template_source or rule.origin.name
+        rules.append((rule.origin.name, len(rule.expansion), name, bool(opts.expand1 and not rule.alias),
+                      name.startswith("_"), simple, tuple(include), pending))
+    states = []
+    from lark.parsers.lalr_analysis import Shift
+    for s in range(len(table.states)):
+        row = {}
+        for sym, (action, arg) in table.states[s].items():
+            row[sym] = arg if action is Shift else -1 - index[arg]
+        states.append(row)
+    mre = scanner._mres[0]
+    return {"format": FORMAT, "grammar": grammar, "pattern": mre.pattern, "flags": mre.flags,
+            "ignore": sorted(root.ignore_types), "newline": sorted(root.newline_types),
+            "states": states, "start": table.start_states["start"], "end": table.end_states["start"],
+            "rules": rules}
+
+
+_TABLES: dict | None = None
+
+
+def tables() -> dict:
+    """The tables (loaded once per process; built with lark and cached on the first use)."""
+    global _TABLES
+    if _TABLES is not None:
+        return _TABLES
+    from . import grammar_text
+    grammar = grammar_text()
+    import zlib
+    path = os.path.join(_cache_dir(), f"nnspec-tables-{FORMAT}-{zlib.crc32(grammar.encode()):08x}.marshal")
+    data = None
+    try:
+        with open(path, "rb") as fh:
+            data = marshal.load(fh)
+        if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("grammar") != grammar:
+            data = None
+    except Exception:  # NOTE: a missing, corrupt or foreign cache file: build the tables again
+        data = None
+    if data is None:
+        data = _build(grammar)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as fh:
+                marshal.dump(data, fh)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only cache directory: build them in every process
+    data["regex"] = re.compile(data["pattern"], data["flags"])
+    _TABLES = data
+    return data
+
+
+def _plan(rules: list, builders: dict) -> list:
+    """Per rule ``(kind, lhs, size, fn, include, append_none)``; kind 0: a ``?rule`` or ``_rule`` of
+    one kept child that passes it up unchanged (``?expr: term``), 1: ``_rule`` (a list to inline),
+    2: a builder of the children as they are, 3: a builder of filtered children, 4: a rule of one
+    child whose value is the list of it (``_statement: pipeline``)."""
+    out = []
+    passes = builders.get("<passes>", ())  # builders that return their one child
+    lists = builders.get("<lists>", ())  # builders that return their children as a list
+    for lhs, size, name, expand1, inline, simple, include, append_none in rules:
+        one = simple and size == 1
+        if one and (expand1 or name in passes):
+            kind = 0
+        elif one and (inline or name in lists):
+            kind = 4
+        elif inline:
+            kind = 1
+        else:
+            kind = 2 if simple else 3
+        fn = builders[name] if kind in (2, 3) else None
+        out.append((kind, lhs, size, fn, simple, include, append_none, expand1))
+    return out
+
+
+def run(text: str, builders: dict):
+    """Parse ``text``; the start rule's value, or :data:`FAILED` where lark must decide."""
+    t = tables()
+    match = t["regex"].match
+    states = t["states"]
+    key = id(builders)
+    plan = t.get(key)
+    if plan is None:
+        plan = t[key] = _plan(t["rules"], builders)
+    ignore = frozenset(t["ignore"])
+    newline = frozenset(t["newline"])
+    end_state = t["end"]
+    n = len(text)
+    pos, line, line_start = 0, 1, 0
+    state = t["start"]
+    stack = [state]
+    vals: list = []
+    exts: list = []
+    push_state, push_val, push_ext = stack.append, vals.append, exts.append
+    while True:
+        if pos < n:
+            m = match(text, pos)
+            if m is None:
+                return FAILED
+            typ = m.lastgroup
+            val = m.group()
+            if typ in ignore:
+                if typ in newline:
+                    k = val.count("\n")
+                    if k:
+                        line += k
+                        line_start = pos + val.rindex("\n") + 1
+                pos += len(val)
+                continue
+            col = pos - line_start + 1
+            if typ in newline and "\n" in val:  # pragma: no cover - no such token in nnspec
+                end_line = line + val.count("\n")
+                line_start = pos + val.rindex("\n") + 1
+                end = (line, col, end_line, pos + len(val) - line_start + 1)
+                line = end_line
+            else:
+                end = (line, col, line, col + len(val))
+            tok = (val, *end)
+            pos += len(val)
+        else:
+            typ, tok, end = "$END", None, None
+        row = states[state]
+        while True:
+            a = row.get(typ)
+            if a is None:
+                return FAILED
+            if a >= 0:
+                if tok is None:  # pragma: no cover - lark never shifts the end
+                    return FAILED
+                state = a
+                push_state(a)
+                push_val(tok)
+                push_ext(end)
+                break
+            kind, lhs, size, fn, simple, include, append_none, expand1 = plan[~a]
+            if kind == 0:  # the child is the value: only the state changes
+                state = stack[-1] = states[stack[-2]][lhs]
+                row = states[state]
+                if tok is None and state == end_state:
+                    return vals[-1]
+                continue
+            if kind == 4:
+                vals[-1] = [vals[-1]]
+                state = stack[-1] = states[stack[-2]][lhs]
+                row = states[state]
+                if tok is None and state == end_state:
+                    return vals[-1]
+                continue
+            if size == 1:
+                popped = [vals.pop()]
+                ext = exts.pop()
+                stack.pop()
+            elif size:
+                popped = vals[-size:]
+                pexts = exts[-size:]
+                del vals[-size:], exts[-size:], stack[-size:]
+                first = last = None
+                for e in pexts:
+                    if e is not None:
+                        first = e
+                        break
+                for e in reversed(pexts):
+                    if e is not None:
+                        last = e
+                        break
+                ext = None if first is None else (first[0], first[1], last[2], last[3])
+            else:
+                popped, ext = [], None
+            if simple:
+                children = popped
+            else:
+                children = []
+                for i, expand, nones in include:
+                    if nones:
+                        children += [None] * nones
+                    if expand:
+                        if children:
+                            children += popped[i]
+                        else:  # left recursion (`__model_star_1`): grow the list in place
+                            children = popped[i]
+                    else:
+                        children.append(popped[i])
+                if append_none:
+                    children += [None] * append_none
+            if kind == 1:
+                value = children
+            elif expand1 and len(children) == 1:
+                value = children[0]
+            else:
+                value = fn(children, ext)
+            state = states[stack[-1]][lhs]
+            push_state(state)
+            push_val(value)
+            push_ext(ext)
+            row = states[state]
+            if tok is None and state == end_state:
+                return vals[-1]
