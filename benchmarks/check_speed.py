@@ -1,16 +1,27 @@
-"""Start-up and throughput of `nnc check`.
+"""Start-up and throughput of `nnc check` (issue 13's checker rows), ratios measured in one run.
 
-    .venv/bin/python benchmarks/check_speed.py
+    .venv/bin/python benchmarks/check_speed.py [--runs N]
 
-1. Whole-process time of `nnc check specs/digits_cnn.nnspec` minus `python -c pass` (median of
-   runs), target < 150 ms on a 2-core machine.
-2. Time to check a generated 1,000-layer spec (in-process and whole process), target < 0.5 s.
-3. Time to check a spec just under the 1 MiB limit (about 94,000 layers; goal <= 2 s) and the
-   robustness tests' garbage corpus (each input; none may take long). These were wall-clock
+Prints one table:
+
+1. Whole-process time of `nnc check specs/digits_cnn.nnspec` against `python -c pass` (median of
+   runs; goal <= 3x), two ways: with byte-code caches (`.pyc`, what users and CI have: written
+   into a temporary PYTHONPYCACHEPREFIX by a first run, with PYTHONDONTWRITEBYTECODE unset) and as
+   this environment is (a machine with PYTHONDONTWRITEBYTECODE=1 and no `__pycache__` compiles
+   every module from source in every process).
+2. A generated 1,000-layer spec, in-process and whole process (target < 0.5 s).
+3. A spec just under the 1 MiB limit (about 94,000 layers; goal <= 2 s), in-process, split into
+   parsing and lowering (`--profile` adds the cProfile top of the whole check).
+4. The robustness tests' garbage corpus (each input; none may take long). These were wall-clock
    assertions in tests/test_robustness.py once; speed belongs here, never in a test.
+
+The parser's table cache (NNC_CACHE_DIR or <tmp>/nnc-cache) is warmed by the first run of each row.
 """
 from __future__ import annotations
 
+import argparse
+import gc
+import os
 import statistics
 import subprocess
 import sys
@@ -20,18 +31,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-RUNS = 15
 
 
-def wall(cmd: list[str]) -> float:
+def wall(cmd: list[str], env: dict) -> float:
     t = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env, cwd=ROOT)
     return time.perf_counter() - t
 
 
-def median_wall(cmd: list[str], runs: int = RUNS) -> float:
-    wall(cmd)  # warm the OS cache and the parser cache
-    return statistics.median(wall(cmd) for _ in range(runs))
+def median_wall(cmd: list[str], env: dict, runs: int) -> float:
+    wall(cmd, env)  # warm the OS cache, the parser's table cache and (pyc mode) the byte code
+    return statistics.median(wall(cmd, env) for _ in range(runs))
 
 
 def big_spec(layers: int = 1000) -> str:
@@ -42,43 +52,86 @@ def big_spec(layers: int = 1000) -> str:
     return "\n".join(body) + "\n"
 
 
-def main() -> None:
-    nnc = [PY, "-m", "nnc.cli"]
-    base = median_wall([PY, "-c", "pass"])
-    check = median_wall(nnc + ["check", str(ROOT / "specs" / "digits_cnn.nnspec")])
-    print(f"python -c pass:                      {base * 1000:7.1f} ms")
-    print(f"nnc check specs/digits_cnn.nnspec:   {check * 1000:7.1f} ms")
-    print(f"  start-up over the interpreter:     {(check - base) * 1000:7.1f} ms   (target < 150 ms)")
-
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = Path(tmp) / "big.nnspec"
-        spec.write_text(big_spec())
-        whole = median_wall(nnc + ["check", str(spec)], runs=7)
-        sys.path.insert(0, str(ROOT))
-        from nnc.compiler.lower import check_source
-        text = spec.read_text()
-        check_source(text, "big.nnspec")  # warm the parser
-        times = []
-        for _ in range(7):
-            t = time.perf_counter()
-            program = check_source(text, "big.nnspec")
-            times.append(time.perf_counter() - t)
-        n = len(program["model"]["nodes"])
-    print(f"1,000-layer spec ({n} nodes), in-process check: {statistics.median(times) * 1000:7.1f} ms")
-    print(f"1,000-layer spec, whole process:                 {whole * 1000:7.1f} ms   (target < 500 ms)")
-
+def near_limit_spec() -> bytes:
     line = b"dense(3) -> relu\n"
-    near_limit = b"model big {\n    input x: [3]\n" + line * (800_000 // len(line)) + b"}\n"
+    return b"model big {\n    input x: [3]\n" + line * (800_000 // len(line)) + b"}\n"
+
+
+def row(name: str, value: str, ratio: str = "", goal: str = "") -> None:
+    print(f"| {name:<58} | {value:>10} | {ratio:>7} | {goal:<10} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=15, help="runs per whole-process median")
+    ap.add_argument("--profile", action="store_true", help="cProfile the 800 KB check")
+    opts = ap.parse_args()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    nnc = [PY, "-m", "nnc.cli"]
+    small = str(ROOT / "specs" / "digits_cnn.nnspec")
+
+    print("| measurement" + " " * 48 + "|      value |   ratio | goal       |")
+    print("|" + "-" * 60 + "|-----------:|--------:|------------|")
+    with tempfile.TemporaryDirectory() as pyc:
+        modes = [("with .pyc", {**{k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"},
+                                "PYTHONPYCACHEPREFIX": pyc}),
+                 ("as is" + (" (PYTHONDONTWRITEBYTECODE=1)" if env.get("PYTHONDONTWRITEBYTECODE") else ""), env)]
+        for label, menv in modes:
+            base = median_wall([PY, "-c", "pass"], menv, opts.runs)
+            check = median_wall(nnc + ["check", small], menv, opts.runs)
+            row(f"python -c pass, {label}", f"{base * 1000:.1f} ms")
+            row(f"nnc check digits_cnn.nnspec, {label}", f"{check * 1000:.1f} ms", f"{check / base:.2f}x", "<= 3x")
+
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = Path(tmp) / "big.nnspec"
+            spec.write_text(big_spec())
+            whole = median_wall(nnc + ["check", str(spec)], modes[0][1], max(3, opts.runs // 2))
+            sys.path.insert(0, str(ROOT))
+            from nnc.compiler.lower import check_source
+            text = spec.read_text()
+            check_source(text, "big.nnspec")  # warm the parser
+            times = []
+            for _ in range(7):
+                t = time.perf_counter()
+                program = check_source(text, "big.nnspec")
+                times.append(time.perf_counter() - t)
+            n = len(program["model"]["nodes"])
+    row(f"1,000-layer spec ({n} nodes), in-process check", f"{statistics.median(times) * 1000:.1f} ms")
+    row("1,000-layer spec, whole process (with .pyc)", f"{whole * 1000:.1f} ms", "", "< 500 ms")
+
+    from nnc.compiler.lower import Lowerer
+    from nnc.compiler.parse import parse
+    near = near_limit_spec()
+    gc.collect()
     t = time.perf_counter()
-    program = check_source(near_limit, "big.nnspec")
-    print(f"800 KB spec ({len(program['model']['nodes']):,} nodes), in-process check: "
-          f"{time.perf_counter() - t:7.2f} s    (goal <= 2 s)")
+    program = check_source(near, "big.nnspec")
+    total = time.perf_counter() - t
+    gc.disable()
+    try:
+        t = time.perf_counter()
+        file = parse(near, "big.nnspec")
+        parsed = time.perf_counter() - t
+        Lowerer("big.nnspec").lower(file, None).to_dict()
+        lowered = time.perf_counter() - t - parsed
+    finally:
+        gc.enable()
+    nodes = len(program["model"]["nodes"])
+    row(f"800 KB spec ({nodes:,} nodes), in-process check", f"{total:.2f} s", "", "<= 2 s")
+    row("  of which parsing (lexer, LALR, syntax tree)", f"{parsed:.2f} s")
+    row("  of which lowering (IR, shapes, to_dict)", f"{lowered:.2f} s")
+    if opts.profile:
+        import cProfile
+        import pstats
+        prof = cProfile.Profile()
+        prof.runcall(check_source, near, "big.nnspec")
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
 
     sys.path.insert(0, str(ROOT / "tests"))
     from test_robustness import GARBAGE  # the corpus the robustness tests feed the checker
     from nnc.errors import NncError
     slowest = (0.0, "")
-    total = time.perf_counter()
+    t0 = time.perf_counter()
     for name, source in GARBAGE.items():
         t = time.perf_counter()
         try:
@@ -86,8 +139,8 @@ def main() -> None:
         except NncError:
             pass
         slowest = max(slowest, (time.perf_counter() - t, name))
-    print(f"garbage corpus ({len(GARBAGE)} inputs): {time.perf_counter() - total:7.2f} s in all, "
-          f"slowest {slowest[0]:.2f} s ({slowest[1]})")
+    row(f"garbage corpus ({len(GARBAGE)} inputs), in all", f"{time.perf_counter() - t0:.2f} s")
+    row(f"  slowest: {slowest[1]}", f"{slowest[0]:.2f} s")
 
 
 if __name__ == "__main__":

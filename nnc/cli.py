@@ -284,7 +284,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line; ``only="check"`` builds the ``check`` verb alone (what ``nnc check`` needs:
+    its usage, help and errors are the same, and the other verbs cost start-up)."""
     p = _Parser(prog="nnc", description="nnc: check, train and export neural networks written as .nnspec files.")
     p.add_argument("--version", action="version", version=f"nnc {__version__}")
     sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
@@ -294,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("paths", nargs="+", metavar="PATH")
     c.add_argument("--format", choices=("text", "json", "github"), default="text")
     c.set_defaults(func=cmd_check)
+    if only == "check":
+        return p
 
     s = sub.add_parser("summary", help="table of layers, shapes, parameters and FLOPs")
     s.add_argument("spec", metavar="SPEC")
@@ -351,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .streams import GuardedStream, OutputClosed
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser("check" if words[:1] == ["check"] else None)
     args = parser.parse_args(argv)
     # NOTE: train's results are its run files, so a console that goes away must not stop it; every
     # other verb's results (or diagnostics) are on standard output, so losing them is an error.

@@ -67,8 +67,8 @@ def _number_slow(text: str) -> int | float:
 
 
 def _sp(ext) -> SourceSpan:
-    """The span of a rule's extent ``(line, column, end_line, end_column)`` (None: nothing)."""
-    return SourceSpan() if ext is None else SourceSpan(ext[0], ext[1], ext[2], ext[3])
+    """The span of a rule's extent ``(_, line, column, end_line, end_column)`` (None: nothing)."""
+    return SourceSpan() if ext is None else SourceSpan(ext[1], ext[2], ext[3], ext[4])
 
 
 def _ts(tok) -> SourceSpan:
@@ -79,7 +79,8 @@ def _ts(tok) -> SourceSpan:
 # ----------------------------------------------------------------------------------------------
 # the syntax tree's builders: one per grammar rule, shared by the fast path (nnc.grammar.lalr) and
 # lark's tree (ToAst). ``c`` are the rule's children as lark shapes them, tokens as
-# ``(text, line, column, end_line, end_column)``; ``x`` is the rule's extent (for its span).
+# ``(text, line, column, end_line, end_column)``; ``x`` is the rule's extent (for its span), the
+# same tuple with no text.
 
 def _v_number(c, x):
     tok = c[0]
@@ -180,7 +181,7 @@ def _to_ast():
             c = [(str(v), v.line, v.column, v.end_line, v.end_column) if isinstance(v, Token) else v
                  for v in c]
             ext = None if getattr(meta, "empty", True) else (
-                meta.line, meta.column or 1, meta.end_line or meta.line, meta.end_column or (meta.column or 1) + 1)
+                None, meta.line, meta.column or 1, meta.end_line or meta.line, meta.end_column or (meta.column or 1) + 1)
             return build(c, ext)
         return method
 

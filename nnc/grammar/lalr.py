@@ -15,9 +15,9 @@ and the trees agree with lark's wherever this path succeeds (``tests/test_fast_p
 The reductions build the caller's values directly, one ``builders[name](children, extent)`` per
 rule, where ``children`` are shaped as lark's tree builder shapes them (anonymous tokens dropped,
 ``_rules`` inlined, ``None`` for a missing ``[optional]``, ``?rules`` with one child expanded) and
-``extent`` is ``(line, column, end_line, end_column)`` of everything the rule matched, as lark's
+``extent`` is ``(_, line, column, end_line, end_column)`` of everything the rule matched, as lark's
 ``propagate_positions`` computes it (None for an empty match). A token is ``(text, line, column,
-end_line, end_column)``.
+end_line, end_column)``: its own extent.
 """
 from __future__ import annotations
 
@@ -65,25 +65,26 @@ def _build(grammar: str) -> dict:
         for i, sym in enumerate(rule.expansion):
             pending += nones[i]
             if not (sym.is_term and sym.filter_out):
-                include.append((i, (not sym.is_term) and sym.name.startswith("_"), pending))
+                include.append((i, bool((not sym.is_term) and sym.name.startswith("_")), pending))
                 pending = 0
         pending += nones[len(rule.expansion)]
         simple = (not empty and len(include) == len(rule.expansion)
                   and not any(expand for _, expand, _ in include))
-        name = rule.alias or opts.template_source or rule.origin.name
-        rules.append((rule.origin.name, len(rule.expansion), name, bool(opts.expand1 and not rule.alias),
+        # NOTE: str(): lark names are often its Token class, which marshal refuses
+        name = str(rule.alias or opts.template_source or rule.origin.name)
+        rules.append((str(rule.origin.name), len(rule.expansion), name, bool(opts.expand1 and not rule.alias),
                       name.startswith("_"), simple, tuple(include), pending))
     states = []
     from lark.parsers.lalr_analysis import Shift
     for s in range(len(table.states)):
         row = {}
         for sym, (action, arg) in table.states[s].items():
-            row[sym] = arg if action is Shift else -1 - index[arg]
+            row[str(sym)] = int(arg) if action is Shift else -1 - index[arg]
         states.append(row)
     mre = scanner._mres[0]
-    return {"format": FORMAT, "grammar": grammar, "pattern": mre.pattern, "flags": mre.flags,
-            "ignore": sorted(root.ignore_types), "newline": sorted(root.newline_types),
-            "states": states, "start": table.start_states["start"], "end": table.end_states["start"],
+    return {"format": FORMAT, "grammar": grammar, "pattern": str(mre.pattern), "flags": int(mre.flags),
+            "ignore": sorted(map(str, root.ignore_types)), "newline": sorted(map(str, root.newline_types)),
+            "states": states, "start": int(table.start_states["start"]), "end": int(table.end_states["start"]),
             "rules": rules}
 
 
@@ -109,14 +110,17 @@ def tables() -> dict:
         data = None
     if data is None:
         data = _build(grammar)
+        tmp = f"{path}.{os.getpid()}.tmp"
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
             with open(tmp, "wb") as fh:
                 marshal.dump(data, fh)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only cache directory: build them in every process
+            os.replace(tmp, path)  # NOTE: atomic: a concurrent reader sees the old file or the new one
+        except (OSError, ValueError):  # a read-only cache directory: build them in every process
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
     data["regex"] = re.compile(data["pattern"], data["flags"])
     _TABLES = data
     return data
@@ -183,14 +187,13 @@ def run(text: str, builders: dict):
             if typ in newline and "\n" in val:  # pragma: no cover - no such token in nnspec
                 end_line = line + val.count("\n")
                 line_start = pos + val.rindex("\n") + 1
-                end = (line, col, end_line, pos + len(val) - line_start + 1)
+                tok = (val, line, col, end_line, pos + len(val) - line_start + 1)
                 line = end_line
             else:
-                end = (line, col, line, col + len(val))
-            tok = (val, *end)
+                tok = (val, line, col, line, col + len(val))
             pos += len(val)
         else:
-            typ, tok, end = "$END", None, None
+            typ, tok = "$END", None
         row = states[state]
         while True:
             a = row.get(typ)
@@ -202,7 +205,7 @@ def run(text: str, builders: dict):
                 state = a
                 push_state(a)
                 push_val(tok)
-                push_ext(end)
+                push_ext(tok)  # a token is its own extent
                 break
             kind, lhs, size, fn, simple, include, append_none, expand1 = plan[~a]
             if kind == 0:  # the child is the value: only the state changes
@@ -235,7 +238,7 @@ def run(text: str, builders: dict):
                     if e is not None:
                         last = e
                         break
-                ext = None if first is None else (first[0], first[1], last[2], last[3])
+                ext = None if first is None else (None, first[1], first[2], last[3], last[4])
             else:
                 popped, ext = [], None
             if simple:

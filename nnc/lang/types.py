@@ -7,7 +7,6 @@ the offending argument. ``let`` constants are substituted before binding (see ``
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -619,6 +618,7 @@ def python_value(v: Any) -> A.Value:
     if isinstance(v, float):
         return A.Num(v, repr(v), _NOWHERE)
     if isinstance(v, str):
+        import json  # only for values given from Python (the API), never by `nnc check`
         return A.Str(v, json.dumps(v), _NOWHERE)
     if isinstance(v, (list, tuple)):
         return A.List([python_value(x) for x in v], _NOWHERE)

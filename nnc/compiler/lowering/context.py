@@ -21,6 +21,9 @@ _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator
           "//": operator.floordiv, "%": operator.mod}
 
 
+_LITERALS = (A.Num, A.Str, A.Bool)
+
+
 def ir_span(s: SourceSpan | None) -> SourceSpan:
     return s or NO_SPAN
 
@@ -153,7 +156,10 @@ class Context:
     # constants
 
     def subst(self, v: A.Value, scope: Scope) -> A.Value:
-        """Replace names of constants by their values, recursively."""
+        """Replace names of constants by their values, recursively (``v`` itself where nothing
+        changes: a literal, or a call of literals)."""
+        if type(v) in _LITERALS:
+            return v
         if isinstance(v, A.Name):
             if scope.const_failed(v.name):
                 self.hush(v.span)
@@ -165,9 +171,17 @@ class Context:
         if isinstance(v, A.List):
             return A.List([self.subst(x, scope) for x in v.items], v.span)
         if isinstance(v, A.Call) and v.args is not None:
-            args = [dataclasses.replace(a, value=self.subst(a.value, scope)) if isinstance(a, A.KwArg)
-                    else self.subst(a, scope) for a in v.args]
-            return A.Call(v.name, v.name_span, args, v.span)
+            args, changed = [], False
+            for a in v.args:
+                if isinstance(a, A.KwArg):
+                    value = self.subst(a.value, scope)
+                    if value is not a.value:
+                        a, changed = dataclasses.replace(a, value=value), True
+                else:
+                    new = self.subst(a, scope)
+                    a, changed = new, changed or new is not a
+                args.append(a)
+            return A.Call(v.name, v.name_span, args, v.span) if changed else v
         if isinstance(v, A.EXPRESSIONS):
             return self.evaluate(v, scope)
         return v

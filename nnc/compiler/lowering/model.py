@@ -42,6 +42,8 @@ class ModelPass:
         # collected for the outputs-and-assertions pass
         self.outputs_decl: A.OutputDecl | None = None  # the model's `output` statement, if any
         self.asserts: list[tuple[A.AssertStmt, Scope]] = []  # each `assert` with the scope it was written in
+        # (op, literal arguments) -> the arguments it bound to: a stage written 10,000 times binds once
+        self.bound: dict[tuple, dict] = {}
 
     def lower_model(self, m: A.Model, top: Scope) -> Scope:
         """Lower the model's statements; the model's scope (its inputs and bound values)."""
@@ -277,7 +279,7 @@ class ModelPass:
         else:
             self.counters[op] = self.counters.get(op, 0) + 1
             name, span = f"{prefix}{op}_{self.counters[op]}", stage_span
-        if name in {i.name for i in self.inputs}:
+        if any(i.name == name for i in self.inputs):
             self.ctx.err("E308", f"layer name `{name}` is also the name of an input", span,
                          "give the layer another `name=`")
         elif name in self.node_ids:
@@ -291,11 +293,18 @@ class ModelPass:
         op = OPS[st.name]
         explicit, args = self.split_name(st, scope)
         call = self.ctx.subst(A.Call(st.name, st.name_span, args if args is not None else [], st.span), scope)
-        attrs = None
-        try:
-            attrs = op.sig.bind(call)
-        except ArgErrors as es:
-            self.ctx.arg_errors(es.errors, scope)
+        key = _bind_key(op.name, call)
+        attrs = self.bound.get(key) if key is not None else None
+        if attrs is not None:
+            attrs = dict(attrs)
+        else:
+            try:
+                attrs = op.sig.bind(call)
+            except ArgErrors as es:
+                self.ctx.arg_errors(es.errors, scope)
+            else:
+                if key is not None:
+                    self.bound[key] = dict(attrs)
         node_id = self.next_id(op.name, explicit, st.span)
         if attrs is None or sources is None:
             return _poison(st.span)
@@ -318,7 +327,10 @@ class ModelPass:
             return _poison(st.span)
         dtype = sources[0].dtype if op.input_dtype == "any" else op.output_dtype
         weights = op.weights([tuple(s) for s in shapes], attrs)
-        params = sum(numel(w.shape) for w in weights if w.trainable)
+        params = 0
+        for w in weights:
+            if w.trainable:
+                params += numel(w.shape)
         flops = op.flops([tuple(s) for s in shapes], out_shape, attrs)
         node = Node(id=node_id, op=op.name, inputs=[s.id for s in sources], attrs=attrs,
                     shape=list(out_shape), dtype=dtype, weights=weights, params=params, flops=flops,
@@ -425,6 +437,26 @@ def _is_merge(st: A.Call, scope: Scope) -> bool:
         return bool(merge)
     first = next((a for a in st.args or [] if not isinstance(a, A.KwArg)), None)
     return isinstance(first, A.Name) and scope.const(first.name) is None
+
+
+def _bind_key(op: str, call: A.Call) -> tuple | None:
+    """What a binding of ``call`` depends on, if its arguments are literals (None otherwise). Only a
+    successful binding is remembered: errors are reported at every stage that makes them."""
+    key: list = [op]
+    for a in call.args or ():
+        kw = None
+        if type(a) is A.KwArg:
+            kw, a = a.name, a.value
+        t = type(a)
+        if t is A.Num:
+            key.append((kw, "n", type(a.value), a.value, a.text, a.source))
+        elif t is A.Str:
+            key.append((kw, "s", a.value, a.text))
+        elif t is A.Bool:
+            key.append((kw, "b", a.value))
+        else:
+            return None
+    return tuple(key)
 
 
 def _poison(span: SourceSpan) -> Value:
