@@ -10,7 +10,6 @@ onnxruntime) so that it starts fast in CI.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -272,21 +271,29 @@ def cmd_predict(args) -> int:
 # ----------------------------------------------------------------------------------------------
 # parser
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # exit 2 with the usage, as argparse does, but never a traceback
-        self.print_usage(sys.stderr)
-        print(f"nnc: error: {message}", file=sys.stderr)
-        import re
-        flag = re.search(r"unrecognized arguments: --([A-Za-z_]+)", message)
-        if flag:
-            print(f"  hint: train keys and `let` constants are set with --set, e.g. --set {flag.group(1)}=...",
-                  file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
+def _parser_class():
+    """The argument parser class (argparse is imported only when a command line needs it)."""
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message):  # exit 2 with the usage, as argparse does, but never a traceback
+            self.print_usage(sys.stderr)
+            print(f"nnc: error: {message}", file=sys.stderr)
+            import re
+            flag = re.search(r"unrecognized arguments: --([A-Za-z_]+)", message)
+            if flag:
+                print(f"  hint: train keys and `let` constants are set with --set, e.g. --set {flag.group(1)}=...",
+                      file=sys.stderr)
+            raise SystemExit(EXIT_USAGE)
+
+    return _Parser
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The command line; ``only="check"`` builds the ``check`` verb alone (what ``nnc check`` needs:
-    its usage, help and errors are the same, and the other verbs cost start-up)."""
+def build_parser(only: str | None = None):
+    """The command line (an ``argparse.ArgumentParser``); ``only="check"`` builds the ``check`` verb
+    alone (what ``nnc check`` needs: its usage, help and errors are the same, and the other verbs
+    cost start-up)."""
+    _Parser = _parser_class()
     p = _Parser(prog="nnc", description="nnc: check, train and export neural networks written as .nnspec files.")
     p.add_argument("--version", action="version", version=f"nnc {__version__}")
     sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
@@ -353,11 +360,29 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def _plain_check(words: list[str]):
+    """``nnc check PATH... [--format F]`` read without argparse (whose import and parser cost a
+    tenth of `nnc check`'s start-up), exactly as argparse reads it; None for anything else (help,
+    errors, abbreviations, ``--``, ``=``), which argparse reads."""
+    if words[:1] != ["check"]:
+        return None
+    rest, fmt = words[1:], "text"
+    if len(rest) >= 2 and rest[-2] == "--format":
+        fmt, rest = rest[-1], rest[:-2]
+    elif len(rest) >= 2 and rest[0] == "--format":
+        fmt, rest = rest[1], rest[2:]
+    if fmt not in ("text", "json", "github") or not rest or any(w.startswith("-") for w in rest):
+        return None
+    from types import SimpleNamespace  # what argparse would return: an argparse.Namespace's fields
+    return SimpleNamespace(verb="check", paths=rest, format=fmt, func=cmd_check)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .streams import GuardedStream, OutputClosed
     words = sys.argv[1:] if argv is None else argv
-    parser = build_parser("check" if words[:1] == ["check"] else None)
-    args = parser.parse_args(argv)
+    args = _plain_check(list(words))
+    if args is None:
+        args = build_parser("check" if words[:1] == ["check"] else None).parse_args(argv)
     # NOTE: train's results are its run files, so a console that goes away must not stop it; every
     # other verb's results (or diagnostics) are on standard output, so losing them is an error.
     saved = sys.stdout, sys.stderr

@@ -6,38 +6,18 @@ names follow the grammar's rule names (``let_stmt`` -> :class:`LetStmt`, ``stage
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import field
 from typing import Union
 
 from ..errors import SourceSpan
+from . import record
 
 
-class _Node:
-    """What ``@dataclass`` would generate for ``__repr__`` and ``__eq__``, written once for every node
-    class (generating them per class is most of the cost of importing this module, and every
-    ``nnc check`` imports it)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
-        return f"{type(self).__qualname__}({inner})"
-
-    def __eq__(self, other):
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        names = [f.name for f in fields(self) if f.compare]
-        return tuple(getattr(self, n) for n in names) == tuple(getattr(other, n) for n in names)
-
-    __hash__ = None  # as a dataclass with eq=True: mutable nodes are not hashable
-
-
-# NOTE: each class has a docstring: without one, @dataclass computes a signature for it (inspect)
-_node = dataclass(repr=False, eq=False)
+_node = record
 
 
 @_node
-class Num(_Node):
+class Num:
     """A number: ``3``, ``0.1``, ``1e-3`` (or one computed from a constant expression)."""
 
     value: int | float
@@ -52,7 +32,7 @@ class Num(_Node):
 
 
 @_node
-class Str(_Node):
+class Str:
     """A string literal: ``"relu"``."""
 
     value: str
@@ -61,7 +41,7 @@ class Str(_Node):
 
 
 @_node
-class Bool(_Node):
+class Bool:
     """``true`` or ``false``."""
 
     value: bool
@@ -69,7 +49,7 @@ class Bool(_Node):
 
 
 @_node
-class Name(_Node):
+class Name:
     """A name: a constant, a binding or a bare word such as ``relu``."""
 
     name: str
@@ -77,7 +57,7 @@ class Name(_Node):
 
 
 @_node
-class List(_Node):
+class List:
     """``[a, b, ...]``."""
 
     items: list["Value"]
@@ -85,7 +65,7 @@ class List(_Node):
 
 
 @_node
-class KwArg(_Node):
+class KwArg:
     """``name=value`` in a call's arguments."""
 
     name: str
@@ -95,7 +75,7 @@ class KwArg(_Node):
 
 
 @_node
-class Call(_Node):
+class Call:
     """``name(args)`` as a value or a pipeline stage; ``args is None`` for a bare stage name."""
 
     name: str
@@ -113,7 +93,7 @@ class Call(_Node):
 
 
 @_node
-class BinOp(_Node):
+class BinOp:
     """``left op right`` with ``op`` one of ``+ - * / // %``: a constant expression, evaluated by the
     lowering (a negative literal ``-2`` is a :class:`Num` of its own, not an expression)."""
 
@@ -124,7 +104,7 @@ class BinOp(_Node):
 
 
 @_node
-class Neg(_Node):
+class Neg:
     """``-operand`` where the operand is not a plain number (``-width``, ``-(a + b)``)."""
 
     operand: "Value"
@@ -132,7 +112,7 @@ class Neg(_Node):
 
 
 @_node
-class Paren(_Node):
+class Paren:
     """``(inner)`` as written: kept so that ``nnc fmt`` prints the user's parentheses."""
 
     inner: "Value"
@@ -144,7 +124,7 @@ EXPRESSIONS = (BinOp, Neg, Paren)
 
 
 @_node
-class LetStmt(_Node):
+class LetStmt:
     """``let NAME = value``."""
 
     name: str
@@ -154,7 +134,7 @@ class LetStmt(_Node):
 
 
 @_node
-class InputDecl(_Node):
+class InputDecl:
     """``input NAME: [DTYPE] [dims]``."""
 
     name: str
@@ -165,7 +145,7 @@ class InputDecl(_Node):
 
 
 @_node
-class OutputDecl(_Node):
+class OutputDecl:
     """``output a, b``."""
 
     names: list[Name]
@@ -173,7 +153,7 @@ class OutputDecl(_Node):
 
 
 @_node
-class Pipeline(_Node):
+class Pipeline:
     """``stage -> stage -> ...``."""
 
     stages: list[Call]
@@ -181,7 +161,7 @@ class Pipeline(_Node):
 
 
 @_node
-class Binding(_Node):
+class Binding:
     """``NAME = pipeline``."""
 
     name: str
@@ -191,7 +171,7 @@ class Binding(_Node):
 
 
 @_node
-class Quantity(_Node):
+class Quantity:
     """What an ``assert`` measures: ``params``, ``output``, ``shape(h)``."""
 
     kind: str  # "name" (params, flops, ...), "output", or "call" (shape(h))
@@ -201,7 +181,7 @@ class Quantity(_Node):
 
 
 @_node
-class AssertStmt(_Node):
+class AssertStmt:
     """``assert QUANTITY CMP value``."""
 
     quantity: Quantity
@@ -211,7 +191,7 @@ class AssertStmt(_Node):
 
 
 @_node
-class Repeat(_Node):
+class Repeat:
     """``repeat COUNT { statements }``."""
 
     count: Value
@@ -223,7 +203,7 @@ Statement = Union[LetStmt, InputDecl, OutputDecl, AssertStmt, Repeat, Binding, P
 
 
 @_node
-class Param(_Node):
+class Param:
     """A block parameter: ``c`` or ``stride = 1``."""
 
     name: str
@@ -233,7 +213,7 @@ class Param(_Node):
 
 
 @_node
-class BlockDef(_Node):
+class BlockDef:
     """``block NAME(params) { statements }``: a parametric sub-network, used as a stage."""
 
     name: str
@@ -244,7 +224,7 @@ class BlockDef(_Node):
 
 
 @_node
-class Model(_Node):
+class Model:
     """``model NAME { statements }``."""
 
     name: str
@@ -254,7 +234,7 @@ class Model(_Node):
 
 
 @_node
-class Entry(_Node):
+class Entry:
     """``key = value`` in the train block."""
 
     key: str
@@ -264,7 +244,7 @@ class Entry(_Node):
 
 
 @_node
-class Train(_Node):
+class Train:
     """``train { entries }``."""
 
     entries: list[Entry]
@@ -272,7 +252,7 @@ class Train(_Node):
 
 
 @_node
-class File(_Node):
+class File:
     """A whole file: its top-level items and (for ``nnc fmt``) its comments."""
 
     items: list[LetStmt | BlockDef | Model | Train]

@@ -8,10 +8,10 @@ the offending argument. ``let`` constants are substituted before binding (see ``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable
 
-from . import ast as A
+from . import ast as A, record
 from ..errors import SourceSpan, did_you_mean
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
@@ -111,7 +111,7 @@ class Type:
         return {}
 
 
-@dataclass
+@record
 class Int(Type):
     min: int | None = None
     max: int | None = None
@@ -153,7 +153,7 @@ class Int(Type):
         return s
 
 
-@dataclass
+@record
 class Float(Type):
     min: float | None = None
     max: float | None = None
@@ -226,7 +226,7 @@ class Str(Type):
         return {"type": "string"}
 
 
-@dataclass
+@record
 class Enum(Type):
     choices: tuple[str, ...]
     what: str = "value"
@@ -253,7 +253,7 @@ class Enum(Type):
         return {c: self.what for c in self.choices}
 
 
-@dataclass
+@record
 class Ints(Type):
     """An integer or a list of ``n`` integers (kernel, stride, dilation) -> list of ``n`` ints."""
 
@@ -286,7 +286,7 @@ class Ints(Type):
                 "minItems": self.n, "maxItems": self.n}
 
 
-@dataclass
+@record
 class Padding(Type):
     """``valid``, ``same``, an integer or a list of ``n`` -> "valid" | "same" | list of n ints."""
 
@@ -329,7 +329,7 @@ class ShapeList(Type):
         return {"type": "array", "items": {"type": "integer"}}
 
 
-@dataclass
+@record
 class ListOf(Type):
     item: Type
 
@@ -351,7 +351,7 @@ class ListOf(Type):
         return self.item.vocabulary()
 
 
-@dataclass
+@record
 class OneOf(Type):
     options: tuple[Type, ...]
     doc_text: str = ""
@@ -383,7 +383,7 @@ class OneOf(Type):
 # ----------------------------------------------------------------------------------------------
 # signatures
 
-@dataclass
+@record
 class Param:
     name: str
     type: Type
@@ -391,7 +391,7 @@ class Param:
     doc: str = ""
 
 
-@dataclass
+@record
 class Signature:
     """A callable's parameters: positional ones in order, then keyword-only ones."""
 
@@ -504,7 +504,7 @@ class ArgErrors(Exception):
         self.errors = errors
 
 
-@dataclass
+@record
 class Catalogue(Type):
     """A value that is one of a family of calls: ``adam(lr=0.01)``, ``cosine``, ``he_normal``."""
 
@@ -593,7 +593,7 @@ class Catalogue(Type):
 _NOWHERE = SourceSpan()
 
 
-@dataclass
+@record
 class _Opaque:
     """A Python value nnspec has no syntax for (``None``, an object): every type refuses it."""
 

@@ -12,11 +12,11 @@ is lowered in; :class:`~.model.ModelPass` expands the body there, as it expands 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from ...errors import did_you_mean
-from ...lang import ast as A
+from ...lang import ast as A, record
 from ...lang.types import REQUIRED, ArgErrors, Param, Signature, Type, show
 from ..builtin_names import describe, is_builtin_value
 from ..ops import OPS
@@ -38,7 +38,7 @@ class _Passed(Type):
 _PASSED = _Passed()
 
 
-@dataclass
+@record
 class Block:
     """A checked block definition and the signature its uses are bound with."""
 
@@ -47,7 +47,7 @@ class Block:
     used: bool = False
 
 
-@dataclass
+@record
 class Bound:
     """The arguments of one use: the body's scope and, for the IR, each parameter as passed."""
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import operator
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ...errors import NO_SPAN, DiagnosticSink, SourceSpan, did_you_mean
-from ...lang import ast as A
+from ...lang import ast as A, record
 from ...lang.types import ArgError, ArgErrors, kind_of, show
 from ..builtin_names import builtin_values, describe, example, is_builtin_value
 from ..ops import OPS
@@ -28,7 +28,7 @@ def ir_span(s: SourceSpan | None) -> SourceSpan:
     return s or NO_SPAN
 
 
-@dataclass
+@record
 class Value:
     """A named or implicit value in the dataflow: a node's output or a model input."""
 
@@ -38,7 +38,7 @@ class Value:
     span: SourceSpan
 
 
-@dataclass
+@record
 class Scope:
     """Names visible in a block: constants and values. ``repeat`` bodies get a child per pass."""
 
