@@ -309,7 +309,7 @@ class ModelPass:
         if attrs is None or sources is None:
             return _poison(st.span)
         shapes = [s.shape for s in sources]
-        if any(s is None for s in shapes):
+        if None in shapes:
             return _poison(st.span)
         for src in sources:
             if op.input_dtype != "any" and src.dtype != op.input_dtype:
@@ -326,19 +326,20 @@ class ModelPass:
             self.ctx.err(e.code, e.message, st.span, e.hint)
             return _poison(st.span)
         dtype = sources[0].dtype if op.input_dtype == "any" else op.output_dtype
-        weights = op.weights([tuple(s) for s in shapes], attrs)
+        shapes = [tuple(s) for s in shapes]  # (the catalogue's functions read them, never change them)
+        weights = op.weights(shapes, attrs)
         params = 0
         for w in weights:
             if w.trainable:
                 params += numel(w.shape)
-        flops = op.flops([tuple(s) for s in shapes], out_shape, attrs)
+        flops = op.flops(shapes, out_shape, attrs)
         node = Node(id=node_id, op=op.name, inputs=[s.id for s in sources], attrs=attrs,
                     shape=list(out_shape), dtype=dtype, weights=weights, params=params, flops=flops,
                     span=ir_span(st.span), block=self.uses[-1][1] if self.uses else None)
         self.nodes.append(node)
         self.by_id[node_id] = node
         if op.warn is not None:
-            warning = op.warn([self.origin(s.id) for s in sources], [tuple(s) for s in shapes], attrs)
+            warning = op.warn([self.origin(s.id) for s in sources], shapes, attrs)
             if warning is not None:
                 self.ctx.warn(warning[0], warning[1], st.span, warning[2])
         return Value(node_id, out_shape, dtype, st.span)
