@@ -173,13 +173,22 @@ class Softmax(Kernel):
     def forward(self, xs, w, a, ctx):
         x = xs[0]
         axis = _np_axis(a["axis"])
-        e = np.exp(x - x.max(axis=axis, keepdims=True))
-        y = e / e.sum(axis=axis, keepdims=True)
-        return y, (y, axis)
+        # NOTE: one new array, every later pass in place (fresh arrays cost page faults)
+        e = np.subtract(x, x.max(axis=axis, keepdims=True))
+        np.exp(e, out=e)
+        e /= e.sum(axis=axis, keepdims=True)
+        return e, (e, axis)
 
     def backward(self, dy, cache):
         y, axis = cache
-        return [y * (dy - np.sum(dy * y, axis=axis, keepdims=True))], {}
+        if axis in (-1, y.ndim - 1):
+            # the row dot products sum(dy * y) in one pass, without the (N, ..., K) product array
+            s = np.einsum("...i,...i->...", dy, y)[..., None]
+        else:
+            s = np.sum(dy * y, axis=axis, keepdims=True)
+        dx = np.subtract(dy, s)
+        dx *= y
+        return [dx], {}
 
 
 @register("log_softmax")
