@@ -109,12 +109,21 @@ def _hardsigmoid(x, a):
 
 
 def _hardswish(x, a):
-    return x * np.clip(x + 3, 0, 6) * (1 / 6), x
+    y = np.add(x, 3)
+    np.clip(y, 0, 6, out=y)
+    y *= x
+    y *= 1 / 6
+    return y, x
 
 
 def _hardswish_grad(dy, x):
     # NOTE: PyTorch's hardswish_backward: 0 for x <= -3, x / 3 + 1/2 for -3 < x < 3, 1 for x >= 3
-    return dy * np.where(x <= -3, 0, np.where(x >= 3, 1, x / 3 + 0.5))
+    g = np.divide(x, 3)
+    g += 0.5
+    np.copyto(g, 0, where=x <= -3)
+    np.copyto(g, 1, where=x >= 3)
+    g *= dy
+    return g
 
 
 def _clip(x, a):
