@@ -22,6 +22,14 @@ printed first; run it on a quiet machine.
   lstm  lstm(64) over 32 steps of 8 features, dense(1), mse, adam, batch 64, 1,280 examples
 
 Without torch installed the nnc column is still measured and the torch column says why it is empty.
+
+GFLOP/s: the matrix-product arithmetic of an epoch (``flops``: multiply-adds counted as 2 FLOPs, the
+forward's products times 3 for forward + the two backward products; the same count for both
+frameworks) over the epoch's seconds, next to NumPy's own float32 matrix-product rate on this
+machine (a 1024 x 1024 product) as the limit. Peak memory (``--memory``): each framework trains the
+model for the warm-up epoch plus one epoch in a fresh child process (nnc's child never imports
+torch), which reports its peak resident set size (``VmHWM``; Linux only), interpreter and libraries
+included.
 """
 from __future__ import annotations
 
@@ -63,7 +71,8 @@ model mlp {
     dense(10) -> softmax
 }
 """ + TRAIN.format(loss="cross_entropy"),
-        n=6400, x_shape=(784,), classes=10),
+        n=6400, x_shape=(784,), classes=10,
+        flops=2 * (784 * 256 + 256 * 128 + 128 * 10)),
     "cnn": dict(
         title="CNN 28x28 conv16-conv32",
         spec="""
@@ -77,7 +86,8 @@ model cnn {
     dense(10) -> softmax
 }
 """ + TRAIN.format(loss="cross_entropy"),
-        n=1280, x_shape=(1, 28, 28), classes=10),
+        n=1280, x_shape=(1, 28, 28), classes=10,
+        flops=2 * (9 * 1 * 16 * 28 * 28 + 9 * 16 * 32 * 14 * 14 + 32 * 7 * 7 * 10)),
     "lstm": dict(
         title="LSTM 64 x 32 steps",
         spec="""
@@ -87,7 +97,8 @@ model seq {
     dense(1)
 }
 """ + TRAIN.format(loss="mse"),
-        n=1280, x_shape=(32, 8), classes=None),
+        n=1280, x_shape=(32, 8), classes=None,
+        flops=2 * (32 * (8 + 64) * 4 * 64 + 64)),
 }
 
 
@@ -182,11 +193,54 @@ def measure(run, epochs: int) -> tuple[float, float]:
     return statistics.median(times), first_loss
 
 
+def matmul_gflops() -> float:
+    """NumPy's float32 matrix-product rate on this machine: the median of 5 (1024 x 1024) products."""
+    a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+    a @ a
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - t)
+    return 2 * 1024 ** 3 / statistics.median(times) / 1e9
+
+
+def child(which: str) -> int:
+    """``--child nnc:mlp``: train the warm-up epoch and one more, print the peak RSS in MiB."""
+    fw, kind = which.split(":")
+    cfg = MODELS[kind]
+    x, y = make_data(cfg)
+    nnc_run = NncRun(cfg, x, y)
+    run = nnc_run if fw == "nnc" else TorchRun(kind, x, y, nnc_run.initial)
+    if fw != "nnc":
+        del nnc_run
+        import torch
+        torch.set_num_threads(2)
+    run.epoch()
+    run.epoch()
+    # NOTE: VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec
+    with open("/proc/self/status") as fh:
+        hwm = next(line for line in fh if line.startswith("VmHWM:"))
+    print(int(hwm.split()[1]) / 1024)                                   # kB -> MiB
+    return 0
+
+
+def peak_mib(fw: str, kind: str) -> float | None:
+    import subprocess
+    out = subprocess.run([sys.executable, __file__, "--child", f"{fw}:{kind}"], capture_output=True,
+                         text=True, timeout=600)
+    return float(out.stdout.split()[-1]) if out.returncode == 0 and out.stdout.strip() else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up (median)")
     ap.add_argument("--models", default="mlp,cnn,lstm", help="comma-separated: mlp, cnn, lstm")
+    ap.add_argument("--memory", action="store_true", help="also measure peak memory (child processes)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        return child(args.child)
     kinds = [k.strip() for k in args.models.split(",") if k.strip()]
     for k in kinds:
         if k not in MODELS:
@@ -204,7 +258,9 @@ def main() -> int:
     load = ""
     if hasattr(os, "getloadavg"):
         load = f"; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (other processes skew timings)"
-    print(f"warm-up epoch, then the median of {args.epochs} epochs; nnc first, then torch{load}\n")
+    print(f"warm-up epoch, then the median of {args.epochs} epochs; nnc first, then torch{load}")
+    limit = matmul_gflops()
+    print(f"NumPy float32 matrix product (1024 x 1024): {limit:.1f} GFLOP/s on this machine\n")
 
     rows = []
     for kind in kinds:
@@ -220,16 +276,24 @@ def main() -> int:
         else:
             torch_s = None
             print(f"{kind}: first-epoch loss  nnc {nnc_loss:.6f}")
-        rows.append((cfg["title"], cfg["n"], nnc_s, torch_s))
+        mem = (peak_mib("nnc", kind), peak_mib("torch", kind) if torch is not None else None) \
+            if args.memory else (None, None)
+        rows.append((cfg["title"], cfg["n"], nnc_s, torch_s, 3 * cfg["flops"] * cfg["n"], mem))
+
+    def num(v, fmt, width):
+        return f"{v:{width}{fmt}}" if v is not None else f"{'-':>{width}}"
 
     print()
-    header = f"{'model':<26} {'examples':>8} {'nnc s/epoch':>12} {'torch s/epoch':>14} {'nnc/torch':>10}"
+    header = (f"{'model':<26} {'batch':>5} {'nnc s/ep':>9} {'torch s/ep':>10} {'torch/nnc':>9} "
+              f"{'nnc GF/s':>8} {'torch GF/s':>10} {'nnc MiB':>8} {'torch MiB':>9}")
     print(header)
     print("-" * len(header))
-    for title, n, nnc_s, torch_s in rows:
-        t = f"{torch_s:14.3f}" if torch_s is not None else f"{'skipped':>14}"
-        r = f"{nnc_s / torch_s:9.2f}x" if torch_s is not None else f"{'-':>10}"
-        print(f"{title:<26} {n:>8,} {nnc_s:12.3f} {t} {r}")
+    for title, n, nnc_s, torch_s, flops, (nnc_m, torch_m) in rows:
+        ratio = torch_s / nnc_s if torch_s is not None else None
+        print(f"{title:<26} {64:>5} {nnc_s:9.3f} {num(torch_s, '.3f', 10)} {num(ratio, '.2f', 9)} "
+              f"{flops / nnc_s / 1e9:8.2f} {num(torch_s and flops / torch_s / 1e9, '.2f', 10)} "
+              f"{num(nnc_m, '.0f', 8)} {num(torch_m, '.0f', 9)}")
+    print(f"(GF/s: the epoch's matrix-product FLOPs per second; the machine's NumPy limit is {limit:.1f})")
     return 0
 
 

@@ -788,6 +788,36 @@ def test_gelu_matches_math_erf_grid():
     np.testing.assert_allclose(y, [-20.0 * 0.5 * math.erfc(20 / math.sqrt(2))], rtol=1e-13)
 
 
+def test_erf_float32_matches_math_erf_dense_grid():
+    # the float32 path (a clamped rational approximation, float32 arithmetic) on a dense grid
+    x = np.concatenate([np.linspace(-7, 7, 400_001), np.geomspace(1e-30, 1.0, 2000),
+                        -np.geomspace(1e-30, 1.0, 2000)]).astype(np.float32)
+    ref = np.array([math.erf(float(v)) for v in x])
+    y = erf(x)
+    assert y.dtype == np.float32
+    err = np.abs(y.astype(np.float64) - ref)
+    assert err.max() <= 5e-7                                   # a few float32 ulps near +-1
+    tiny = np.abs(x) < 0.5                                    # and relative accuracy near 0
+    assert (err[tiny] / np.abs(ref[tiny])).max() <= 3e-7
+    np.testing.assert_array_equal(erf(np.array([0, np.inf, -np.inf], np.float32)), [0, 1, -1])
+    assert np.isnan(erf(np.array([np.nan], np.float32)))[0]
+
+
+def test_gelu_float32_matches_math_erf_grid():
+    x = np.linspace(-10, 10, 100_001).astype(np.float32)
+    y, cache = KERNELS["gelu"].forward([x], {}, {}, Ctx())
+    assert y.dtype == np.float32
+    xd = x.astype(np.float64)
+    ref = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in xd])
+    # Phi to about 2e-7 absolute (float32), times |x|
+    assert np.all(np.abs(y - ref) <= 3e-7 * np.maximum(1, np.abs(xd)))
+    (dx,), _ = KERNELS["gelu"].backward(np.ones_like(x), cache)
+    assert dx.dtype == np.float32
+    dref = np.array([0.5 * (1 + math.erf(v / math.sqrt(2))) + v * math.exp(-v * v / 2) / math.sqrt(2 * math.pi)
+                     for v in xd])
+    assert np.all(np.abs(dx - dref) <= 5e-7 * np.maximum(1, np.abs(xd)))
+
+
 def test_step_forward_and_straight_through_backward():
     x = np.array([[-2.0, -0.0, 0.0, 1e-9, 3.0]], dtype=np.float32)
     y, cache = KERNELS["step"].forward([x], {}, {}, Ctx())

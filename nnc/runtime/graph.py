@@ -44,6 +44,10 @@ class Graph:
         # per node: (contract name, flat key) of every weight it owns
         self.keys = [[(w.name, weight_key(n, w.name)) for w in n.weights] for n in self.nodes]
         self.by_id = {n.id: n for n in self.nodes}
+        # per node: whether any input is an intermediate value (else no input gradient is needed),
+        # and whether it has trainable weights; a node with neither is skipped by the backward
+        self.needs_dx = [any(src not in self.input_set for src in n.inputs) for n in self.nodes]
+        self.has_trainable = [any(w.trainable for w in n.weights) for n in self.nodes]
 
     # ------------------------------------------------------------------------------------------
     # weights
@@ -120,6 +124,12 @@ class Graph:
             node = self.nodes[i]
             dy = pending.pop(node.id, None)
             if dy is None:
+                continue
+            if not self.needs_dx[i]:
+                # every input is a model input: only the weight gradients are needed
+                if self.has_trainable[i]:
+                    for name, g in self.kernels[i].weight_backward(dy, caches[i]).items():
+                        grads[weight_key(node, name)] = g
                 continue
             dxs, dws = self.kernels[i].backward(dy, caches[i])
             for name, g in dws.items():

@@ -71,7 +71,7 @@ class MultiheadAttention(Kernel):
         s = Q @ K.transpose(0, 1, 3, 2)                            # (N, H, Tq, Tk)
         s *= scale
         if a["causal"]:
-            s[:, :, _future(tq, tk)] = -np.inf
+            np.copyto(s, -np.inf, where=_future(tq, tk))          # a broadcast pass, not a boolean gather
         s -= s.max(axis=-1, keepdims=True)
         p = np.exp(s, out=s)
         p /= p.sum(axis=-1, keepdims=True)
@@ -102,7 +102,9 @@ class MultiheadAttention(Kernel):
         dp = do @ V.transpose(0, 1, 3, 2)                          # (N, H, Tq, Tk)
         if keep is not None:
             dp *= keep
-        ds = p * (dp - np.sum(dp * p, axis=-1, keepdims=True))     # softmax backward; 0 where masked
+        # softmax backward, 0 where masked: p (dp - sum(dp p)), the row sums as one einsum pass
+        ds = np.subtract(dp, np.einsum("...i,...i->...", dp, p)[..., None], out=dp)
+        ds *= p
         ds *= scale
         dq2 = _merge_heads(ds @ K)                                 # (N*Tq, E)
         dk2 = _merge_heads(ds.transpose(0, 1, 3, 2) @ Q)           # (N*Tk, E)

@@ -36,6 +36,12 @@ class Kernel:
         """dy: gradient of the loss w.r.t. y. Returns (input grads in order, trainable weight grads)."""
         raise NotImplementedError
 
+    def weight_backward(self, dy: np.ndarray, cache) -> dict[str, np.ndarray]:
+        """The trainable weights' gradients only, for a node whose inputs need none (they are
+        the model's inputs): the graph calls this instead of :meth:`backward` there. Kernels whose
+        input gradient is costly (dense, convolutions) skip computing it."""
+        return self.backward(dy, cache)[1]
+
     def __repr__(self) -> str:
         return f"<Kernel {self.name}>"
 

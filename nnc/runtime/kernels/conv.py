@@ -158,7 +158,7 @@ def _conv2d_forward_s1(x, weight, bias, dilation, pads, groups=1):
                         wide=True, groups=groups, bias_row=bias_row)
 
 
-def _conv2d_backward_s1(dy, cache: ConvCache):
+def _conv2d_backward_s1(dy, cache: ConvCache, need_dx: bool = True):
     cols, weight, xshape, pads, has_bias = cache.cols, cache.weight, cache.xshape, cache.pads, cache.has_bias
     dh, dw = cache.dilation
     N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = _wide_geometry(xshape, weight.shape, (dh, dw), pads)
@@ -177,6 +177,8 @@ def _conv2d_backward_s1(dy, cache: ConvCache):
     else:
         dweight = _dy_colsT(dyf, cols, G).reshape(weight.shape)
         dbias = dyf.sum(axis=1) if has_bias else None   # the discarded columns of dyf are zeros
+    if not need_dx:
+        return None, dweight, dbias
     dcols = _wT_dy(weight.reshape(F, K // G), dyf, G).reshape(C, kh, kw, N, L)
     dxbuf = np.zeros((C, size), dtype=dy.dtype)
     runs = _wide_runs(dxbuf, kh, kw, dh, dw, N, Hp, Wp, L)
@@ -187,10 +189,11 @@ def _conv2d_backward_s1(dy, cache: ConvCache):
     return np.ascontiguousarray(dx.transpose(1, 0, 2, 3)), dweight, dbias
 
 
-def _conv2d_backward(dy, cache: ConvCache):
-    """dy: (N, F, Ho, Wo). Returns dx: (N, C, H, W), dweight: (F, C/groups, kh, kw), dbias: (F,) | None."""
+def _conv2d_backward(dy, cache: ConvCache, need_dx: bool = True):
+    """dy: (N, F, Ho, Wo). Returns dx: (N, C, H, W) (None unless need_dx), dweight: (F, C/groups, kh, kw),
+    dbias: (F,) | None."""
     if cache.wide:
-        return _conv2d_backward_s1(dy, cache)
+        return _conv2d_backward_s1(dy, cache, need_dx)
     cols, weight, xshape, xpshape, pads, has_bias = (cache.cols, cache.weight, cache.xshape, cache.xpshape,
                                                      cache.pads, cache.has_bias)
     (Ho, Wo), (sh, sw), (dh, dw) = cache.out_hw, cache.stride, cache.dilation
@@ -200,6 +203,8 @@ def _conv2d_backward(dy, cache: ConvCache):
     dyf = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(F, N * Ho * Wo)
     dweight = _dy_colsT(dyf, cols, G).reshape(weight.shape)
     dbias = dyf.sum(axis=1) if has_bias else None
+    if not need_dx:
+        return None, dweight, dbias
     dcols = _wT_dy(weight.reshape(F, -1), dyf, G).reshape(C, kh, kw, N, Ho, Wo)
     # col2im into a (C, N, Hp, Wp) buffer: one strided scatter-add per kernel position.
     dxp = np.zeros((C, N, xpshape[2], xpshape[3]), dtype=dy.dtype)
@@ -231,6 +236,10 @@ class Conv2D(Kernel):
             grads["bias"] = dbias
         return [dx], grads
 
+    def weight_backward(self, dy, cache):
+        _, dweight, dbias = _conv2d_backward(dy, cache, need_dx=False)
+        return {"weight": dweight} if dbias is None else {"weight": dweight, "bias": dbias}
+
 
 @register("conv1d")
 class Conv1D(Kernel):
@@ -250,6 +259,13 @@ class Conv1D(Kernel):
         if dbias is not None:
             grads["bias"] = dbias
         return [dx[:, :, 0, :]], grads
+
+    def weight_backward(self, dy, cache):
+        _, dweight, dbias = _conv2d_backward(dy[:, :, None, :], cache, need_dx=False)
+        grads = {"weight": dweight[:, :, 0, :]}
+        if dbias is not None:
+            grads["bias"] = dbias
+        return grads
 
 
 # ----------------------------------------------------------------------------------------------

@@ -29,3 +29,11 @@ class Dense(Kernel):
         if has_bias:
             grads["bias"] = dy2.sum(axis=0)
         return [dx], grads
+
+    def weight_backward(self, dy, cache):
+        x2, _, weight, has_bias = cache
+        dy2 = dy.reshape(-1, weight.shape[0])
+        grads = {"weight": dy2.T @ x2}
+        if has_bias:
+            grads["bias"] = dy2.sum(axis=0)
+        return grads

@@ -91,22 +91,40 @@ class LayerNorm(Kernel):
     def forward(self, xs, w, a, ctx):
         x = xs[0]
         eps = float(a["eps"])
-        xc = x - x.mean(axis=-1, keepdims=True)
-        var = np.mean(xc * xc, axis=-1, keepdims=True)
-        inv_std = 1 / np.sqrt(var + eps)                     # (..., 1)
-        xhat = xc * inv_std
+        D = x.shape[-1]
+        # NOTE: few passes and in place after the first: the variance is a row dot product
+        xhat = np.subtract(x, x.mean(axis=-1, keepdims=True))
+        var = np.einsum("...i,...i->...", xhat, xhat)[..., None]
+        var *= 1 / D
+        var += eps
+        inv_std = np.sqrt(var, out=var)
+        np.divide(1, inv_std, out=inv_std)                   # (..., 1)
+        xhat *= inv_std
         weight = w["weight"]
-        return xhat * weight + w["bias"], (xhat, inv_std, weight)
+        y = xhat * weight
+        y += w["bias"]
+        return y, (xhat, inv_std, weight)
 
     def backward(self, dy, cache):
         xhat, inv_std, weight = cache
-        lead = tuple(range(dy.ndim - 1))
-        dweight = np.sum(dy * xhat, axis=lead)
-        dbias = dy.sum(axis=lead)
-        g = dy * weight                                     # d loss / d xhat
-        dx = inv_std * (g - g.mean(axis=-1, keepdims=True)
-                        - xhat * np.mean(g * xhat, axis=-1, keepdims=True))
-        return [dx], {"weight": dweight, "bias": dbias}
+        D = weight.shape[0]
+        dy2 = dy.reshape(-1, D)                             # (M, D)
+        xh2 = xhat.reshape(-1, D)
+        gx = dy2 * xh2
+        dweight = gx.sum(axis=0)
+        dbias = dy2.sum(axis=0)
+        # with g = dy * weight (d loss / d xhat): dx = inv_std (g - mean(g) - xhat mean(g xhat)),
+        # the row means as matrix-vector products: mean(g) = dy @ weight / D, mean(g xhat) = gx @ weight / D
+        mg = dy2 @ weight
+        mg *= 1 / D
+        mgx = gx @ weight
+        mgx *= 1 / D
+        dx = np.multiply(dy2, weight)
+        dx -= mg[:, None]
+        np.multiply(xh2, mgx[:, None], out=gx)
+        dx -= gx
+        dx *= inv_std.reshape(-1, 1)
+        return [dx.reshape(xhat.shape)], {"weight": dweight, "bias": dbias}
 
 
 @register("embedding")

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .base import Kernel, register
+from .blas import small_products
 from .special import sigmoid
 
 
@@ -328,8 +329,18 @@ class Recurrent(Kernel):
     an inverted dropout mask while training with ``dropout`` > 0."""
 
     cell: type = RNNCell
+    gates: int = 1
 
     def forward(self, xs, w, a, ctx):
+        # NOTE: the per-step products (N, u) x (u, G*u) are small: one BLAS thread is faster
+        with small_products(xs[0].shape[0] * self.gates * a["units"] ** 2):
+            return self._forward(xs, w, a, ctx)
+
+    def backward(self, dy, cache: StackCache):
+        with small_products(dy.shape[0] * self.gates * cache.u ** 2):
+            return self._backward(dy, cache)
+
+    def _forward(self, xs, w, a, ctx):
         inp = xs[0]
         u, seq, rate = a["units"], a["return_sequences"], float(a["dropout"])
         suffixes = a["suffixes"]
@@ -357,7 +368,7 @@ class Recurrent(Kernel):
             inp = np.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0].copy()
         return inp, StackCache(caches, masks, suffixes, u, seq)
 
-    def backward(self, dy, cache: StackCache):
+    def _backward(self, dy, cache: StackCache):
         caches, masks, suffixes, u, seq = cache
         grads: dict = {}
         dseq, dlast = (dy, None) if seq else (None, dy)
@@ -388,8 +399,10 @@ class RNN(Recurrent):
 @register("lstm")
 class LSTM(Recurrent):
     cell = LSTMCell
+    gates = 4
 
 
 @register("gru")
 class GRU(Recurrent):
     cell = GRUCell
+    gates = 3

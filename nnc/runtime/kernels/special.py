@@ -1,5 +1,6 @@
 """Special functions: a dtype-preserving sigmoid and erf / erfc (W. J. Cody's rational
-approximations), for gelu and its gradient."""
+approximations in float64; for float32 erf, a clamped odd/even rational approximation), for gelu
+and its gradient."""
 from __future__ import annotations
 
 import numpy as np
@@ -81,9 +82,45 @@ def _exp_neg_sq(y: np.ndarray) -> np.ndarray:
     return np.exp(-ysq * ysq) * np.exp(-d)
 
 
+# float32 erf: the clamped rational approximation erf(x) ~ x P(x^2) / Q(x^2) on [-4, 4] (P of
+# degree 6, Q of degree 4) that Eigen (generic_fast_erf_float) and XLA (ErfImpl32) use. Branch-free:
+# about 20 float32 passes, where Cody's three-range approximation needs masks and gathers (5x
+# slower). Maximum absolute error against math.erf about 4.5e-7 (a few float32 ulps near +-1;
+# tests/test_kernels.py checks a dense grid); erf(+-4) rounds to +-1 in float32, so the clamp is
+# exact to float32 precision.
+_ERF32_P = tuple(np.float32(c) for c in (
+    -2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+    -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02))
+_ERF32_Q = tuple(np.float32(c) for c in (
+    -1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+    -1.42647390514189e-02))
+
+
+def erf_float32(x: np.ndarray) -> np.ndarray:
+    """erf of a float32 array, float32 arithmetic throughout (see _ERF32_P). NaN stays NaN."""
+    z = np.clip(x, np.float32(-4), np.float32(4))
+    z2 = z * z
+    p = z2 * _ERF32_P[0]
+    p += _ERF32_P[1]
+    for c in _ERF32_P[2:]:
+        p *= z2
+        p += c
+    p *= z
+    q = z2 * _ERF32_Q[0]
+    q += _ERF32_Q[1]
+    for c in _ERF32_Q[2:]:
+        q *= z2
+        q += c
+    p /= q
+    return p
+
+
 def erf(x: np.ndarray) -> np.ndarray:
-    """Vectorised error function (Cody's rational approximations); keeps x's float dtype."""
+    """Vectorised error function (Cody's rational approximations; float32 input takes
+    :func:`erf_float32`); keeps x's float dtype."""
     x = np.asarray(x)
+    if x.dtype == np.float32:
+        return erf_float32(x)
     y = np.abs(x)
     small = y <= _THRESH
     out = np.empty_like(x)
