@@ -34,6 +34,6 @@ def run(debounce: float | None = None) -> int:
     from .server import DEFAULT_DEBOUNCE, serve
     # NOTE: the protocol gets its own handles on the standard streams: the CLI wraps sys.stdout for
     # its verbs, and pygls closes the streams it was given when the client disconnects
-    with os.fdopen(os.dup(0), "rb", buffering=0) as stdin, os.fdopen(os.dup(1), "wb", buffering=0) as stdout:
+    with os.fdopen(os.dup(0), "rb") as stdin, os.fdopen(os.dup(1), "wb") as stdout:
         serve(DEFAULT_DEBOUNCE if debounce is None else debounce, stdin, stdout)
     return 0
