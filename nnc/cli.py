@@ -247,6 +247,10 @@ def cmd_lsp(args) -> int:
 
 
 def cmd_graph(args) -> int:
+    from .commands.graph import DRAWN_FORMATS, TEXT_FORMATS
+    if args.output and args.output != "-" and Path(args.output).suffix.lower() not in TEXT_FORMATS + DRAWN_FORMATS:
+        raise UsageError(f"-o {args.output}: nnc graph writes " + ", ".join(TEXT_FORMATS + DRAWN_FORMATS)
+                         + " files (or DOT text on standard output without -o)")
     program, _ = _load_program(args.spec, args.set)
     from .commands.graph import graph_command
     return graph_command(program, args)
@@ -254,7 +258,9 @@ def cmd_graph(args) -> int:
 
 def cmd_plot(args) -> int:
     _input_path(args.run_dir)
-    from .commands.plot import plot_command
+    from .commands.plot import FORMATS, plot_command
+    if args.output and Path(args.output).suffix.lower() not in FORMATS:
+        raise UsageError(f"-o {args.output}: nnc plot writes " + ", ".join(FORMATS) + " files")
     return plot_command(args)
 
 
