@@ -122,7 +122,7 @@ def write_curves(run_dir: Path, out: Path, title: str | None = None) -> int:
     try:
         data = draw(columns, title or f"{run_dir.name}: {plural(len(columns['epoch']), 'epoch')}", fmt)
     except ImportError:
-        raise NncError.single("E904", "plotting needs matplotlib, which is not installed",
+        raise NncError.single("E904", "plotting needs matplotlib, which is not installed", path=str(run_dir),
                               hint="install the plotting extra: pip install 'nnc[plot]'") from None
     atomic_write_with(out, lambda fh: fh.write(data), code="E903")
     return len(columns["epoch"])

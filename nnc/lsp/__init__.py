@@ -27,7 +27,7 @@ def run(debounce: float | None = None) -> int:
         import pygls  # noqa: F401
         import lsprotocol  # noqa: F401
     except ImportError:
-        raise NncError.single("E906", "`nnc lsp` needs pygls, which is not installed",
+        raise NncError.single("E906", "`nnc lsp` needs pygls, which is not installed", path="nnc lsp",
                               hint="install the language server's extra: pip install 'nnc[lsp]'") from None
     import os
 
