@@ -328,3 +328,8 @@ def test_formatting_is_nnc_fmt():
     assert edit.new_text == format_source(text, "t.nnspec")
     assert features.formatting(edit.new_text, TextIndex(edit.new_text), "t.nnspec") == []
     assert features.formatting("model {", TextIndex("model {"), "t.nnspec") is None
+
+
+def test_completion_after_an_arrow_offers_constants_that_name_ops_only():
+    got = labels("let act = relu\nlet width = 8\nmodel m {\n    input x: [4]\n    dense(width) -> |\n}\n")
+    assert "act" in got and "width" not in got

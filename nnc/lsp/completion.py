@@ -25,7 +25,7 @@ from ..compiler.ops import OPS
 from ..compiler.trainspec import TRAIN_KEYS
 from ..grammar import lex
 from ..lang.types import REQUIRED, Bool, Catalogue, Enum, ListOf, OneOf, Padding, Signature, Type
-from .analysis import Analysis, catalogue_of, signature_for
+from .analysis import Analysis, signature_for
 from .features import block_header
 from .positions import TextIndex
 
@@ -223,6 +223,18 @@ def _scope_names(analysis: Analysis, index: TextIndex, offset: int, kinds=("cons
     return out
 
 
+def _stage_constants(analysis: Analysis, index: TextIndex, offset: int) -> list[T.CompletionItem]:
+    """The constants that name an op or a block (``let act = relu``): they may stand as a stage."""
+    from ..lang import ast as A
+    line0, col0 = index.line_col(offset)
+    out = []
+    for sym in analysis.visible(line0 + 1, col0 + 1):
+        value = getattr(sym.node, "value", None) if sym.kind == "constant" else None
+        if isinstance(value, (A.Name, A.Call)) and (value.name in OPS or value.name in analysis.blocks):
+            out.append(_item(sym.name, T.CompletionItemKind.Constant, f"= {value.name}", sort="1"))
+    return out
+
+
 def _vocabulary(t: Type | None) -> list[T.CompletionItem]:
     """The bare names and calls a value of type ``t`` may be."""
     if t is None:
@@ -309,7 +321,7 @@ def complete(analysis: Analysis, index: TextIndex, offset: int) -> list[T.Comple
         return [_item(k, T.CompletionItemKind.Keyword, sort="0") for k in TOP_KEYWORDS]
     # model, block or repeat body
     if prev == "->":
-        return _blocks(analysis) + _ops() + _scope_names(analysis, index, offset, ("constant",))
+        return _blocks(analysis) + _ops() + _stage_constants(analysis, index, offset)
     if prev == "assert":
         return [_item(q, T.CompletionItemKind.Keyword, "a quantity", sort="0") for q in QUANTITIES]
     if prev == ":" and ctx.prev2 is not None and ctx.prev2[0] == "NAME":
