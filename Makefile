@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test check bench clean
+.PHONY: setup system-deps run test check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Graphviz's `dot` draws `nnc graph -o net.svg`; without it those tests skip and say why. Installed
+# with apt-get where that is possible (root on Debian or Ubuntu, as in CI); never fails the build.
+system-deps:
+	@if command -v dot >/dev/null 2>&1; then \
+	    echo "graphviz: $$(dot -V 2>&1)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    if apt-get install -y -q graphviz >/dev/null 2>&1 || \
+	       { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q graphviz >/dev/null 2>&1; }; then \
+	        echo "graphviz: installed, $$(dot -V 2>&1)"; \
+	    else echo "graphviz: apt-get could not install it; the drawing tests of nnc graph skip"; fi; \
+	else \
+	    echo "graphviz: not installed (apt-get install graphviz, brew install graphviz); the drawing tests of nnc graph skip"; \
+	fi
 
 # The main job: check every example spec, then train the digits CNN on built-in data.
 run: $(STAMP)

@@ -238,6 +238,31 @@ def cmd_schema(args) -> int:
     return EXIT_OK
 
 
+def cmd_lsp(args) -> int:
+    from .lsp import run
+    if args.debounce_ms is not None and args.debounce_ms < 0:
+        raise UsageError("--debounce-ms must be 0 or more")
+    return run(None if args.debounce_ms is None else args.debounce_ms / 1000)
+
+
+def cmd_graph(args) -> int:
+    from .commands.graph import DRAWN_FORMATS, TEXT_FORMATS
+    if args.output and args.output != "-" and Path(args.output).suffix.lower() not in TEXT_FORMATS + DRAWN_FORMATS:
+        raise UsageError(f"-o {args.output}: nnc graph writes " + ", ".join(TEXT_FORMATS + DRAWN_FORMATS)
+                         + " files (or DOT text on standard output without -o)")
+    program, _ = _load_program(args.spec, args.set)
+    from .commands.graph import graph_command
+    return graph_command(program, args)
+
+
+def cmd_plot(args) -> int:
+    _input_path(args.run_dir)
+    from .commands.plot import FORMATS, plot_command
+    if args.output and Path(args.output).suffix.lower() not in FORMATS:
+        raise UsageError(f"-o {args.output}: nnc plot writes " + ", ".join(FORMATS) + " files")
+    return plot_command(args)
+
+
 def _input_path(path: str | None) -> None:
     if path is not None and not Path(path).exists():
         raise UsageError(f"{path}: no such file or directory")
@@ -357,6 +382,23 @@ def build_parser(only: str | None = None):
 
     sc = sub.add_parser("schema", help="the JSON Schema of the IR")
     sc.set_defaults(func=cmd_schema)
+
+    g = sub.add_parser("graph", help="draw the network: DOT, or SVG/PNG with Graphviz")
+    g.add_argument("spec", metavar="SPEC")
+    g.add_argument("-o", "--output", metavar="FILE", help=".dot (default: DOT on standard output), .svg or .png")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a `let` constant")
+    g.set_defaults(func=cmd_graph)
+
+    pl = sub.add_parser("plot", help="plot a run's training curves (loss, metrics, learning rate)")
+    pl.add_argument("run_dir", metavar="RUN_DIR")
+    pl.add_argument("-o", "--output", metavar="FILE", help="the picture (default RUN_DIR/curves.png; .png, .svg or .pdf)")
+    pl.set_defaults(func=cmd_plot)
+
+    ls = sub.add_parser("lsp", help="the language server, on standard input/output (for editors)")
+    ls.add_argument("--stdio", action="store_true", help="accepted for editors that pass it (always stdio)")
+    ls.add_argument("--debounce-ms", type=int, metavar="MS", help="quiet time after an edit before its "
+                    "diagnostics are computed (default 150)")
+    ls.set_defaults(func=cmd_lsp)
     return p
 
 

@@ -39,7 +39,7 @@ def _state(lowerer: Lowerer) -> dict[str, set[str]]:
 
 
 def test_the_passes_are_found():
-    assert set(_state(Lowerer("x"))) == {"Lowerer", "ctx", "model", "outputs", "train"}
+    assert set(_state(Lowerer("x"))) == {"Lowerer", "ctx", "model", "outputs", "train", "top"}
 
 
 @pytest.mark.parametrize("spec", LOWERED, ids=lambda p: p.name)

@@ -5,6 +5,7 @@ import csv
 import io
 import math
 import os
+import sys
 from pathlib import Path
 
 from ..api import export_onnx, fingerprint
@@ -86,6 +87,8 @@ def train_command(program: Program, args) -> int:
         progress.info(report)
     except ImportError as exc:  # pragma: no cover - onnx is a dependency
         progress.info(f"model.onnx not written: {exc}")
+    from .plot import write_curves_quietly  # NOTE: matplotlib, when installed, is imported only now
+    write_curves_quietly(out, lambda message: print(message, file=sys.stderr))
     if final is not None:
         keys = [f"{m} {final.metrics[m]:.4f}" for m in trainer.metric_names]
         if final.val_loss is not None:

@@ -36,11 +36,12 @@ class Lowerer:
         self.outputs = OutputsPass(self.ctx, self.model)  # the model's outputs, totals and assertions
         self.train = TrainPass(self.ctx)  # the train block
         self.warnings: list = []  # the sink's warnings, set when the file lowers without errors
+        self.top = Scope()  # the file's top-level scope: its constants (kept for editors, nnc lsp)
 
     def lower(self, file: A.File, source: str | None) -> Program:
         """The program (``Program.to_dict()`` is the plain dict that :class:`ir.Program` validates)."""
         ctx = self.ctx
-        top = Scope()
+        top = self.top
         for let in lets_in(file.items):
             ctx.lets.setdefault(let.name, []).append(let)
         models = [i for i in file.items if isinstance(i, A.Model)]

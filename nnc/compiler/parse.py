@@ -6,6 +6,7 @@ raises :class:`NncError`; nothing else escapes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import re
 
@@ -13,7 +14,7 @@ from ..grammar import KEYWORDS, get_parser, lex, literal_types
 from ..lang import ast as A
 from ..errors import Diagnostic, NncError, SourceSpan
 
-__all__ = ["KEYWORDS", "parse", "parse_value", "read_value", "decode_source"]
+__all__ = ["KEYWORDS", "parse", "parse_prefix", "parse_value", "read_value", "decode_source"]
 MAX_NESTING = 64
 MAX_SOURCE_BYTES = 1 << 20  # 1 MiB: parsing costs about 4 s per MiB, and no real spec comes close
 
@@ -421,6 +422,78 @@ def parse(source: str | bytes, path: str | None = None, *, comments: bool = Fals
     if comments:
         result.comments = [(t.line, t.column, str(t)) for t in collected]
     return result
+
+
+def parse_prefix(text: str) -> A.File | None:
+    """The syntax tree of what parses before the first syntax error of ``text``, for editors.
+
+    :func:`parse` reports the error; this keeps what came before it. The text is fed through the
+    parser's own lexer up to the first token (or character) the parser cannot take. The brackets
+    still open there are closed (``)``, ``]``, ``}``) and the file is ended; where that cannot
+    complete the tree (the error is in the middle of a statement: ``let x =``), the unfinished
+    construct is dropped, one symbol of the parser's stack at a time (LALR panic mode), until it can.
+    So the tree ends with the last whole statement before the error. The closing tokens stand at the
+    end of the text: a block left open spans the rest of the file.
+
+    Returns None when nothing can be completed (or the text is too large or too deeply nested to
+    parse at all); never raises.
+    """
+    try:
+        _check_size(text, None)
+        _check_nesting(text, None)
+    except NncError:
+        return None
+    from lark import Token
+    from lark.exceptions import UnexpectedInput
+    parser = get_parser()[0]
+    types = literal_types()
+    closers = (types[")"], types["]"], types["}"])
+    lines = text.split("\n")
+    line, column = len(lines), len(lines[-1]) + 1
+    end = Token("$END", "", len(text), line, column, line, column, len(text))
+    with gc_paused():
+        ip = parser.parse_interactive(text)
+        try:
+            for tok in ip.lexer_thread.lex(ip.parser_state):
+                ip.feed_token(tok)
+        except (UnexpectedInput, RecursionError):
+            pass
+        state = ip.parser_state
+        try:
+            while len(state.state_stack) > 1:
+                plan = _closing(ip, closers)
+                if plan is not None:
+                    for closer in plan:
+                        ip.feed_token(Token.new_borrow_pos(closer, "", end))
+                    return _transform(ip.feed_token(end))
+                state.state_stack.pop()  # drop the unfinished construct's last symbol
+                state.value_stack.pop()
+            return _transform(ip.feed_token(end)) if "$END" in ip.accepts() else None
+        except Exception:  # noqa: BLE001 - an editor's best effort: no tree rather than a crash
+            return None
+
+
+def _closing(ip, closers: tuple[str, ...]) -> list[str] | None:
+    """The closing brackets that let the parser ``ip`` accept the end of the file, or None.
+
+    Worked out on a copy without the tree builders: the real parser's trees are never touched (lark
+    extends a repetition's list in place, so a shared tree would change)."""
+    from lark import Token
+    conf = copy.copy(ip.parser_state.parse_conf)
+    conf.callbacks = {}
+    sim = ip.copy(deepcopy_values=False)
+    sim.parser_state.parse_conf = conf
+    plan: list[str] = []
+    for _ in range(MAX_NESTING + 2):
+        accepts = sim.accepts()
+        if "$END" in accepts:
+            return plan
+        closer = next((c for c in closers if c in accepts), None)
+        if closer is None:
+            return None
+        sim.feed_token(Token(closer, ""))
+        plan.append(closer)
+    return None
 
 
 def _check_size(source, path: str | None) -> None:

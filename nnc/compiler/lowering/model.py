@@ -44,6 +44,10 @@ class ModelPass:
         self.asserts: list[tuple[A.AssertStmt, Scope]] = []  # each `assert` with the scope it was written in
         # (op, literal arguments) -> the arguments it bound to: a stage written 10,000 times binds once
         self.bound: dict[tuple, dict] = {}
+        # for editors: (the span of a stage, or of a binding's name; the value it produced), in
+        # expansion order (a stage in `repeat` or a block body appears once per expansion; a
+        # poisoned value has shape None)
+        self.produced: list[tuple[SourceSpan, Value]] = []
 
     def lower_model(self, m: A.Model, top: Scope) -> Scope:
         """Lower the model's statements; the model's scope (its inputs and bound values)."""
@@ -85,6 +89,7 @@ class ModelPass:
                 self.repeat(st, scope)
             elif isinstance(st, A.Binding):
                 value = self.pipeline(st.pipeline, scope)
+                self.produced.append((st.name_span, value))
                 if self.bindable(st.name, st.name_span, scope):
                     scope.values[st.name] = value
                 self.last_binding = st.name
@@ -181,6 +186,7 @@ class ModelPass:
             stages = stages[1:]
         elif first.name in OPS and _is_merge(first, scope):
             current = self.merge(first, scope)
+            self.produced.append((first.span, current))
             stages = stages[1:]
         else:
             current = self.implicit_source(first, scope) if self._is_op_stage(first, scope) else None
@@ -193,6 +199,7 @@ class ModelPass:
             st = self.resolve_stage_const(st, scope)
             if st.name in self.ctx.blocks:
                 current = self.block_use(st, None if poisoned else current, scope)
+                self.produced.append((st.span, current))
                 poisoned = poisoned or current.shape is None
                 continue
             if st.name not in OPS:
@@ -209,6 +216,7 @@ class ModelPass:
                 poisoned = True
                 continue
             current = self.apply(st, None if poisoned else [current], scope)
+            self.produced.append((st.span, current))
             poisoned = poisoned or current.shape is None
         return _poison(pipe.span) if poisoned or current is None else current
 
