@@ -107,9 +107,23 @@ class Model:
         train = program.train
         self.dtype = train.dtype if train is not None else "float32"
         self.graph = Graph(program.model, self.dtype)
-        self.weights = weights if weights is not None else self.graph.init_weights(program.seed)
+        self._weights = weights if weights is not None else self.graph.init_weights(program.seed)
+        # NOTE: the first fit() of freshly initialised weights fits the state that comes from data
+        # (normalize statistics) on its training split; loaded, assigned or trained weights keep theirs
+        self.fresh = weights is None
         self.history: list[dict] = []
         self.labels: list[str] | None = list(labels) if labels is not None else None
+
+    @property
+    def weights(self) -> dict[str, np.ndarray]:
+        """``{"<layer>.<param>": array}``; assigning weights counts as loading them (no refit of
+        ``normalize`` statistics by the next ``fit``)."""
+        return self._weights
+
+    @weights.setter
+    def weights(self, value: dict[str, np.ndarray]) -> None:
+        self._weights = value
+        self.fresh = False
 
     @property
     def name(self) -> str:
@@ -219,7 +233,8 @@ class Model:
             tr, va = D.split_validation(D.Dataset(xa, y, "x"), spec.validation, spec.seed)
             xs, y, xv, yv = {xk: tr.x}, tr.y, {xk: va.x}, va.y
         trainer = Trainer(self.graph, spec, xs, y, xv, yv, "the arrays")
-        state = trainer.new_state(self.weights)
+        state = trainer.new_state(self.weights, fit_state=self.fresh)
+        self.fresh = False
         progress = Progress(quiet=quiet)
         while state.epoch < spec.epochs and not state.stopped_early:
             progress.start_epoch(state.epoch + 1, spec.epochs)
@@ -227,6 +242,7 @@ class Model:
             progress.end_epoch(format_log(log, spec.epochs, trainer.metric_names))
         self.history = [dict(zip(history_columns(trainer.metric_names, trainer.has_val),
                                  log.row(trainer.metric_names, trainer.has_val))) for log in state.history]
+        self.weights = state.final_weights(spec)  # restore_best: the epoch with the lowest val_loss
         self.labels = labels
         return self.history
 

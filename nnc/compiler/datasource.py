@@ -20,6 +20,7 @@ from typing import Any
 from ..lang import ast as A
 from ..errors import NncError, SourceSpan
 from .trainspec import BUILTIN_DATASETS, SOURCES
+from ..vocab import TEXT_OPTIONS
 from ..errors import did_you_mean
 from ..lang.types import REQUIRED, Signature, show
 
@@ -59,6 +60,8 @@ def with_defaults(sig: Signature, args: dict) -> dict:
     the catalogue requires but the runtime does not (csv's ``target``) stays absent."""
     out = dict(args)
     for p in sig.params:
+        if sig.name == "csv" and p.name in TEXT_OPTIONS and out.get("text") is None:
+            continue  # the options of a text column mean nothing without one
         if p.default is not REQUIRED and p.default is not None:
             out.setdefault(p.name, p.default)
     return out
