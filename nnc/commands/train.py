@@ -33,7 +33,7 @@ def train_command(program: Program, args) -> int:
         raise NncError.single("E762", f"`{resume}` has no checkpoint.npz to resume from", path=str(resume),
                               hint="resume a directory written by `nnc train`, or start a new run with --out")
     out = resume or _run_directory(program, args)
-    train_ds = load_dataset(program, args.data, dtype=dtype)
+    train_ds = load_dataset(program, args.data, dtype=dtype, training=True)
     val_ds = None
     if isinstance(spec.validation, float):
         if spec.validation > 0:
