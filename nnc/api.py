@@ -203,6 +203,19 @@ class Model:
         outs = {k: np.concatenate(v) for k, v in chunks.items()}
         return next(iter(outs.values())) if len(outs) == 1 else outs
 
+    def predict_labels(self, x, batch_size: int = 256) -> list[str]:
+        """The predicted label of each example, through ``self.labels`` (the label map of string
+        targets): the label of the largest output, or of one sigmoid output thresholded at 0.5 with
+        two labels (as ``nnc predict`` writes them). E735 when the model has no label map."""
+        from .dataload import predicted_labels
+        out = self.predict(x, batch_size)
+        names = predicted_labels(out, self.labels) if isinstance(out, np.ndarray) else None
+        if names is None:
+            raise NncError.single("E735", "the model has no label map that fits its output, so its predictions have "
+                                  "no label names", hint="fit() on string labels, or load_weights() of a run trained "
+                                  "on them; predict() gives the outputs")
+        return names
+
     def fit(self, x, y, *, validation_data=None, quiet: bool = True, **settings) -> list[dict]:
         """Train on arrays with the spec's train block (``settings`` override its keys, e.g.
         ``epochs=5, optimizer="sgd(lr=0.1)"``). Returns the history as a list of dicts."""

@@ -216,7 +216,7 @@ def _value(sig: Signature, key: str, v: A.Value, text: str):
     """A string parameter takes any bare word or number as the string it spells; the others (a
     text column's `vocab`, an image folder's `size`) are checked by their declared type."""
     p = sig.by_name[key]
-    if isinstance(p.type, Str):
+    if isinstance(p.type, Str) or key == sig.params[0].name:  # what to read: a name or a path, checked on loading
         return _string(v, key, text)
     try:
         return p.type.coerce(v)

@@ -88,8 +88,11 @@ class DataInfo:
                    ds.target, list(ds.labels) if ds.labels is not None else None, ds.text, images=ds.images)
 
     def to_dict(self) -> dict:
-        return {"format": self.FORMAT, "kind": self.kind, "source": self.source, "features": self.features,
-                "target": self.target, "labels": self.labels, "text": self.text, "images": self.images}
+        out = {"format": self.FORMAT, "kind": self.kind, "source": self.source, "features": self.features,
+               "target": self.target, "labels": self.labels, "text": self.text}
+        if self.images is not None:  # an image folder's size and color
+            out["images"] = self.images
+        return out
 
     @classmethod
     def from_dict(cls, obj: Any, path: str) -> "DataInfo":

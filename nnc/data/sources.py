@@ -36,7 +36,7 @@ def _check_args(kind: str, args: dict, span, spec_path) -> dict:
                 "E709", f"{kind}() has no parameter `{key}`",
                 _join_hints(_did_you_mean(key, known, quote="`"),
                             f"{kind}() takes " + ", ".join(known)), span, spec_path)
-        if value is not None and isinstance(sig.by_name[key].type, Str):
+        if value is not None and (isinstance(sig.by_name[key].type, Str) or key == sig.params[0].name):
             if not isinstance(value, (str, Path)):
                 raise _source_error("E709", f"{kind}(): `{key}` must be a string, got {value!r}",
                                     f'write it in quotes, e.g. {key}="..."', span, spec_path)

@@ -175,7 +175,8 @@ class TrainPass:
         length, vocab = args["length"], args["vocab"]
         if inp.dtype != "int64" or list(inp.shape) != [length]:
             self.ctx.err("E605", f"{shown} gives int64 token ids of shape [{length}] (`length`), the input "
-                         f"`{inp.name}` takes {_typed(inp)}", span, f"declare `input {inp.name}: int64 [{length}]`")
+                         f"`{inp.name}` takes {inp.dtype} {fmt_shape(inp.shape)}", span,
+                         f"declare `input {inp.name}: int64 [{length}]`")
             return
         for node in embeddings_reading(model.nodes, inp.name):
             if node.attrs["vocab"] < vocab:
