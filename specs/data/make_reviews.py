@@ -7,8 +7,8 @@ reliable."), sometimes negated ("It is not reliable at all!"), which flips the j
 is the judgement of the judging sentences (they always agree). Capitals, punctuation and filler
 words vary, so the model has to find the words that matter -- and, for "not", their order.
 
-    reviews.csv       400 rows: review,sentiment   (the training file; the spec holds out 20%)
-    reviews_test.csv  150 rows, from another seed  (a held-out file for `nnc evaluate`)
+    reviews.csv       400 rows: review,label   (the training file)
+    reviews_test.csv  150 rows, from another seed (held out: the validation data)
 
 Run from anywhere: ``python specs/data/make_reviews.py``. The output is identical on every run.
 """
@@ -61,11 +61,11 @@ def review(rng: random.Random) -> tuple[str, str]:
 
 
 def make(n: int, seed: int) -> str:
-    """The CSV text of ``n`` reviews (a header row, then review,sentiment)."""
+    """The CSV text of ``n`` reviews (a header row, then review,label)."""
     rng = random.Random(seed)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["review", "sentiment"])
+    w.writerow(["review", "label"])
     for _ in range(n):
         w.writerow(review(rng))
     return buf.getvalue()
