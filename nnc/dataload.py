@@ -52,7 +52,7 @@ def load_dataset(program: Program, source: str | None, *, role: str = "data", dt
                 d.path = d.path or "<--data>"
             err.sources["<--data>"] = source
             raise
-        _needs_vocabulary(kind, args, info, training, "--data", None, None)
+        needs_vocabulary(kind, args, info, training, "--data", None, None)
         ds = D.load_source(kind, args, Path.cwd(), float_dtype=dtype, info=info,
                            fit_rows=_training_rows(program) if training else None)
         span = None
@@ -62,8 +62,8 @@ def load_dataset(program: Program, source: str | None, *, role: str = "data", dt
         if src is None:
             raise NncError.single("E607", "no training data: the train block has no `data`", path=program.path,
                                   hint='add `data = dataset("iris")` (or csv(...)/npz(...)), or pass --data')
-        span = _source_span(src)
-        _needs_vocabulary(src.kind, src.args, info, training or role != "data", "the spec's data", span,
+        span = source_span(src)
+        needs_vocabulary(src.kind, src.args, info, training or role != "data", "the spec's data", span,
                           program.path)
         ds = D.load_source(src.kind, src.args, spec_dir(program), span=span, spec_path=program.path,
                            float_dtype=dtype, info=info,
@@ -86,7 +86,7 @@ def _training_rows(program: Program):
     return lambda n: D.split_indices(n, fraction, seed)[1]
 
 
-def _needs_vocabulary(kind: str, args: dict, info, training: bool, what: str, span, spec_path) -> None:
+def needs_vocabulary(kind: str, args: dict, info, training: bool, what: str, span, spec_path) -> None:
     """E716: evaluating a text model needs the vocabulary it was trained with (the run's data.json):
     fitting one on the evaluation data would give its words other ids."""
     if training or kind != "csv" or args.get("text") is None or (info is not None and info.text is not None):
@@ -182,7 +182,7 @@ def check_token_ids(program: Program, input_name: str, x: np.ndarray, what: str,
                     hint=f"raise the embedding's vocab above {int(x.max())}, or fix the token ids")
 
 
-def _source_span(src):
+def source_span(src):
     from .errors import SourceSpan
     s = src.span
     return SourceSpan(s.line, s.column, s.end_line, s.end_column) if s else None

@@ -187,6 +187,8 @@ def test_text_errors_are_located(tmp_path, capsys):
     assert main(["evaluate", str(spec), "--weights", str(tmp_path / "w.npz")]) == 1
     err = capsys.readouterr().err
     assert "error[E716]" in err and "data.json" in err and "t.nnspec:9:" in err
+    assert main(["predict", str(spec), "--weights", str(tmp_path / "w.npz"), "--input", str(tmp_path / "t.csv")]) == 1
+    assert "error[E716]" in capsys.readouterr().err
     # predict on a file without the text column
     (tmp_path / "other.csv").write_text("text,label\nhello,pos\n")
     assert main(["predict", str(spec), "--weights", str(tmp_path / "run" / "weights.npz"),

@@ -17,7 +17,8 @@ import numpy as np
 from ..api import Model
 from ..errors import NncError, plural
 from ..compiler.ir import Program
-from ..dataload import DATA_JSON, data_info_of, load_dataset, predicted_labels, train_spec
+from ..dataload import (DATA_JSON, data_info_of, load_dataset, needs_vocabulary, predicted_labels, source_span,
+                        train_spec)
 from .. import data as D
 from ..runtime.metrics import confusion_matrix
 from ..runtime.weights import load_weights
@@ -92,6 +93,9 @@ def predict_command(program: Program, args) -> int:
     dtype = program.train.dtype if program.train is not None else "float32"
     weights = load_weights(args.weights, program.model, dtype)
     info = _run_info(args.weights)
+    data = program.train.data if program.train is not None else None
+    if data is not None:  # a text model reads raw text only through the run's vocabulary (E716)
+        needs_vocabulary(data.kind, data.args, info, False, "the spec's data", source_span(data), program.path)
     try:
         ds = D.load_inputs(args.input, info, image_options=_image_fallback(program))
     except NncError as err:  # a malformed --input 'npz(...)' is a mistake on the command line
