@@ -222,3 +222,30 @@ def test_predict_inputs_read_the_runs_text_column(tmp_path):
     inputs = load_inputs(str(tmp_path / "t.csv"), DataInfo.of(ds))
     np.testing.assert_array_equal(inputs.x, ds.x)
     assert inputs.y is None and any('ignoring columns "id", "label"' in n for n in inputs.notes)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('csv("f.csv", text=r, vocab=2, length=3)', "`vocab`: 2 is out of range"),
+    ('csv("f.csv", text=r, vocab=20, length=3, lowercase=maybe)', "`lowercase`: expected `true` or `false`"),
+    ('csv("f.csv", text=r, vocab=20, length=3, tokenizer=letters)', "unknown tokenizer `letters`"),
+    ('csv("f.csv", vocab=10)', "`vocab` is an option of a text column"),
+    ('images("p", size=[1, 2, 3])', "expected 2 values"),
+    ('images("p", color=blue)', "unknown color `blue`"),
+])
+def test_command_line_text_and_image_options_are_typed(text, needle):
+    from nnc.data import parse_source
+    with pytest.raises(NncError) as info:
+        parse_source(text)
+    d = info.value.diagnostics[0]
+    assert d.code == "E709" and needle in d.message and d.hint, d
+    # at the bad value; options that do not go together, at the whole call
+    assert d.span.column == 1 if "option" in needle else d.span.column > 1, d
+
+
+def test_command_line_options_parse_to_typed_values():
+    from nnc.data import parse_source
+    assert parse_source('csv("f.csv", target=label, text=review, vocab=100, length=10, tokenizer=chars, '
+                        'lowercase=false)') == ("csv", {"path": "f.csv", "target": "label", "text": "review",
+                                                        "vocab": 100, "length": 10, "tokenizer": "chars",
+                                                        "lowercase": False})
+    assert parse_source("images(pics, size=32)") == ("images", {"folder": "pics", "size": [32, 32]})

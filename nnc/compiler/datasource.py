@@ -22,7 +22,7 @@ from ..errors import NncError, SourceSpan
 from .trainspec import BUILTIN_DATASETS, SOURCES
 from ..vocab import TEXT_OPTIONS, text_option_problem
 from ..errors import did_you_mean
-from ..lang.types import REQUIRED, ArgError, Signature, Str, show
+from ..lang.types import REQUIRED, ArgError, Bool, Signature, Str, show
 
 SYNTAX_HINT = ('write dataset("iris"), csv("data.csv", target="label"), npz("data.npz", x="x", '
                'y="y"), images("folder", size=[H, W]), or a path ending in .csv or .npz')
@@ -218,10 +218,13 @@ def _value(sig: Signature, key: str, v: A.Value, text: str):
     p = sig.by_name[key]
     if isinstance(p.type, Str) or key == sig.params[0].name:  # what to read: a name or a path, checked on loading
         return _string(v, key, text)
+    if isinstance(p.type, Bool) and isinstance(v, A.Name) and v.name in ("true", "false"):
+        return v.name == "true"  # read as a bare word here (words=True), keywords included
     try:
         return p.type.coerce(v)
     except ArgError as err:
-        raise error(f"`{key}`: {err.message}", text, err.span or v.span, err.hint) from None
+        raise error(f"`{key}`: {err.message}", text, err.span or v.span,
+                    err.hint or f"usage: {sig.usage()}") from None
 
 
 def _bind(sig: Signature, call: A.Call, text: str) -> dict:

@@ -44,7 +44,8 @@ def _check_args(kind: str, args: dict, span, spec_path) -> dict:
             try:
                 value = sig.by_name[key].type.coerce(python_value(value))
             except ArgError as err:
-                raise _source_error("E709", f"{kind}(): `{key}`: {err.message}", err.hint, span, spec_path) from None
+                raise _source_error("E709", f"{kind}(): `{key}`: {err.message}", err.hint or f"usage: {sig.usage()}",
+                                    span, spec_path) from None
         out[key] = str(value) if isinstance(value, Path) else value
     for key in S.required(sig):
         if not out.get(key):
