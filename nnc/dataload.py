@@ -53,6 +53,8 @@ def load_dataset(program: Program, source: str | None, *, role: str = "data", dt
             err.sources["<--data>"] = source
             raise
         needs_vocabulary(kind, args, info, training, "--data", None, None)
+        if kind == "images" and args.get("size") is None and (info is None or info.images is None):
+            args = {**(image_defaults(program) or {}), **{k: v for k, v in args.items() if v is not None}}
         ds = D.load_source(kind, args, Path.cwd(), float_dtype=dtype, info=info,
                            fit_rows=_training_rows(program) if training else None)
         span = None
@@ -74,6 +76,19 @@ def load_dataset(program: Program, source: str | None, *, role: str = "data", dt
     check_token_ids(program, inp.name, ds.x, ds.name, ds.path)
     check_labels_fit(program, ds.y, ds.labels, ds.name, ds.path)
     return ds
+
+
+def image_defaults(program: Program) -> dict | None:
+    """The size and color of images read without a run's data.json (``--data 'images("f")'``,
+    ``predict --input``): the spec's images() source, else the model's input when it is
+    [1, H, W] or [3, H, W]; None otherwise."""
+    train = program.train
+    if train is not None and train.data is not None and train.data.kind == "images":
+        return {"size": list(train.data.args["size"]), "color": train.data.args["color"]}
+    shape = program.model.inputs[0].shape if len(program.model.inputs) == 1 else []
+    if len(shape) == 3 and shape[0] in (1, 3) and program.model.inputs[0].dtype == "float32":
+        return {"size": list(shape[1:]), "color": "grayscale" if shape[0] == 1 else "rgb"}
+    return None
 
 
 def _training_rows(program: Program):

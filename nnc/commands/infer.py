@@ -17,8 +17,8 @@ import numpy as np
 from ..api import Model
 from ..errors import NncError, plural
 from ..compiler.ir import Program
-from ..dataload import (DATA_JSON, data_info_of, load_dataset, needs_vocabulary, predicted_labels, source_span,
-                        train_spec)
+from ..dataload import (DATA_JSON, data_info_of, image_defaults, load_dataset, needs_vocabulary, predicted_labels,
+                        source_span, train_spec)
 from .. import data as D
 from ..runtime.metrics import confusion_matrix
 from ..runtime.weights import load_weights
@@ -77,16 +77,6 @@ def render_confusion(matrix: np.ndarray, labels: list[str] | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _image_fallback(program: Program) -> dict | None:
-    """The size and color of images given to predict without a run's data.json: the spec's
-    images() source, else the model's input when it is [1, H, W] or [3, H, W]."""
-    train = program.train
-    if train is not None and train.data is not None and train.data.kind == "images":
-        return {"size": list(train.data.args["size"]), "color": train.data.args["color"]}
-    shape = program.model.inputs[0].shape if len(program.model.inputs) == 1 else []
-    if len(shape) == 3 and shape[0] in (1, 3) and program.model.inputs[0].dtype == "float32":
-        return {"size": list(shape[1:]), "color": "grayscale" if shape[0] == 1 else "rgb"}
-    return None
 
 
 def predict_command(program: Program, args) -> int:
@@ -97,7 +87,7 @@ def predict_command(program: Program, args) -> int:
     if data is not None:  # a text model reads raw text only through the run's vocabulary (E716)
         needs_vocabulary(data.kind, data.args, info, False, "the spec's data", source_span(data), program.path)
     try:
-        ds = D.load_inputs(args.input, info, image_options=_image_fallback(program))
+        ds = D.load_inputs(args.input, info, image_options=image_defaults(program))
     except NncError as err:  # a malformed --input 'npz(...)' is a mistake on the command line
         if any(d.path is None for d in err.diagnostics):
             for d in err.diagnostics:
