@@ -107,9 +107,23 @@ class Model:
         train = program.train
         self.dtype = train.dtype if train is not None else "float32"
         self.graph = Graph(program.model, self.dtype)
-        self.weights = weights if weights is not None else self.graph.init_weights(program.seed)
+        self._weights = weights if weights is not None else self.graph.init_weights(program.seed)
+        # NOTE: the first fit() of freshly initialised weights fits the state that comes from data
+        # (normalize statistics) on its training split; loaded, assigned or trained weights keep theirs
+        self.fresh = weights is None
         self.history: list[dict] = []
         self.labels: list[str] | None = list(labels) if labels is not None else None
+
+    @property
+    def weights(self) -> dict[str, np.ndarray]:
+        """``{"<layer>.<param>": array}``; assigning weights counts as loading them (no refit of
+        ``normalize`` statistics by the next ``fit``)."""
+        return self._weights
+
+    @weights.setter
+    def weights(self, value: dict[str, np.ndarray]) -> None:
+        self._weights = value
+        self.fresh = False
 
     @property
     def name(self) -> str:
@@ -189,6 +203,19 @@ class Model:
         outs = {k: np.concatenate(v) for k, v in chunks.items()}
         return next(iter(outs.values())) if len(outs) == 1 else outs
 
+    def predict_labels(self, x, batch_size: int = 256) -> list[str]:
+        """The predicted label of each example, through ``self.labels`` (the label map of string
+        targets): the label of the largest output, or of one sigmoid output thresholded at 0.5 with
+        two labels (as ``nnc predict`` writes them). E735 when the model has no label map."""
+        from .dataload import predicted_labels
+        out = self.predict(x, batch_size)
+        names = predicted_labels(out, self.labels) if isinstance(out, np.ndarray) else None
+        if names is None:
+            raise NncError.single("E735", "the model has no label map that fits its output, so its predictions have "
+                                  "no label names", hint="fit() on string labels, or load_weights() of a run trained "
+                                  "on them; predict() gives the outputs")
+        return names
+
     def fit(self, x, y, *, validation_data=None, quiet: bool = True, **settings) -> list[dict]:
         """Train on arrays with the spec's train block (``settings`` override its keys, e.g.
         ``epochs=5, optimizer="sgd(lr=0.1)"``). Returns the history as a list of dicts."""
@@ -219,7 +246,8 @@ class Model:
             tr, va = D.split_validation(D.Dataset(xa, y, "x"), spec.validation, spec.seed)
             xs, y, xv, yv = {xk: tr.x}, tr.y, {xk: va.x}, va.y
         trainer = Trainer(self.graph, spec, xs, y, xv, yv, "the arrays")
-        state = trainer.new_state(self.weights)
+        state = trainer.new_state(self.weights, fit_state=self.fresh)
+        self.fresh = False
         progress = Progress(quiet=quiet)
         while state.epoch < spec.epochs and not state.stopped_early:
             progress.start_epoch(state.epoch + 1, spec.epochs)
@@ -227,6 +255,7 @@ class Model:
             progress.end_epoch(format_log(log, spec.epochs, trainer.metric_names))
         self.history = [dict(zip(history_columns(trainer.metric_names, trainer.has_val),
                                  log.row(trainer.metric_names, trainer.has_val))) for log in state.history]
+        self.weights = state.final_weights(spec)  # restore_best: the epoch with the lowest val_loss
         self.labels = labels
         return self.history
 

@@ -28,13 +28,16 @@ def train_spec(program: Program):
 
 
 def load_dataset(program: Program, source: str | None, *, role: str = "data", dtype: str = "float32",
-                 info: D.DataInfo | None = None) -> D.Dataset:
+                 info: D.DataInfo | None = None, training: bool = False) -> D.Dataset:
     """The data named by ``--data`` (relative to the working directory) or the train block's
     ``data`` / ``validation`` source (relative to the spec), fitted to the model's input.
 
     ``info`` is what the model was trained on (the training source for the validation source, a
-    run's data.json for ``evaluate``): CSV columns are matched by name and labels take its ids.
-    String labels are checked against the model's output (E740 naming the label)."""
+    run's data.json for ``evaluate``): CSV columns are matched by name and labels take its ids, a
+    text column takes its vocabulary, an image folder its size and color. ``training``: this is the
+    training source of a run (a text vocabulary is fitted on the rows the validation split leaves);
+    otherwise a text source needs ``info`` (E716). String labels are checked against the model's
+    output (E740 naming the label)."""
     model = program.model
     if len(model.inputs) != 1:
         raise NncError.single("E763", f"training and evaluation need a model with one input; "
@@ -49,7 +52,11 @@ def load_dataset(program: Program, source: str | None, *, role: str = "data", dt
                 d.path = d.path or "<--data>"
             err.sources["<--data>"] = source
             raise
-        ds = D.load_source(kind, args, Path.cwd(), float_dtype=dtype, info=info)
+        needs_vocabulary(kind, args, info, training, "--data", None, None)
+        if kind == "images" and args.get("size") is None and (info is None or info.images is None):
+            args = {**(image_defaults(program) or {}), **{k: v for k, v in args.items() if v is not None}}
+        ds = D.load_source(kind, args, Path.cwd(), float_dtype=dtype, info=info,
+                           fit_rows=_training_rows(program) if training else None)
         span = None
     else:
         train = train_spec(program)
@@ -57,15 +64,54 @@ def load_dataset(program: Program, source: str | None, *, role: str = "data", dt
         if src is None:
             raise NncError.single("E607", "no training data: the train block has no `data`", path=program.path,
                                   hint='add `data = dataset("iris")` (or csv(...)/npz(...)), or pass --data')
-        span = _source_span(src)
+        span = source_span(src)
+        needs_vocabulary(src.kind, src.args, info, training or role != "data", "the spec's data", span,
+                          program.path)
         ds = D.load_source(src.kind, src.args, spec_dir(program), span=span, spec_path=program.path,
-                           float_dtype=dtype, info=info)
+                           float_dtype=dtype, info=info,
+                           fit_rows=_training_rows(program) if training and role == "data" else None)
     D.check_dataset(ds)
     ds = D.fit_to_input(ds, tuple(inp.shape), inp.dtype, dtype, input_name=inp.name, span=span,
                         spec_path=program.path)
     check_token_ids(program, inp.name, ds.x, ds.name, ds.path)
     check_labels_fit(program, ds.y, ds.labels, ds.name, ds.path)
     return ds
+
+
+def image_defaults(program: Program) -> dict | None:
+    """The size and color of images read without a run's data.json (``--data 'images("f")'``,
+    ``predict --input``): the spec's images() source, else the model's input when it is
+    [1, H, W] or [3, H, W]; None otherwise."""
+    train = program.train
+    if train is not None and train.data is not None and train.data.kind == "images":
+        return {"size": list(train.data.args["size"]), "color": train.data.args["color"]}
+    shape = program.model.inputs[0].shape if len(program.model.inputs) == 1 else []
+    if len(shape) == 3 and shape[0] in (1, 3) and program.model.inputs[0].dtype == "float32":
+        return {"size": list(shape[1:]), "color": "grayscale" if shape[0] == 1 else "rgb"}
+    return None
+
+
+def _training_rows(program: Program):
+    """``n -> the rows of the training split`` under the train block's validation fraction (what a
+    text vocabulary is fitted on), or None when there is no split (every row trains)."""
+    train = program.train
+    if train is None or not isinstance(train.validation, float) or train.validation <= 0:
+        return None
+    fraction, seed = train.validation, train.seed
+    return lambda n: D.split_indices(n, fraction, seed)[1]
+
+
+def needs_vocabulary(kind: str, args: dict, info, training: bool, what: str, span, spec_path) -> None:
+    """E716: evaluating a text model needs the vocabulary it was trained with (the run's data.json):
+    fitting one on the evaluation data would give its words other ids."""
+    if training or kind != "csv" or args.get("text") is None or (info is not None and info.text is not None):
+        return
+    where = dict(span=span, path=spec_path) if span is not None else {}
+    raise NncError.single(
+        "E716", f"{what} is text (csv(text=\"{args['text']}\")), but there is no vocabulary of the run: no "
+        f"{DATA_JSON} beside the weights", **where,
+        hint=f"use the weights inside the run directory, where `nnc train` wrote {DATA_JSON} with the vocabulary, "
+             "or train again")
 
 
 def check_labels_fit(program: Program, y, labels: list[str] | None, what: str, path: str | None = None) -> None:
@@ -151,7 +197,7 @@ def check_token_ids(program: Program, input_name: str, x: np.ndarray, what: str,
                     hint=f"raise the embedding's vocab above {int(x.max())}, or fix the token ids")
 
 
-def _source_span(src):
+def source_span(src):
     from .errors import SourceSpan
     s = src.span
     return SourceSpan(s.line, s.column, s.end_line, s.end_column) if s else None

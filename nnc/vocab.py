@@ -21,8 +21,8 @@ This module imports no NumPy: ``nnc check`` reads it.
 """
 from __future__ import annotations
 
-from .lang.types import (REQUIRED, ArgError, Bool, Catalogue, Enum, Float, Int, Param, Signature,
-                             Str)
+from .lang.types import (REQUIRED, ArgError, Bool, Catalogue, Enum, Float, Int, Ints, ListOf, OneOf, Param,
+                         Signature, Str)
 
 # ----------------------------------------------------------------------------------------------
 # losses
@@ -110,7 +110,13 @@ def init_value(kind: str, **args) -> dict:
 # ----------------------------------------------------------------------------------------------
 # metrics
 
-METRICS = Enum(("accuracy", "mae", "mse"), "metric")
+METRICS = Enum(("accuracy", "mae", "mse", "precision", "recall", "f1", "auc", "r2"), "metric")
+#: the metrics of a classifier's predicted classes (binary for one output unit, else macro over classes)
+CLASS_METRICS = ("accuracy", "precision", "recall", "f1", "auc")
+
+#: `class_weight`: `balanced` (n / (classes * count_c) on the training split) or one weight > 0 per class
+CLASS_WEIGHT = OneOf((Enum(("balanced",), "class weighting"), ListOf(Float(0, min_open=True), unique=False)),
+                     "`balanced` or a list of weights > 0, one per class")
 
 
 def default_metrics(loss_kind: str) -> list[str]:
@@ -133,10 +139,52 @@ BUILTIN_DATASETS: dict[str, tuple[tuple[int, ...], str, int | None]] = {
     "sine": ((20, 1), "float32", None),
 }
 
+#: the options of a CSV text column (contract 5.3): they mean something only with `text=`
+TEXT_OPTIONS = ("vocab", "length", "tokenizer", "lowercase")
+TOKENIZERS = Enum(("words", "chars"), "tokenizer")
+#: the regular expression of `tokenizer=words` (``re.findall``); `chars` takes every character
+WORD_PATTERN = r"\w+"
+IMAGE_COLORS = Enum(("grayscale", "rgb"), "color")
+#: image files `images(...)` reads (compared in lower case) and the channels of each color mode
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_CHANNELS = {"grayscale": 1, "rgb": 3}
+
+
+def text_option_problem(values: dict, given) -> tuple[str, str] | None:
+    """(message, hint) when a csv source's text options do not go together, else None: `text=`
+    needs `vocab` and `length`; a text option without `text=` means nothing. ``given``: the
+    parameter names the user wrote (a spec's call) or whose value is not None (from Python)."""
+    if values.get("text") is not None:
+        missing = [k for k in ("vocab", "length") if values.get(k) is None]
+        if missing:
+            return (f"csv(text=...) needs `{missing[0]}`",
+                    'e.g. csv("reviews.csv", target="label", text="review", vocab=20000, length=200)')
+        return None
+    stray = [k for k in TEXT_OPTIONS if k in given]
+    if stray:
+        return (f"`{stray[0]}` is an option of a text column, but the csv source has no `text`",
+                'name the column of text, e.g. text="review", or remove it')
+    return None
+
+
+def _text_check(values: dict, call) -> None:
+    problem = text_option_problem(values, {kw.name for kw in call.keywords})
+    if problem is not None:
+        raise ArgError("E403", problem[0], problem[1], call.span)
+
+
 SOURCES = Catalogue("data source")
 SOURCES.add(Signature("dataset", [Param("name", Enum(tuple(BUILTIN_DATASETS), "built-in dataset"), REQUIRED)], 1,
                       doc="a built-in data set"))
-SOURCES.add(Signature("csv", [Param("path", Str(), REQUIRED), Param("target", Str(), REQUIRED)], 1,
-                      doc="a CSV file with a header row"))
+SOURCES.add(Signature("csv", [Param("path", Str(), REQUIRED), Param("target", Str(), REQUIRED),
+                              Param("text", Str(), None, "the column holding text (the model reads its token ids)"),
+                              Param("vocab", Int(min=3), None, "ids in the vocabulary, padding and unknown included"),
+                              Param("length", Int(min=1), None, "token ids per text (truncated or padded)"),
+                              Param("tokenizer", TOKENIZERS, "words"), Param("lowercase", Bool(), True)], 1,
+                      doc="a CSV file with a header row", check=_text_check))
 SOURCES.add(Signature("npz", [Param("path", Str(), REQUIRED), Param("x", Str(), "x"), Param("y", Str(), "y")], 1,
                       doc="a NumPy .npz archive"))
+SOURCES.add(Signature("images", [Param("folder", Str(), REQUIRED), Param("size", Ints(2, labels="H, W"), REQUIRED,
+                                                                        "every image is resized to [H, W]"),
+                                 Param("color", IMAGE_COLORS, "rgb")], 1,
+                      doc="a folder of images, one subfolder per class (needs Pillow: nnc[images])"))

@@ -104,7 +104,7 @@ def test_evaluate_on_a_file_holding_only_some_classes_keeps_the_training_ids(flo
     code, out, err = run(["evaluate", spec, "--weights", run_dir / "weights.npz", "--data",
                           f'csv("{d / "some.csv"}", target="species")'], capsys)
     assert code == 0, out + err
-    accuracy = float(out.split("accuracy ")[1].split(",")[0])
+    accuracy = float(out.split("accuracy ")[1].split(",")[0].split()[0])
     probs, labels, _ = predict_rows(capsys, spec, run_dir, write_csv(d / "some_x.csv", some, target=None))
     truth = [ds.labels[ds.y[i]] for i in some]
     # per-file ids would have made versicolor 0 and virginica 1: accuracy near 0 instead of this

@@ -76,6 +76,22 @@ FACTS = {
             "down_1.batchnorm_3", "basic_1.conv2d_1", "basic_1.batchnorm_1", "basic_1.conv2d_2",
             "basic_1.batchnorm_2")] + ["dense_1"],
         {"data": "npz", "loss": "cross_entropy", "validation": 0.2, "epochs": 5}),
+    "breast_cancer_mlp": (
+        513,                                                 # (30*16 + 16) + (16*1 + 1); normalize has state only
+        992,                                                 # 2*30*16 + 2*16*1 (normalize counts 0)
+        [1], ["normalize_1", "dense_1", "dense_2"],
+        {"data": "csv", "loss": "binary_cross_entropy", "validation": 0.2, "epochs": 30,
+         "metrics": ["accuracy", "f1", "auc"]}),
+    "review_sentiment": (
+        6_914,                                               # 128*16 + 3*(32*16 + 32*32 + 64) + 66
+        221_312,                                             # 2*24*3*32*(16 + 32) + 2*32*2
+        [2], ["embedding_1", "gru_1", "dense_1"],
+        {"data": "csv", "loss": "cross_entropy", "epochs": 20, "metrics": ["accuracy", "f1"]}),
+    "glyphs_cnn": (
+        9_604,                                               # 80 + 1,168 + (256*32 + 32) + (32*4 + 4)
+        # 2*(8*16*16)*1*9 = 36,864; 2*(16*8*8)*8*9 = 147,456; 2*256*32 = 16,384; 2*32*4 = 256
+        200_960, [4], ["conv2d_1", "conv2d_2", "dense_1", "dense_2"],
+        {"data": "images", "loss": "cross_entropy", "validation": 0.2, "epochs": 15}),
     "two_input_concat": (
         89,                                                  # (4*8 + 8) + (3*8 + 8) + (16 + 1)
         144,                                                 # 2*4*8 + 2*3*8 + 2*16*1
@@ -85,7 +101,7 @@ FACTS = {
 
 
 # batchnorm running statistics: 2 per channel of each batchnorm (8 * 3 + 16 * 5 + 32 * 5 = 264 channels)
-STATE = {"resnet_small": 528}
+STATE = {"resnet_small": 528, "breast_cancer_mlp": 60}   # normalize: mean and var of each of 30 columns
 
 
 def _compile(path: Path):
@@ -182,3 +198,34 @@ def test_token_data_is_reproducible():
         np.testing.assert_array_equal(saved["y"], y)
     assert x.shape == (2000, 12) and x.min() >= 0 and x.max() < 20
     assert (SPECS / "data" / "tokens.npz").stat().st_size < 200_000
+
+
+def test_the_text_example_fits_its_source():
+    """review_sentiment's text column and its model agree (nnc check says so statically, E605/E609),
+    and the shipped CSVs are exactly what specs/data/make_reviews.py writes."""
+    program = _compile(SPECS / "review_sentiment.nnspec")
+    data = program.train.data
+    assert (data.kind, data.args["text"], data.args["vocab"], data.args["length"]) == ("csv", "review", 128, 24)
+    assert program.train.validation.kind == "csv" and program.train.restore_best is True
+    (inp,) = program.model.inputs
+    assert (inp.dtype, inp.shape) == ("int64", [24])
+    assert program.model.node("embedding_1").attrs["vocab"] == 128
+    spec = importlib.util.spec_from_file_location("make_reviews", SPECS / "data" / "make_reviews.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, (n, seed) in module.FILES.items():
+        assert (SPECS / "data" / name).read_text(encoding="utf-8") == module.make(n, seed), name
+
+
+def test_the_breast_cancer_csv_is_scikit_learns():
+    """specs/data/breast_cancer.csv holds scikit-learn's copy of the UCI data, value for value."""
+    import csv as _csv
+
+    from sklearn.datasets import load_breast_cancer
+    ref = load_breast_cancer()
+    with (SPECS / "data" / "breast_cancer.csv").open(newline="") as fh:
+        rows = list(_csv.reader(fh))
+    assert rows[0] == [n.replace(" ", "_") for n in ref.feature_names] + ["diagnosis"]
+    x = np.array([[float(v) for v in r[:-1]] for r in rows[1:]])
+    np.testing.assert_array_equal(x, ref.data)
+    assert [r[-1] for r in rows[1:]] == [ref.target_names[t] for t in ref.target]

@@ -280,7 +280,7 @@ def test_loss_tables_agree():
 # metrics
 
 def test_metric_names():
-    assert METRICS == ("accuracy", "mae", "mse")
+    assert METRICS == ("accuracy", "mae", "mse", "precision", "recall", "f1", "auc", "r2")
     assert default_metrics("cross_entropy") == ["accuracy"]
     assert default_metrics("mse") == ["mae"]
 
@@ -331,4 +331,4 @@ def test_mse_metric_against_class_ids_uses_one_hot():
 
 def test_unknown_metric():
     with pytest.raises(NncError):
-        metric("f1", np.zeros((1, 2)), np.zeros(1), "cross_entropy")
+        metric("f2", np.zeros((1, 2)), np.zeros(1), "cross_entropy")

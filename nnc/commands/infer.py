@@ -17,9 +17,12 @@ import numpy as np
 from ..api import Model
 from ..errors import NncError, plural
 from ..compiler.ir import Program
-from ..dataload import DATA_JSON, data_info_of, load_dataset, predicted_labels, train_spec
+from ..dataload import (DATA_JSON, data_info_of, image_defaults, load_dataset, needs_vocabulary, predicted_labels,
+                        source_span, train_spec)
 from .. import data as D
+from ..runtime.metrics import confusion_matrix
 from ..runtime.weights import load_weights
+from ..vocab import CLASSIFICATION_LOSSES
 from ..util import atomic_write_text, atomic_write_with
 
 
@@ -53,15 +56,38 @@ def evaluate_command(program: Program, args) -> int:
     result = model.evaluate(ds.x, ds.y)
     print(f"{program.model.name} on {ds.name} ({len(ds.y)} examples): "
           + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+    if spec.loss["kind"] in CLASSIFICATION_LOSSES:
+        matrix = confusion_matrix(model.predict(ds.x), ds.y, spec.loss["kind"])
+        if matrix is not None:
+            sys.stdout.write(render_confusion(matrix, model.labels))
     return 0
+
+
+def render_confusion(matrix: np.ndarray, labels: list[str] | None) -> str:
+    """The confusion matrix as a table: a row per true class, a column per predicted class, each
+    named by its label (or class id)."""
+    k = len(matrix)
+    names = list(labels) if labels is not None and len(labels) == k else [str(i) for i in range(k)]
+    width = max([len(n) for n in names] + [len(str(int(matrix.max()))) if matrix.size else 1, 4])
+    head = max(len(n) for n in names + ["true"])
+    lines = ["confusion matrix (rows: true class, columns: predicted class):",
+             " " * head + "  " + "  ".join(n.rjust(width) for n in names)]
+    for name, row in zip(names, matrix):
+        lines.append(name.ljust(head) + "  " + "  ".join(str(int(v)).rjust(width) for v in row))
+    return "\n".join(lines) + "\n"
+
+
 
 
 def predict_command(program: Program, args) -> int:
     dtype = program.train.dtype if program.train is not None else "float32"
     weights = load_weights(args.weights, program.model, dtype)
     info = _run_info(args.weights)
+    data = program.train.data if program.train is not None else None
+    if data is not None:  # a text model reads raw text only through the run's vocabulary (E716)
+        needs_vocabulary(data.kind, data.args, info, False, "the spec's data", source_span(data), program.path)
     try:
-        ds = D.load_inputs(args.input, info)
+        ds = D.load_inputs(args.input, info, image_options=image_defaults(program))
     except NncError as err:  # a malformed --input 'npz(...)' is a mistake on the command line
         if any(d.path is None for d in err.diagnostics):
             for d in err.diagnostics:
@@ -75,12 +101,13 @@ def predict_command(program: Program, args) -> int:
     outs = model.predict(ds.x)
     outs = outs if isinstance(outs, dict) else {program.model.outputs[0].name: outs}
     names = predicted_labels(next(iter(outs.values())), model.labels) if len(outs) == 1 else None
+    files = ds.files
     dest = args.output
     if dest is None or dest == "-":
         for name, arr in outs.items():
             if len(outs) > 1:
                 print(f"# {name}")
-            sys.stdout.write(_rows_text(arr, names, "%.6g"))
+            sys.stdout.write(_rows_text(arr, names, "%.6g", files))
         return 0
     path = Path(dest)
     suffix = path.suffix.lower()
@@ -98,8 +125,9 @@ def predict_command(program: Program, args) -> int:
                                   hint=f"use -o {path.with_suffix('.npz')}")
         arr = next(iter(outs.values()))
         width = int(np.prod(arr.shape[1:], dtype=np.int64))
-        header = [f"out_{i}" for i in range(width)] + (["label"] if names is not None else [])
-        atomic_write_text(path, ",".join(header) + "\n" + _rows_text(arr, names, "%.9g"), code="E765")
+        header = ((["file"] if files is not None else []) + [f"out_{i}" for i in range(width)]
+                  + (["label"] if names is not None else []))
+        atomic_write_text(path, _csv_line(header) + _rows_text(arr, names, "%.9g", files), code="E765")
         print(f"wrote {path} ({plural(len(arr), 'row')})", file=sys.stderr)
         return 0
     else:
@@ -110,12 +138,19 @@ def predict_command(program: Program, args) -> int:
     return 0
 
 
-def _rows_text(arr: np.ndarray, names: list[str] | None, fmt: str) -> str:
-    """One CSV line per example: the outputs flattened, then the predicted label when there is one
-    (quoted as CSV needs)."""
+def _rows_text(arr: np.ndarray, names: list[str] | None, fmt: str, files: list[str] | None = None) -> str:
+    """One CSV line per example: the image file it came from (image inputs), the outputs flattened,
+    then the predicted label when there is one (quoted as CSV needs)."""
     flat = arr.reshape(len(arr), int(np.prod(arr.shape[1:], dtype=np.int64)))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     for i, row in enumerate(flat):
-        w.writerow([fmt % v for v in row] + ([names[i]] if names is not None else []))
+        w.writerow(([files[i]] if files is not None else []) + [fmt % v for v in row]
+                   + ([names[i]] if names is not None else []))
+    return buf.getvalue()
+
+
+def _csv_line(fields: list[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(fields)
     return buf.getvalue()

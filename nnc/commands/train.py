@@ -34,7 +34,7 @@ def train_command(program: Program, args) -> int:
         raise NncError.single("E762", f"`{resume}` has no checkpoint.npz to resume from", path=str(resume),
                               hint="resume a directory written by `nnc train`, or start a new run with --out")
     out = resume or _run_directory(program, args)
-    train_ds = load_dataset(program, args.data, dtype=dtype)
+    train_ds = load_dataset(program, args.data, dtype=dtype, training=True)
     val_ds = None
     if isinstance(spec.validation, float):
         if spec.validation > 0:
@@ -52,7 +52,7 @@ def train_command(program: Program, args) -> int:
     trainer = Trainer(graph, spec, {name: train_ds.x}, train_ds.y,
                       {name: val_ds.x} if val_ds is not None else None, val_ds.y if val_ds is not None else None,
                       train_ds.name)
-    state = trainer.new_state(weights)
+    state = trainer.new_state(weights, fit_state=not args.init and resume is None)
     fp = fingerprint(program, dtype)
     if resume is not None:
         restore_state(state, read_npz(resume / "checkpoint.npz", "checkpoint"), fp, str(resume / "checkpoint.npz"),
@@ -80,9 +80,15 @@ def train_command(program: Program, args) -> int:
         raise _after_failure(out, created, state, program, exc) from None
     if state.stopped_early:
         progress.info(f"early stopping: validation loss did not improve for {spec.patience} epochs")
+    if spec.restore_best and state.best_weights is not None:
+        progress.info(f"restore_best: weights.npz and model.onnx hold epoch {state.best_epoch} "
+                      f"(val_loss {state.best_val:.4f}); checkpoint.npz holds epoch {state.epoch}")
     final = state.history[-1] if state.history else None
+    restored = spec.restore_best and state.best_weights is not None and 0 < state.best_epoch <= len(state.history)
+    if restored:
+        final = state.history[state.best_epoch - 1]  # the metrics of the weights handed over
     try:
-        report = export_onnx(program, out / "model.onnx", weights=state.weights, verify=True,
+        report = export_onnx(program, out / "model.onnx", weights=state.final_weights(spec), verify=True,
                              labels=train_ds.labels)
         progress.info(report)
     except ImportError as exc:  # pragma: no cover - onnx is a dependency
@@ -93,7 +99,9 @@ def train_command(program: Program, args) -> int:
         keys = [f"{m} {final.metrics[m]:.4f}" for m in trainer.metric_names]
         if final.val_loss is not None:
             keys += [f"val_{m} {final.val_metrics[m]:.4f}" for m in trainer.metric_names]
-        print(f"{program.model.name}: {plural(state.epoch, 'epoch')}, loss {final.loss:.4f}"
+        print(f"{program.model.name}: {plural(state.epoch, 'epoch')}"
+              + (f" (weights of epoch {final.epoch}, the lowest val_loss)" if restored else "")
+              + f", loss {final.loss:.4f}"
               + (", " + ", ".join(keys) if keys else "") + f"; run in {out}")
     return 0
 
@@ -184,7 +192,7 @@ def _write_run_files(out: Path, state: TrainState, fp: str, trainer: Trainer) ->
     """The checkpoint, weights and history of the epoch just finished, each written atomically."""
     files = [("checkpoint.npz", lambda p: save_npz(p, checkpoint_arrays(state, fp, trainer.metric_names,
                                                                          trainer.has_val))),
-             ("weights.npz", lambda p: save_npz(p, state.weights)),
+             ("weights.npz", lambda p: save_npz(p, state.final_weights(trainer.spec))),
              ("history.csv", lambda p: atomic_write_text(p, _history_csv(state, trainer.metric_names,
                                                                          trainer.has_val)))]
     for name, write in files:

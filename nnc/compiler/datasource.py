@@ -20,11 +20,12 @@ from typing import Any
 from ..lang import ast as A
 from ..errors import NncError, SourceSpan
 from .trainspec import BUILTIN_DATASETS, SOURCES
+from ..vocab import TEXT_OPTIONS, text_option_problem
 from ..errors import did_you_mean
-from ..lang.types import REQUIRED, Signature, show
+from ..lang.types import REQUIRED, ArgError, Bool, Signature, Str, show
 
 SYNTAX_HINT = ('write dataset("iris"), csv("data.csv", target="label"), npz("data.npz", x="x", '
-               'y="y"), or a path ending in .csv or .npz')
+               'y="y"), images("folder", size=[H, W]), or a path ending in .csv or .npz')
 
 
 def join_hints(*hints: str | None) -> str | None:
@@ -59,6 +60,10 @@ def with_defaults(sig: Signature, args: dict) -> dict:
     the catalogue requires but the runtime does not (csv's ``target``) stays absent."""
     out = dict(args)
     for p in sig.params:
+        if sig.name == "csv" and p.name in TEXT_OPTIONS and out.get("text") is None:
+            continue  # the options of a text column mean nothing without one
+        if sig.name == "images" and p.name == "color":
+            continue  # on the command line, the run's data.json (or the spec) says which color
         if p.default is not REQUIRED and p.default is not None:
             out.setdefault(p.name, p.default)
     return out
@@ -207,6 +212,21 @@ def _string(v: A.Value, key: str, text: str) -> str:
     raise error(f"expected a string, found `{show(v)}`", text, v.span, f'write it in quotes, e.g. {key}="..."')
 
 
+def _value(sig: Signature, key: str, v: A.Value, text: str):
+    """A string parameter takes any bare word or number as the string it spells; the others (a
+    text column's `vocab`, an image folder's `size`) are checked by their declared type."""
+    p = sig.by_name[key]
+    if isinstance(p.type, Str) or key == sig.params[0].name:  # what to read: a name or a path, checked on loading
+        return _string(v, key, text)
+    if isinstance(p.type, Bool) and isinstance(v, A.Name) and v.name in ("true", "false"):
+        return v.name == "true"  # read as a bare word here (words=True), keywords included
+    try:
+        return p.type.coerce(v)
+    except ArgError as err:
+        raise error(f"`{key}`: {err.message}", text, err.span or v.span,
+                    err.hint or f"usage: {sig.usage()}") from None
+
+
 def _bind(sig: Signature, call: A.Call, text: str) -> dict:
     kind, params = sig.name, parameters(sig)
     args: dict[str, Any] = {}
@@ -218,7 +238,7 @@ def _bind(sig: Signature, call: A.Call, text: str) -> dict:
                             join_hints(near(a.name, params), f"{kind}() takes " + ", ".join(params)))
             if a.name in args:
                 raise error(f"`{a.name}` is given twice", text, a.name_span)
-            args[a.name] = _string(a.value, a.name, text)
+            args[a.name] = _value(sig, a.name, a.value, text)
             seen_keyword = True
             continue
         if seen_keyword:
@@ -227,17 +247,27 @@ def _bind(sig: Signature, call: A.Call, text: str) -> dict:
             raise error(f"{kind}() takes at most {len(params)} positional "
                         f"argument{'s' if len(params) > 1 else ''}", text, a.span,
                         f"{kind}() takes " + ", ".join(params))
-        args[params[positional]] = _string(a, params[positional], text)
+        args[params[positional]] = _value(sig, params[positional], a, text)
         positional += 1
     for key in required(sig):
         if not args.get(key):
             raise error(f"{kind}() needs `{key}`", text, call.span, f"e.g. {example(kind)}")
+    problem = option_problem(kind, args, set(args))
+    if problem is not None:
+        raise error(problem[0], text, call.span, problem[1])
     return with_defaults(sig, args)
+
+
+def option_problem(kind: str, args: dict, given) -> tuple[str, str] | None:
+    """(message, hint) when a source's options do not go together (a csv text column without its
+    `vocab` and `length`, or their use without `text`), else None."""
+    return text_option_problem(args, given) if kind == "csv" else None
 
 
 def example(kind: str) -> str:
     return {"dataset": 'dataset("iris")', "csv": 'csv("data.csv", target="label")',
-            "npz": 'npz("data.npz", x="x", y="y")'}.get(kind) or SOURCES.signatures[kind].usage()
+            "npz": 'npz("data.npz", x="x", y="y")',
+            "images": 'images("photos", size=[64, 64], color=rgb)'}.get(kind) or SOURCES.signatures[kind].usage()
 
 
 def _bare_error(text: str, stripped: str, hint: str | None):

@@ -95,7 +95,7 @@ class Assertion(_Base):
 
 
 class DataSource(_Base):
-    kind: Literal["dataset", "csv", "npz"]
+    kind: Literal["dataset", "csv", "npz", "images"]
     args: dict[str, Any]
     span: Optional[Span] = None
 
@@ -114,6 +114,8 @@ class TrainSpec(_Base):
     patience: Optional[int] = None
     clip_norm: Optional[float] = None
     dtype: Literal["float32", "float64"] = "float32"
+    class_weight: Union[Literal["balanced"], list[float], None] = None
+    restore_best: bool = False
     span: Optional[Span] = None
 
 
@@ -138,23 +140,8 @@ class ModelIR(_Base):
     def embeddings_reading(self, value: str) -> list["Node"]:
         """The embeddings that read the value ``value`` (an input name or node id), directly or through
         ops that pass its values on unchanged (``OpDef.passes_values``): where token ids end up."""
-        from .ops import OPS
-        readers: dict[str, list[Node]] = {}
-        for node in self.nodes:
-            for src in node.inputs:
-                readers.setdefault(src, []).append(node)
-        found, todo, seen = [], [value], set()
-        while todo:
-            v = todo.pop()
-            if v in seen:
-                continue
-            seen.add(v)
-            for node in readers.get(v, ()):
-                if OPS[node.op].input_dtype == "int64":   # an op that takes token ids: an embedding
-                    found.append(node)
-                elif OPS[node.op].passes_values:
-                    todo.append(node.id)
-        return found
+        from .ops import embeddings_reading
+        return embeddings_reading(self.nodes, value)
 
     def shape_of(self, name: str) -> list[int]:
         for inp in self.inputs:

@@ -145,6 +145,8 @@ class TrainSpec:
     patience: Optional[int] = None
     clip_norm: Optional[float] = None
     dtype: str = "float32"
+    class_weight: Union[str, list, None] = None
+    restore_best: bool = False
     span: Optional[SourceSpan] = None
 
     def to_dict(self) -> dict:
@@ -154,7 +156,8 @@ class TrainSpec:
                 "loss": self.loss, "optimizer": self.optimizer, "schedule": self.schedule, "epochs": self.epochs,
                 "batch_size": self.batch_size, "seed": self.seed, "shuffle": self.shuffle,
                 "metrics": self.metrics, "patience": self.patience, "clip_norm": self.clip_norm,
-                "dtype": self.dtype, "span": _span(self.span)}
+                "dtype": self.dtype, "class_weight": self.class_weight, "restore_best": self.restore_best,
+                "span": _span(self.span)}
 
 
 @_ir

@@ -948,3 +948,24 @@ register(OpDef("normalize", Signature("normalize", [Param("axis", Int(), -1, "th
                "norm", _axis_infer("normalize"), weights=_normalize_weights,
                doc="(x - mean) / sqrt(var + eps) with fixed statistics per index of `axis` (state, not parameters).",
                example="normalize"))
+
+
+def embeddings_reading(nodes, value: str) -> list:
+    """The nodes (of the IR, either form) that take token ids and read the value ``value`` (an input
+    name or node id), directly or through ops that pass its values on unchanged (``passes_values``)."""
+    readers: dict[str, list] = {}
+    for node in nodes:
+        for src in node.inputs:
+            readers.setdefault(src, []).append(node)
+    found, todo, seen = [], [value], set()
+    while todo:
+        v = todo.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        for node in readers.get(v, ()):
+            if OPS[node.op].input_dtype == "int64":   # an op that takes token ids: an embedding
+                found.append(node)
+            elif OPS[node.op].passes_values:
+                todo.append(node.id)
+    return found

@@ -7,8 +7,8 @@ filled in), so it never re-reads source text.
 """
 from __future__ import annotations
 
-from ..vocab import (BUILTIN_DATASETS, CLASSIFICATION_LOSSES, LOSSES, METRICS, OPTIMIZERS, SCHEDULES,
-                     SOURCES)
+from ..vocab import (BUILTIN_DATASETS, CLASS_WEIGHT, CLASSIFICATION_LOSSES, LOSSES, METRICS, OPTIMIZERS,
+                     SCHEDULES, SOURCES)
 from ..lang.types import REQUIRED, Bool, Catalogue, Enum, Float, Int, ListOf, OneOf, Param
 
 __all__ = ["BUILTIN_DATASETS", "CLASSIFICATION_LOSSES", "LOSSES", "METRICS", "OPTIMIZERS", "SCHEDULES",
@@ -30,6 +30,8 @@ TRAIN_KEYS: dict[str, Param] = {p.name: p for p in [
     Param("patience", Int(min=1), None, "early stopping on validation loss"),
     Param("clip_norm", Float(0, min_open=True), None, "clip the global gradient norm"),
     Param("dtype", Enum(("float32", "float64"), "dtype"), "float32"),
+    Param("class_weight", CLASS_WEIGHT, None, "weight each example's loss by its class"),
+    Param("restore_best", Bool(), False, "keep the weights of the epoch with the lowest val_loss"),
 ]}
 
 # names people write for a parameter of a loss, optimizer or schedule (PyTorch's, Keras's) -> ours

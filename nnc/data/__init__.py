@@ -74,12 +74,12 @@ from __future__ import annotations
 from nnc.compiler.datasource import parse_source
 
 from .base import BUILTIN_DATASETS, DataInfo, Dataset
-from .checks import check_dataset, check_finite, fit_to_input, split_validation
+from .checks import check_dataset, check_finite, fit_to_input, split_indices, split_validation
 from .inputs import load_inputs
 from .labels import encode_labels, label_targets, quoted_list
 from .sources import load_source
 
 __all__ = [
     "Dataset", "DataInfo", "BUILTIN_DATASETS", "load_source", "parse_source", "load_inputs", "fit_to_input",
-    "split_validation", "check_dataset", "check_finite", "encode_labels", "label_targets", "quoted_list",
+    "split_validation", "split_indices", "check_dataset", "check_finite", "encode_labels", "label_targets", "quoted_list",
 ]

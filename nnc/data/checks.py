@@ -125,11 +125,22 @@ def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, 
         raise NncError.single("E734", f"{ds.name} has {n} rows: holding out {n_val} for "
                               f"validation leaves none to train on",
                               hint="use a smaller validation fraction or more data", path=ds.path)
-    perm = np.random.default_rng(seed).permutation(n)
-    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    val_idx, train_idx = split_indices(n, fraction, seed)
 
     def take(idx: np.ndarray, suffix: str) -> Dataset:
         return replace(ds, x=ds.x[idx], y=None if ds.y is None else ds.y[idx],
                        name=f"{ds.name} ({suffix})")
 
     return take(train_idx, "training part"), take(val_idx, "validation part")
+
+
+def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(validation rows, training rows) of :func:`split_validation` for ``n`` rows, each sorted:
+    what a data source that fits something on the training split only (a text vocabulary) needs
+    before the split itself is taken."""
+    n_val = int(round(n * fraction))
+    if fraction > 0:
+        n_val = max(1, n_val)
+    n_val = min(n_val, n)
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[:n_val]), np.sort(perm[n_val:])

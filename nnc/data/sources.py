@@ -6,11 +6,13 @@ from typing import Any
 import numpy as np
 from nnc.compiler import datasource as S
 from nnc.errors import NncError, SourceSpan
+from nnc.lang.types import ArgError, Str, python_value
 
 from .base import BUILTIN_DATASETS, DataInfo, Dataset, _did_you_mean, _join_hints
 from .builtin import _builtin
 from .tables import _csv_dataset, _parse_csv
 from .arrays import _npz_dataset
+from .images import load_image_folder
 
 
 def _source_error(code: str, message: str, hint: str | None, span, spec_path) -> NncError:
@@ -34,14 +36,25 @@ def _check_args(kind: str, args: dict, span, spec_path) -> dict:
                 "E709", f"{kind}() has no parameter `{key}`",
                 _join_hints(_did_you_mean(key, known, quote="`"),
                             f"{kind}() takes " + ", ".join(known)), span, spec_path)
-        if value is not None and not isinstance(value, (str, Path)):
-            raise _source_error("E709", f"{kind}(): `{key}` must be a string, got {value!r}",
-                                f'write it in quotes, e.g. {key}="..."', span, spec_path)
+        if value is not None and (isinstance(sig.by_name[key].type, Str) or key == sig.params[0].name):
+            if not isinstance(value, (str, Path)):
+                raise _source_error("E709", f"{kind}(): `{key}` must be a string, got {value!r}",
+                                    f'write it in quotes, e.g. {key}="..."', span, spec_path)
+        elif value is not None:  # a number, a flag, a size: checked by its declared type
+            try:
+                value = sig.by_name[key].type.coerce(python_value(value))
+            except ArgError as err:
+                raise _source_error("E709", f"{kind}(): `{key}`: {err.message}", err.hint or f"usage: {sig.usage()}",
+                                    span, spec_path) from None
         out[key] = str(value) if isinstance(value, Path) else value
     for key in S.required(sig):
         if not out.get(key):
             raise _source_error("E709", f"{kind}() needs `{key}`", f"e.g. {S.example(kind)}",
                                 span, spec_path)
+    # NOTE: a spec's source arrives with every default filled in: only other values count as given
+    problem = S.option_problem(kind, out, {k for k, v in out.items() if v is not None and v != sig.by_name[k].default})
+    if problem is not None:
+        raise _source_error("E709", f"{kind}(): {problem[0]}", problem[1], span, spec_path)
     return S.with_defaults(sig, out)
 
 
@@ -76,9 +89,14 @@ def _read_bytes(p: Path, shown: str, *, span=None, spec_path=None) -> bytes:
 
 def load_source(kind: str, args: dict, base_dir: Path, *, span: SourceSpan | None = None,
                 spec_path: str | None = None, float_dtype=np.float32,
-                info: DataInfo | None = None) -> Dataset:
-    """Load a data source: ``dataset`` ({"name"}), ``csv`` ({"path", "target"?}) or ``npz``
-    ({"path", "x"="x", "y"="y"}; ``y=None`` loads no targets).
+                info: DataInfo | None = None, fit_rows=None) -> Dataset:
+    """Load a data source: ``dataset`` ({"name"}), ``csv`` ({"path", "target"?}, and a text column's
+    {"text", "vocab", "length", "tokenizer", "lowercase"}), ``npz`` ({"path", "x"="x", "y"="y"};
+    ``y=None`` loads no targets) or ``images`` ({"folder", "size"?, "color"?}).
+
+    ``fit_rows(N)`` gives the rows of the training split (the indices a validation split leaves),
+    on which a text column's vocabulary is fitted; None fits it on every row. A text column read
+    with ``info`` takes its vocabulary instead, as an image folder takes its size and color.
 
     Relative paths are relative to ``base_dir``. Errors about the source itself (unknown name,
     missing file, bad arguments, a target column or npz key that the file lacks) point at
@@ -101,9 +119,12 @@ def load_source(kind: str, args: dict, base_dir: Path, *, span: SourceSpan | Non
                 _join_hints(_did_you_mean(name, BUILTIN_DATASETS),
                             "built-in data sets: " + ", ".join(BUILTIN_DATASETS)), span, spec_path)
         return _builtin(name, float_dtype)
+    if kind == "images":
+        p, shown = _resolve(args["folder"], base_dir)
+        return load_image_folder(p, shown, args, float_dtype, span=span, spec_path=spec_path, info=info)
     p, shown = _resolve(args["path"], base_dir)
     data = _read_bytes(p, shown, span=span, spec_path=spec_path)
     if kind == "csv":
         table = _parse_csv(data, shown)
-        return _csv_dataset(table, args.get("target"), shown, float_dtype, span, spec_path, info)
+        return _csv_dataset(table, args.get("target"), shown, float_dtype, span, spec_path, info, args, fit_rows)
     return _npz_dataset(data, shown, args["x"], args.get("y"), float_dtype, span, spec_path, info)

@@ -12,6 +12,7 @@ from nnc.errors import Diagnostic, NncError, SourceSpan
 
 from .base import DataInfo, Dataset, _INT_RE, _MAX_FILE_ERRORS, _MISSING_MARKERS, _did_you_mean, _join_hints
 from .labels import _numeric_trained_error, encode_labels, quoted_list, unknown_label_hint
+from .text import text_dataset
 
 
 @dataclass
@@ -356,10 +357,11 @@ def _train_text_hint(name: str) -> str:
 
 
 def _csv_dataset(table: _Table, target: str | None, shown: str, float_dtype, span,
-                 spec_path, info: DataInfo | None = None) -> Dataset:
+                 spec_path, info: DataInfo | None = None, args: dict | None = None, fit_rows=None) -> Dataset:
     header = table.header
     source = "".join(table.lines)
-    if target is None and info is not None and info.target and info.features is not None:
+    is_text = bool(args and args.get("text") is not None) or (info is not None and info.text is not None)
+    if target is None and info is not None and info.target and (info.features is not None or is_text):
         target = info.target  # the training column, not "the last one", when the run remembers it
         if target not in header:
             d = table.error("E704", f'{shown} has no column "{target}", the target the model was trained on; '
@@ -382,6 +384,14 @@ def _csv_dataset(table: _Table, target: str | None, shown: str, float_dtype, spa
         d = table.error("E704", message, _join_hints(hint, "pass target=\"<column>\""),
                         table.header_line, table.header_line, None)
         _raise([d], source)
+    if is_text:
+        if not table.rows:
+            d = table.error("E734", f"{shown} has a header but no data rows",
+                            "add one row per example below the header", table.header_line,
+                            table.header_line, None)
+            _raise([d], source)
+        y, labels = _target_column(table, col, float_dtype, info)
+        return text_dataset(table, args or {}, col, y, labels, shown, span, spec_path, info, fit_rows)
     features, notes = _select_features(table, {col}, info)
     if not features:
         d = table.error("E703", f"{shown} has no feature columns: its only column is the target "

@@ -332,6 +332,7 @@ class ShapeList(Type):
 @record
 class ListOf(Type):
     item: Type
+    unique: bool = True  # a repeated item counts once (metrics); False keeps every entry (class weights)
 
     @property
     def doc(self) -> str:  # type: ignore[override]
@@ -342,7 +343,7 @@ class ListOf(Type):
             values = [self.item.coerce(x) for x in v.items]
         else:  # a single item is accepted where a list goes: metrics = accuracy
             values = [self.item.coerce(v)]
-        return list(dict.fromkeys(values))
+        return list(dict.fromkeys(values)) if self.unique else values
 
     def json_schema(self):
         return {"type": "array", "items": self.item.json_schema()}
@@ -411,6 +412,8 @@ class Signature:
                 parts.append(p.name)
             elif p.default is REQUIRED:
                 parts.append(f"{p.name}=...")
+            elif p.default is None:  # optional and off unless given: csv's `text`
+                parts.append(f"[{p.name}=...]")
             else:
                 parts.append(f"{p.name}={p.type.render(p.default)}")
         return f"{self.name}({', '.join(parts)})" if parts else self.name

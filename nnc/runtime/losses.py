@@ -190,7 +190,8 @@ def _log_softmax(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return logp, e
 
 
-def _cross_entropy(params: dict, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+def _cross_entropy(params: dict, z: np.ndarray, y: np.ndarray,
+                   weight: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     eps = params["label_smoothing"]
     classes = z.shape[-1]
     y = np.asarray(y)
@@ -198,6 +199,8 @@ def _cross_entropy(params: dict, z: np.ndarray, y: np.ndarray) -> tuple[float, n
     logp2 = logp.reshape(-1, classes)  # (M, C), M = all non-class positions
     grad2 = grad.reshape(-1, classes)
     count = logp2.shape[0]
+    if weight is not None:
+        return _weighted_cross_entropy(eps, logp2, grad, grad2, y, z, weight.astype(z.dtype, copy=False))
     if y.shape == z.shape:
         # probability targets; torch smooths them as t (1 - eps) + eps / C
         t = y.astype(z.dtype, copy=False).reshape(-1, classes)
@@ -223,16 +226,58 @@ def _cross_entropy(params: dict, z: np.ndarray, y: np.ndarray) -> tuple[float, n
     return loss, grad
 
 
-def _binary_cross_entropy(params: dict, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+def _weighted_cross_entropy(eps, logp2, grad, grad2, y, z, w):
+    """``CrossEntropyLoss(weight=w, label_smoothing=eps)``: every position's loss is
+    ``-sum_c a_c log p_c`` with ``a = (1 - eps) w_y onehot(y) + (eps / C) w`` (class ids) or
+    ``a = w * t`` (probabilities t, smoothed); the mean divides by ``sum w_y`` over the positions
+    for class ids and by the number of positions for probabilities, as PyTorch does. The
+    gradient of ``-sum_c a_c log p_c`` is ``p * sum(a) - a``."""
+    classes = logp2.shape[1]
+    count = logp2.shape[0]
+    if y.shape == z.shape:
+        t = y.astype(z.dtype, copy=False).reshape(-1, classes)
+        if eps:
+            t = t * (1.0 - eps) + eps / classes
+        a = t * w
+        denom = float(count)
+    else:
+        ids = y.reshape(-1).astype(np.int64, copy=False)
+        a = np.zeros_like(logp2)
+        a[np.arange(count), ids] = (1.0 - eps) * w[ids]
+        if eps:
+            a += (eps / classes) * w
+        denom = float(w[ids].sum())
+    per = -(a * logp2).sum(axis=-1)
+    grad2 *= a.sum(axis=-1, keepdims=True)
+    grad2 -= a
+    if not count:
+        return float("nan"), grad
+    loss = float(per.sum() / denom)
+    grad *= 1.0 / denom
+    return loss, grad
+
+
+def _binary_cross_entropy(params: dict, z: np.ndarray, y: np.ndarray,
+                          weight: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     t = _as_elementwise_target(y, z)
     # NOTE: max(z, 0) - z t + log(1 + exp(-|z|)) never overflows (torch BCEWithLogitsLoss)
     e = np.exp(-np.abs(z))
     elem = np.maximum(z, 0) - z * t + np.log1p(e)
-    loss = float(np.mean(elem)) if z.size else float("nan")
     # stable sigmoid: 1 / (1 + e) for z >= 0, e / (1 + e) for z < 0
     grad = np.where(z >= 0, 1.0, e).astype(z.dtype, copy=False)
     grad /= 1.0 + e
     grad -= t
+    if weight is not None:
+        # class_weight: each element weighted by its class (target > 0.5 is class 1), normalised as
+        # PyTorch's `weight=` of cross_entropy is: sum w * loss / sum w
+        w = weight.astype(z.dtype, copy=False)[(t > 0.5).astype(np.int64)]
+        denom = float(w.sum())
+        if not z.size:
+            return float("nan"), grad
+        grad *= w
+        grad *= 1.0 / denom
+        return float((w * elem).sum() / denom), grad
+    loss = float(np.mean(elem)) if z.size else float("nan")
     grad *= 1.0 / max(z.size, 1)
     return loss, grad
 
@@ -250,25 +295,85 @@ LOSS_FUNCTIONS: dict[str, Callable[[dict, np.ndarray, np.ndarray], tuple[float, 
 LOSSES: tuple[str, ...] = tuple(LOSS_FUNCTIONS)
 
 
-def loss_function(kind: str, params: dict | None):
+def loss_function(kind: str, params: dict | None, weight: np.ndarray | None = None):
     """``(z, y) -> (loss, dL/dz)`` with the parameters validated once, for a training loop whose
-    targets were validated once for the run (:func:`validate_targets`): no per-batch checks."""
+    targets were validated once for the run (:func:`validate_targets`): no per-batch checks.
+    ``weight``: per-class weights (C,) from :func:`class_weights`, or None."""
     p, fn = loss_params(kind, params), LOSS_FUNCTIONS[kind]
-    return lambda z, y: fn(p, z, y)
+    if weight is None:
+        return lambda z, y: fn(p, z, y)
+    return lambda z, y: fn(p, z, y, weight)
 
 
-def loss_and_grad(kind: str, params: dict, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+def loss_and_grad(kind: str, params: dict, z: np.ndarray, y: np.ndarray,
+                  weight=None) -> tuple[float, np.ndarray]:
     """Mean loss over the batch and its gradient dL/dz (same shape/dtype as z).
 
     kind: one of ``LOSSES``; params: the loss's parameters (missing ones take the defaults of its
     signature in ``nnc.vocab``).
     z: the model output (N, ...) -- logits for cross_entropy (class axis last) and
-    binary_cross_entropy. y: the targets (see the module docstring). Raises ``NncError`` E740 for
-    targets that do not fit z, E741 for bad parameters.
+    binary_cross_entropy. y: the targets (see the module docstring). ``weight``: a train block's
+    ``class_weight`` -- ``"balanced"`` (computed from these targets) or one weight per class -- for
+    the classification losses. Raises ``NncError`` E740 for targets that do not fit z, E741 for bad
+    parameters.
     """
     p = loss_params(kind, params)
     z = np.asarray(z)
     if z.dtype.kind != "f":
         z = z.astype(np.float64)
     validate_targets(kind, z.shape, y)
+    w = class_weights(weight, kind, np.asarray(y), z.shape)
+    if w is not None:
+        return LOSS_FUNCTIONS[kind](p, z, np.asarray(y), w)
     return LOSS_FUNCTIONS[kind](p, z, np.asarray(y))
+
+
+# ----------------------------------------------------------------------------------------------
+# class weights
+
+
+def class_counts(kind: str, y: np.ndarray, z_shape: tuple) -> np.ndarray:
+    """How many targets each class has, float64 (C,): class ids counted over every position,
+    class probabilities summed, binary targets (binary_cross_entropy) above 0.5 as class 1."""
+    y = np.asarray(y)
+    if kind == "binary_cross_entropy":
+        ones = float(np.count_nonzero(y.reshape(-1) > 0.5))
+        return np.array([y.size - ones, ones], dtype=np.float64)
+    classes = z_shape[-1]
+    if y.shape[1:] == tuple(z_shape[1:]):
+        return y.reshape(-1, classes).astype(np.float64).sum(axis=0)
+    return np.bincount(y.reshape(-1).astype(np.int64), minlength=classes).astype(np.float64)
+
+
+def class_weights(setting, kind: str, y: np.ndarray, z_shape: tuple) -> np.ndarray | None:
+    """The weights (C,) float64 of a train block's ``class_weight`` for targets ``y`` of an output of
+    shape ``z_shape`` (batch axis included): None for None; ``"balanced"`` is scikit-learn's
+    ``n / (classes * count_c)`` over ``y`` (the training split); a list is taken as given.
+    C is the output's last axis for cross_entropy, 2 (classes 0 and 1) for binary_cross_entropy.
+    E741 for a setting that does not fit, E717 for a class without examples under `balanced`."""
+    if setting is None:
+        return None
+    if kind not in CLASSIFICATION_LOSSES:
+        raise NncError.single("E741", f"`class_weight` weights the classes of a classification loss; `{kind}` "
+                              "has none", hint="use cross_entropy or binary_cross_entropy")
+    classes = 2 if kind == "binary_cross_entropy" else int(z_shape[-1])
+    if isinstance(setting, str):
+        if setting != "balanced":
+            raise NncError.single("E741", f"unknown class_weight `{setting}`",
+                                  hint="use `balanced` or a list of weights, one per class")
+        counts = class_counts(kind, y, z_shape)
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            raise NncError.single(
+                "E717", f"class_weight = balanced: class {int(empty[0])} has no examples in the training data"
+                + (f" (nor {', '.join(str(int(c)) for c in empty[1:6])})" if empty.size > 1 else ""),
+                hint="balanced weights are n / (classes * count); give the weights as a list, one per class, "
+                     "or train on data that holds every class")
+        return counts.sum() / (classes * counts)
+    w = np.asarray(setting, dtype=np.float64).reshape(-1)
+    if w.size != classes:
+        raise NncError.single("E741", f"class_weight has {w.size} weights for {classes} classes",
+                              hint="give one weight per class, in class-id order")
+    if not (np.all(np.isfinite(w)) and np.all(w > 0)):
+        raise NncError.single("E741", "class weights must be finite numbers > 0", hint="e.g. class_weight = [1, 3]")
+    return w

@@ -18,9 +18,10 @@ import numpy as np
 from ..errors import NncError
 from ..compiler.ir import TrainSpec
 from .alloc import keep_freed_memory
+from .datastate import fit_data_state
 from .graph import Graph
-from .losses import loss_function, validate_targets
-from .metrics import metric
+from .losses import class_weights, loss_function, validate_targets
+from .metrics import MetricSet
 from .optimizers import Optimizer, make_optimizer
 from .schedules import Schedule, make_schedule
 
@@ -64,6 +65,13 @@ class TrainState:
     bad_epochs: int = 0
     history: list[EpochLog] = field(default_factory=list)
     stopped_early: bool = False
+    best_epoch: int = 0             # the epoch of best_val (restore_best and early stopping)
+    best_weights: dict[str, np.ndarray] | None = None   # restore_best: a copy of that epoch's weights
+
+    def final_weights(self, spec: TrainSpec) -> dict[str, np.ndarray]:
+        """What the run hands over (weights.npz, model.onnx, the Python API's model): the weights of
+        the epoch with the lowest val_loss under ``restore_best``, else the last epoch's."""
+        return self.best_weights if spec.restore_best and self.best_weights is not None else self.weights
 
 
 class Trainer:
@@ -77,8 +85,9 @@ class Trainer:
         self.x_val, self.y_val = x_val, y_val
         self.has_val = x_val is not None and y_val is not None and len(y_val) > 0
         self.loss_kind = spec.loss["kind"]
+        loss_params = {k: v for k, v in spec.loss.items() if k != "kind"}
         # NOTE: parameters and targets are validated here, once per run, not in every batch
-        self.loss = loss_function(self.loss_kind, {k: v for k, v in spec.loss.items() if k != "kind"})
+        self.eval_loss = loss_function(self.loss_kind, loss_params)
         self.value_id, self.fused = graph.loss_value_id(self.loss_kind)
         self.metric_names = list(spec.metrics)
         out = graph.model.outputs[0]
@@ -90,12 +99,26 @@ class Trainer:
                     for d in err.diagnostics:
                         d.message = f"{name} targets of {data_name}: {d.message}"
                     raise
+        self.loss = self.eval_loss          # the training loss: new_state() adds the class weights
+        self.class_weights = None
 
     # ------------------------------------------------------------------------------------------
 
-    def new_state(self, weights: dict[str, np.ndarray]) -> TrainState:
+    def new_state(self, weights: dict[str, np.ndarray], *, fit_state: bool = False) -> TrainState:
+        """The state of a run starting from ``weights``. ``fit_state``: the weights were not loaded
+        (not --init, --resume or load_weights), so the state that comes from data -- ``normalize``
+        statistics -- is fitted on the training split first (``datastate.fit_data_state``)."""
         keep_freed_memory()
         spec = self.spec
+        if fit_state:
+            fit_data_state(self.graph, weights, self.x)
+        # class_weight weights the training loss only (balanced: counted on the training split);
+        # validation and evaluation losses are unweighted
+        self.class_weights = class_weights(spec.class_weight, self.loss_kind, self.y,
+                                           (None, *self.graph.model.outputs[0].shape))
+        if self.class_weights is not None:
+            self.loss = loss_function(self.loss_kind, {k: v for k, v in spec.loss.items() if k != "kind"},
+                                      self.class_weights)
         trainable = {k: weights[k] for k in self.graph.trainable_keys()}
         opt_hyper = {k: v for k, v in spec.optimizer.items() if k != "kind"}
         optimizer = make_optimizer(spec.optimizer["kind"], trainable, opt_hyper)
@@ -119,7 +142,7 @@ class Trainer:
         n = len(self.y)
         t0 = time.perf_counter()
         total, count = 0.0, 0
-        msum = {m: 0.0 for m in self.metric_names}
+        metrics = MetricSet(self.metric_names, self.loss_kind)  # over the whole epoch, not per batch
         n_batches = -(-n // spec.batch_size)
         # NOTE: a diverging run is reported once as E761, not as a stream of NumPy warnings
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -128,25 +151,26 @@ class Trainer:
                 k = len(idx)
                 total += loss * k
                 count += k
-                for m in self.metric_names:
-                    msum[m] += metric(m, out, yb, self.loss_kind) * k
+                metrics.update(out, yb)
                 if on_batch is not None:
                     on_batch(b, n_batches, total / count)
         seconds = time.perf_counter() - t0
         val_loss, val_metrics = (None, {})
         if self.has_val:
             val_loss, val_metrics = self.evaluate(state.weights, self.x_val, self.y_val)
-        log = EpochLog(epoch, total / count, {m: msum[m] / count for m in self.metric_names},
+        log = EpochLog(epoch, total / count, metrics.result(),
                        val_loss, val_metrics, lr, seconds)
         state.schedule.end_epoch(state.epoch, val_loss if val_loss is not None else log.loss)
         state.epoch = epoch
         state.history.append(log)
-        if spec.patience is not None and val_loss is not None:
+        if val_loss is not None and (spec.patience is not None or spec.restore_best):
             if val_loss < state.best_val:
-                state.best_val, state.bad_epochs = val_loss, 0
+                state.best_val, state.bad_epochs, state.best_epoch = val_loss, 0, epoch
+                if spec.restore_best:
+                    state.best_weights = {k: v.copy() for k, v in state.weights.items()}
             else:
                 state.bad_epochs += 1
-                if state.bad_epochs >= spec.patience:
+                if spec.patience is not None and state.bad_epochs >= spec.patience:
                     state.stopped_early = True
         return log
 
@@ -171,20 +195,19 @@ class Trainer:
     def evaluate(self, weights, x: dict[str, np.ndarray], y: np.ndarray) -> tuple[float, dict[str, float]]:
         """Mean loss and metrics over ``x, y`` in inference mode, in batches."""
         total, count = 0.0, 0
-        msum = {m: 0.0 for m in self.metric_names}
+        metrics = MetricSet(self.metric_names, self.loss_kind)
         n = len(y)
         for idx in self.batches(n, None):
             xb, yb = self._take(x, idx), y[idx]
             outs, tape = self.graph.forward(xb, weights, training=False, keep=True)
             z = tape[0][self.value_id]
-            loss, _ = self.loss(z, yb)
+            loss, _ = self.eval_loss(z, yb)
             out = outs[self.graph.model.outputs[0].name]
             k = len(idx)
             total += loss * k
             count += k
-            for m in self.metric_names:
-                msum[m] += metric(m, out, yb, self.loss_kind) * k
-        return total / max(count, 1), {m: msum[m] / max(count, 1) for m in self.metric_names}
+            metrics.update(out, yb)
+        return total / max(count, 1), metrics.result()
 
 
 def clip_gradients(grads: dict[str, np.ndarray], max_norm: float) -> float:
@@ -210,6 +233,8 @@ def checkpoint_arrays(state: TrainState, fingerprint: str, metric_names: list[st
         arrays[f"optimizer/{k}"] = np.asarray(v)
     for k, v in state.schedule.state_dict().items():
         arrays[f"schedule/{k}"] = np.asarray(v)
+    for k, v in (state.best_weights or {}).items():   # restore_best: the best epoch's weights so far
+        arrays[f"best/{k}"] = v
     meta = {
         "version": CHECKPOINT_VERSION,
         "fingerprint": fingerprint,
@@ -217,6 +242,7 @@ def checkpoint_arrays(state: TrainState, fingerprint: str, metric_names: list[st
         "best_val": state.best_val if math.isfinite(state.best_val) else None,
         "bad_epochs": state.bad_epochs,
         "stopped_early": state.stopped_early,
+        "best_epoch": state.best_epoch,
         "rng": state.rng.bit_generator.state,
         "history": [log.__dict__ for log in state.history],
         "metric_names": metric_names,
@@ -267,5 +293,12 @@ def restore_state(state: TrainState, arrays: dict[str, np.ndarray], fingerprint:
     state.best_val = math.inf if meta["best_val"] is None else float(meta["best_val"])
     state.bad_epochs = int(meta["bad_epochs"])
     state.stopped_early = bool(meta.get("stopped_early", False))
+    state.best_epoch = int(meta.get("best_epoch", 0))
+    best = {k[len("best/"):]: v for k, v in arrays.items() if k.startswith("best/")}
+    if best:
+        if set(best) != set(state.weights) or any(best[k].shape != state.weights[k].shape for k in best):
+            raise NncError.single("E762", f"the checkpoint in `{path}` holds best-epoch weights that do not fit "
+                                  "the model", path=path, hint="start a new run with --out")
+        state.best_weights = {k: np.array(v, dtype=state.weights[k].dtype) for k, v in best.items()}
     state.rng.bit_generator.state = meta["rng"]
     state.history = [EpochLog(**h) for h in meta["history"]]

@@ -7,10 +7,16 @@ from typing import Any
 from ...errors import SourceSpan, did_you_mean, fmt_shape
 from ...lang import ast as A
 from ...lang.types import REQUIRED
-from ...vocab import BUILTIN_DATASETS, CLASSIFICATION_LOSSES, FUSED_ACTIVATION, default_metrics
+from ...vocab import (BUILTIN_DATASETS, CLASSIFICATION_LOSSES, FUSED_ACTIVATION, IMAGE_CHANNELS,
+                      default_metrics)
 from ..irtypes import DataSource, ModelIR, TrainSpec
+from ..ops import embeddings_reading
 from ..trainspec import TRAIN_KEYS, misplaced_key_hint
 from .context import Context, Scope, numel
+
+
+def _typed(inp) -> str:
+    return f"{inp.dtype} {fmt_shape(inp.shape)}" if inp.dtype != "float32" else fmt_shape(inp.shape)
 
 
 # classification loss -> (the output activation it is fused with, the one it does not go with,
@@ -100,6 +106,14 @@ class TrainPass:
         if train.patience is not None and train.validation == 0.0:
             self.ctx.err("E603", "`patience` (early stopping) needs validation data", at("patience"),
                          "add `validation = 0.2` or a validation data source")
+        if train.restore_best and train.validation == 0.0:
+            self.ctx.err("E603", "`restore_best` keeps the epoch with the lowest validation loss: it needs "
+                         "validation data", at("restore_best"), "add `validation = 0.2` or a validation data source")
+        self.check_class_weight(train.class_weight, loss, out, at("class_weight"))
+        for key in ("data", "validation"):
+            src = getattr(train, key)
+            if isinstance(src, DataSource) and src.kind in ("csv", "images"):
+                self.check_source_fits(src, model, at(key))
         data = train.data
         if data is not None and data.kind == "dataset":
             name = data.args["name"]
@@ -120,6 +134,56 @@ class TrainPass:
             if classes is None and loss in CLASSIFICATION_LOSSES:
                 self.ctx.err("E606", f'dataset("{name}") is a regression task; {loss} needs classes',
                              at("loss"), "use `loss = mse`")
+
+    def check_class_weight(self, weights, loss: str, out, span: SourceSpan | None) -> None:
+        """E610: `class_weight` with a loss that has no classes, or a list of another length."""
+        if weights is None:
+            return
+        if loss not in CLASSIFICATION_LOSSES:
+            self.ctx.err("E610", f"`class_weight` weights the classes of a classification loss; `{loss}` has no "
+                         "classes", span, "use cross_entropy or binary_cross_entropy, or remove `class_weight`")
+            return
+        classes = out[-1] if loss == "cross_entropy" else 2
+        if isinstance(weights, list) and len(weights) != classes:
+            what = (f"the output has {classes} classes" if loss == "cross_entropy"
+                    else "binary_cross_entropy has 2 classes (targets 0 and 1)")
+            self.ctx.err("E610", f"`class_weight` has {len(weights)} weight{'s' if len(weights) != 1 else ''}, but "
+                         f"{what}", span, f"give one weight per class ({classes}), in class-id order, or "
+                         "`class_weight = balanced`")
+
+    def check_source_fits(self, src: DataSource, model: ModelIR, span: SourceSpan | None) -> None:
+        """A text column or an image folder fixes the input's shape and dtype (E605) and, for text,
+        the token ids an embedding must take (E609), without reading any data."""
+        args = src.args
+        inputs = model.inputs
+        shown = f'csv(text="{args.get("text")}")' if src.kind == "csv" else f'images("{args.get("folder")}")'
+        if len(inputs) != 1:
+            self.ctx.err("E605", f"{shown} feeds one input, the model has {len(inputs)}", span,
+                         "train a multi-input model from Python")
+            return
+        inp = inputs[0]
+        if src.kind == "images":
+            channels, (h, w) = IMAGE_CHANNELS[args["color"]], args["size"]
+            shape = (channels, h, w)
+            if inp.dtype != "float32" or numel(shape) != numel(inp.shape):
+                self.ctx.err("E605", f'{shown} gives {args["color"]} images of shape {fmt_shape(shape)}, the input '
+                             f"`{inp.name}` takes {_typed(inp)}", span,
+                             f"declare `input {inp.name}: {fmt_shape(shape)}`, or change `size`/`color`")
+            return
+        if args.get("text") is None:
+            return
+        length, vocab = args["length"], args["vocab"]
+        if inp.dtype != "int64" or list(inp.shape) != [length]:
+            self.ctx.err("E605", f"{shown} gives int64 token ids of shape [{length}] (`length`), the input "
+                         f"`{inp.name}` takes {inp.dtype} {fmt_shape(inp.shape)}", span,
+                         f"declare `input {inp.name}: int64 [{length}]`")
+            return
+        for node in embeddings_reading(model.nodes, inp.name):
+            if node.attrs["vocab"] < vocab:
+                line = f" (line {node.span.line})" if node.span is not None else ""
+                self.ctx.err("E609", f"{shown} has a vocabulary of {vocab} ids (`vocab`), but `{node.id}`{line} "
+                             f"takes ids below {node.attrs['vocab']}", span,
+                             f"use `embedding({vocab}, ...)`, or `vocab={node.attrs['vocab']}` in the source")
 
     def check_loss_activation(self, loss: str, model: ModelIR, span: SourceSpan | None) -> None:
         """W601: a classification loss after the other one's output activation trains, but on the
