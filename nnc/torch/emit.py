@@ -274,8 +274,8 @@ for _op, _template in _ACTIVATIONS.items():
 
 @_emits("dense")
 def _dense(em, st):
-    units, bias = st.a["units"], st.a["bias"]
-    return f"{em.layer(st.node, f'nn.Linear({st.s[-1]}, {units}, bias={bias})')}({st.x})"
+    units, options = st.a["units"], _options(bias=(str(st.a["bias"]), "True"))
+    return f"{em.layer(st.node, f'nn.Linear({st.s[-1]}, {units}{options})')}({st.x})"
 
 
 @_emits("conv2d", "conv1d")
