@@ -16,8 +16,8 @@ nnc's initial weights:
   forward, loss, ``backward``, ``step``, ``loss.item()`` and the metric per batch);
 - ``numpy``: ``Trainer.train_epoch`` with the NumPy runtime.
 
-``overhead`` = engine / hand - 1. One warm-up epoch, then the median of ``--epochs``; all three run in
-this process one after the other. The 2-process scaling runs ``nnc train --engine torch --nproc 2``
+``overhead`` = engine / hand - 1, the median over ``--epochs`` rounds of one epoch each, engine and hand
+interleaved (after one warm-up epoch each); the NumPy runtime runs after them. All in this process. The 2-process scaling runs ``nnc train --engine torch --nproc 2``
 and ``--nproc 1`` on the CNN (6,400 examples, 1 thread per process) and compares the median epoch
 time from their ``history.csv`` (process start-up excluded). The same script runs unchanged with
 ``--device cuda`` on a machine with a GPU (not measured here: the machines of this project have none).
@@ -132,6 +132,18 @@ def measure(run, epochs):
     return statistics.median(run.epoch()[0] for _ in range(epochs)), first
 
 
+def measure_pair(a, b, epochs):
+    """Both runs' medians, their epochs interleaved (a, b, a, b, ...) so that a change of the load on
+    the machine hits both alike; and the median of the per-round ratios a / b."""
+    (_, first_a), (_, first_b) = a.epoch(), b.epoch()
+    ta, tb = [], []
+    for _ in range(epochs):
+        ta.append(a.epoch()[0])
+        tb.append(b.epoch()[0])
+    return (statistics.median(ta), first_a), (statistics.median(tb), first_b), statistics.median(
+        x / y for x, y in zip(ta, tb))
+
+
 def scaling(epochs: int) -> None:
     """--nproc 2 against --nproc 1 (both one thread per process) on the CNN with 6,400 examples."""
     cfg = MODELS["cnn"]
@@ -182,16 +194,18 @@ def main() -> int:
         engine = TrainerRun(cfg, x, y, engine=engine_factory(device))
         hand = HandRun(kind, x, y, engine.initial, device)
         numpy_run = TrainerRun(cfg, x, y)
-        (e, le), (h, lh), (n, ln) = measure(engine, args.epochs), measure(hand, args.epochs), measure(numpy_run, args.epochs)
+        (e, le), (h, lh), ratio = measure_pair(engine, hand, args.epochs)
+        n, ln = measure(numpy_run, args.epochs)
         print(f"{kind}: first-epoch loss engine {le:.6f}  hand {lh:.6f}  numpy {ln:.6f}")
-        rows.append((cfg["title"], cfg["n"], e, h, n))
+        rows.append((cfg["title"], cfg["n"], e, h, ratio, n))
     print()
     header = (f"{'model':<28} {'examples':>8} {'engine s':>9} {'hand s':>8} {'overhead':>9} {'numpy s':>8} "
               f"{'numpy/engine':>13}")
     print(header)
     print("-" * len(header))
-    for title, n, e, h, nn_ in rows:
-        print(f"{title:<28} {n:>8,} {e:9.3f} {h:8.3f} {100 * (e / h - 1):8.1f}% {nn_:8.3f} {nn_ / e:12.2f}x")
+    for title, n, e, h, ratio, nn_ in rows:
+        print(f"{title:<28} {n:>8,} {e:9.3f} {h:8.3f} {100 * (ratio - 1):8.1f}% {nn_:8.3f} {nn_ / e:12.2f}x")
+    print("\n(overhead: the median over rounds of engine / hand - 1, their epochs interleaved)")
     if not args.no_scaling and device.type == "cpu":
         scaling(args.epochs)
     return 0

@@ -188,3 +188,10 @@ def test_without_torch_the_error_says_how_to_install_it(tmp_path, spec):
     assert proc.returncode == 1, proc.stderr
     assert "error[E780]" in proc.stderr and "pip install 'nnc[torch]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_nproc_checks_the_run_directory_before_starting_processes(tmp_path, capsys, spec):
+    _train(capsys, spec, tmp_path / "run", "--set", "epochs=1")
+    code, out, err = run(["train", spec, "--out", tmp_path / "run", "--engine", "torch", "--nproc", "2"], capsys)
+    assert code == 1
+    assert err.count("error[E767]") == 1 and "--resume" in err

@@ -34,6 +34,7 @@ from .distributed import World, share
 from .module import build_module, tensors_by_key
 
 TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
+NUMPY_DTYPE = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def torch_optimizer(kind: str, hyper: dict, params: list[torch.Tensor]) -> torch.optim.Optimizer:
@@ -174,7 +175,7 @@ class TorchEngine:
         with torch.no_grad():
             for k, v in arrays.items():
                 t = self.tensors[k]
-                t.copy_(torch.from_numpy(np.asarray(v, dtype=t.detach().cpu().numpy().dtype)))
+                t.copy_(torch.from_numpy(np.asarray(v, dtype=NUMPY_DTYPE[t.dtype])))
 
     def _buffer_names(self) -> tuple[str, ...]:
         # NOTE: the buffers nnc's optimizer keeps for these hyper-parameters (torch's names)
@@ -188,12 +189,12 @@ class TorchEngine:
             for k, p in self.trainable.items():
                 t = self.optimizer.state.get(p, {}).get(buf)
                 out[f"{self.kind}.{buf}.{k}"] = (t.detach().cpu().numpy().copy() if t is not None else
-                                                  np.zeros(p.shape, dtype=p.detach().cpu().numpy().dtype))
+                                                  np.zeros(tuple(p.shape), dtype=NUMPY_DTYPE[p.dtype]))
         return out
 
     def load_optimizer_state(self, state):
         # NOTE: nnc's optimizer validates the state (E742 naming the key) and holds it in its format
-        shadow = make_optimizer(self.kind, {k: np.zeros(p.shape, dtype=p.detach().cpu().numpy().dtype)
+        shadow = make_optimizer(self.kind, {k: np.zeros(tuple(p.shape), dtype=NUMPY_DTYPE[p.dtype])
                                             for k, p in self.trainable.items()}, self.hyper)
         shadow.load_state_dict(state)
         self.optimizer.state.clear()
