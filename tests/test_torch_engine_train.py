@@ -32,7 +32,7 @@ from test_examples_train import GENERATED
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_PARAMS, SMALL_FLOPS = 500_000, 15_000_000
 RTOL, ATOL = 1e-9, 1e-12
-MAX_ROWS = 320
+MAX_ROWS = 160
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -107,8 +107,8 @@ def _data(program, path: Path):
         k, kv = MAX_ROWS, MAX_ROWS // 4
         return ({name: ds.x[:k]}, ds.y[:k], ({name: val.x[:kv]} if val else None), (val.y[:kv] if val else None))
     rng = np.random.default_rng(7)
-    x, y = _random_data(program, 19, rng)     # batches of 8: an uneven last one
-    xv, yv = _random_data(program, 6, rng)
+    x, y = _random_data(program, 11, rng)     # batches of 8 (or the fixtures' 7, 5, 4): an uneven last one
+    xv, yv = _random_data(program, 4, rng)
     return x, y, xv, yv
 
 
