@@ -125,7 +125,7 @@ def _load_program(path: str, settings: list[str] | None = None):
     except NncError as err:
         err.sources = {**sources, **err.sources, path: _decode_for_display(data)}
         raise
-    if program.warnings:
+    if program.warnings and os.environ.get("RANK", "0") == "0":   # one of several processes: rank 0 says it
         warned = NncError(program.warnings)
         warned.sources = {**sources, path: _decode_for_display(data)}
         Reporter("text", sys.stderr).add(warned, _decode_for_display(data))

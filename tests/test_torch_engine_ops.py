@@ -20,7 +20,7 @@ from nnc.compiler.ops import OPS
 from nnc.runtime.kernels import KERNELS, Ctx
 from nnc.torch.lowerings import LOWERINGS, RunContext
 
-from test_kernels import CASES, _id
+from test_kernels import CASES, _id, batchnorm
 
 RTOL, ATOL = 1e-10, 1e-12
 
@@ -96,3 +96,42 @@ def test_an_empty_batch_runs(case):
     yt.sum().backward()
     for p in layer.parameters():
         assert p.grad is None or not p.grad.any()
+
+
+BATCHNORM_TRAINING = [c for c in CASES if c.op == "batchnorm" and c.training]
+
+
+@pytest.mark.parametrize("case", BATCHNORM_TRAINING + [batchnorm("N1-train", (1, 4), True)], ids=_id)
+def test_the_global_batchnorm_equals_the_kernel(case):
+    """The batchnorm that data-parallel training runs (statistics all-reduced over the processes;
+    here one process, where it also serves a batch of one value per channel): forward, gradients
+    and running statistics equal the kernel's."""
+    from nnc.torch.lowerings import _GlobalBatchNorm
+    xs, w = case.make(seed=0)
+    y, cache, w_after = _numpy(case, xs, w)
+    ctx = RunContext()
+    x = torch.tensor(xs[0], requires_grad=True)
+    weight, bias = (torch.tensor(w[k], requires_grad=True) for k in ("weight", "bias"))
+    rm, rv = torch.tensor(w["running_mean"]), torch.tensor(w["running_var"])
+    count = x.numel() // x.shape[1]
+    yt = _GlobalBatchNorm.apply(x, weight, bias, rm, rv, case.a["momentum"], case.a["eps"], count, ctx)
+    np.testing.assert_allclose(yt.detach().numpy(), y, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(rm.numpy(), w_after["running_mean"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(rv.numpy(), w_after["running_var"], rtol=RTOL, atol=ATOL)
+    R = np.random.default_rng(99).standard_normal(y.shape)
+    (dx,), dw = KERNELS["batchnorm"].backward(R.copy(), cache)
+    yt.backward(torch.tensor(R))
+    np.testing.assert_allclose(x.grad.numpy(), dx, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(weight.grad.numpy(), dw["weight"], rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(bias.grad.numpy(), dw["bias"], rtol=1e-9, atol=1e-11)
+
+
+def test_a_batch_of_one_through_batchnorm_in_one_process():
+    """F.batch_norm refuses one value per channel; the lowering then takes the global path, as
+    the NumPy kernel uses the biased variance (0)."""
+    case = batchnorm("N1", (1, 4), True)
+    xs, w = case.make(seed=0)
+    y, _, w_after = _numpy(case, xs, w)
+    layer, _, yt = _torch(case, xs, w)
+    np.testing.assert_allclose(yt.detach().numpy(), y, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(layer.running_var.numpy(), w_after["running_var"], rtol=RTOL, atol=ATOL)
