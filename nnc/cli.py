@@ -124,7 +124,7 @@ def _load_program(path: str, settings: list[str] | None = None):
     except NncError as err:
         err.sources = {**sources, **err.sources, path: _decode_for_display(data)}
         raise
-    if program.warnings:
+    if program.warnings and os.environ.get("RANK", "0") == "0":   # one of several processes: rank 0 says it
         warned = NncError(program.warnings)
         warned.sources = {**sources, path: _decode_for_display(data)}
         Reporter("text", sys.stderr).add(warned, _decode_for_display(data))
@@ -188,6 +188,8 @@ def cmd_compile(args) -> int:
         else:
             print(text)
         return EXIT_OK
+    if args.emit == "torch":
+        return _emit_torch(program, args)
     from . import api
     out = Path(args.output) if args.output else Path(f"{program.model.name}.onnx")
     labels = None
@@ -198,6 +200,30 @@ def cmd_compile(args) -> int:
     report = api.export_onnx(program, out, weights=args.weights, opset=args.opset, verify=not args.no_verify,
                              labels=labels)
     print(report, file=sys.stderr)
+    return EXIT_OK
+
+
+def _emit_torch(program, args) -> int:
+    """``--emit torch``: the standalone module, verified against the NumPy runtime unless --no-verify."""
+    from .torch import require_torch
+    require_torch("`nnc compile --emit torch`")
+    from .torch.emit import emit_torch, verify
+    from .util import atomic_write_text
+    source = emit_torch(program)
+    note = "not verified (--no-verify)"
+    if not args.no_verify:
+        from .runtime.graph import Graph
+        from .runtime.weights import load_weights
+        weights = (load_weights(args.weights, program.model, "float32") if args.weights
+                   else Graph(program.model, "float32").init_weights(program.seed))
+        note = f"verified: eval outputs equal the NumPy runtime's, max |diff| {verify(program, source, weights):.1e}"
+    if args.output == "-":
+        print(source, end="")
+        print(f"torch module for {program.model.name}: {note}", file=sys.stderr)
+        return EXIT_OK
+    out = Path(args.output) if args.output else Path(f"{program.model.name}.py")
+    atomic_write_text(out, source, code="E804")
+    print(f"wrote {out} (class {source.split(chr(10) + 'class ')[-1].split('(')[0]}); {note}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -273,6 +299,9 @@ def cmd_train(args) -> int:
     _input_path(args.resume)
     if args.resume and args.overwrite:
         raise UsageError("--overwrite starts a new run and --resume continues one: give one of them")
+    if args.engine != "torch" and (args.device is not None or args.nproc > 1):
+        raise UsageError(f"{'--device' if args.device is not None else '--nproc'} is an option of the torch engine: "
+                         "add --engine torch")
     program, _ = _load_program(args.spec, args.set)
     from .commands.train import train_command
     return train_command(program, args)
@@ -314,6 +343,25 @@ def _parser_class():
     return _Parser
 
 
+def _device(text: str) -> str:
+    import argparse
+    import re
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use auto, cpu, cuda or cuda:N")
+    return text
+
+
+def _positive(text: str) -> int:
+    import argparse
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of processes")
+    return n
+
+
 def build_parser(only: str | None = None):
     """The command line (an ``argparse.ArgumentParser``); ``only="check"`` builds the ``check`` verb
     alone (what ``nnc check`` needs: its usage, help and errors are the same, and the other verbs
@@ -336,17 +384,18 @@ def build_parser(only: str | None = None):
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a `let` constant")
     s.set_defaults(func=cmd_summary)
 
-    co = sub.add_parser("compile", help="export to ONNX (default) or print the validated IR")
+    co = sub.add_parser("compile", help="export to ONNX (default), a PyTorch module, or print the validated IR")
     co.add_argument("spec", metavar="SPEC")
     co.add_argument("-o", "--output", metavar="OUT", help="output file (default <model>.onnx; IR: stdout)")
     co.add_argument("--weights", metavar="W.npz", help="trained weights (default: seeded initialisation)")
     co.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: newest onnxruntime supports)")
-    co.add_argument("--emit", choices=("onnx", "ir"), default="onnx")
+    co.add_argument("--emit", choices=("onnx", "ir", "torch"), default="onnx",
+                    help="onnx (default), ir (JSON), or torch (a standalone PyTorch module, default <model>.py)")
     co.add_argument("--no-verify", action="store_true", help="skip checking the export against the runtime")
     co.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a `let` constant")
     co.set_defaults(func=cmd_compile)
 
-    t = sub.add_parser("train", help="train with the NumPy runtime")
+    t = sub.add_parser("train", help="train with the NumPy runtime or PyTorch (--engine torch)")
     t.add_argument("spec", metavar="SPEC")
     t.add_argument("--data", metavar="SRC", help='data source, e.g. \'csv("x.csv", target="y")\'')
     t.add_argument("--out", metavar="DIR", help="run directory (default: runs/<model>, or runs/<model>-2, ... "
@@ -357,6 +406,12 @@ def build_parser(only: str | None = None):
                    help="train into an --out that holds a run, removing that run's files first")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a train key or `let` constant")
     t.add_argument("--quiet", action="store_true", help="print only the final result")
+    t.add_argument("--engine", choices=("numpy", "torch"), default="numpy",
+                   help="numpy (default, the NumPy runtime) or torch (PyTorch: a GPU, several processes)")
+    t.add_argument("--device", type=_device, metavar="auto|cpu|cuda|cuda:N",
+                   help="torch engine: where to train (default auto: CUDA when it is available)")
+    t.add_argument("--nproc", type=_positive, default=1, metavar="N",
+                   help="torch engine: train data-parallel on N local processes (torch.distributed.run)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="loss and metrics of trained weights on data")
@@ -425,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _plain_check(list(words))
     if args is None:
         args = build_parser("check" if words[:1] == ["check"] else None).parse_args(argv)
+    args.argv = list(words)   # `train --nproc` relaunches it
     # NOTE: train's results are its run files, so a console that goes away must not stop it; every
     # other verb's results (or diagnostics) are on standard output, so losing them is an error.
     saved = sys.stdout, sys.stderr

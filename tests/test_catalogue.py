@@ -29,6 +29,16 @@ def test_every_op_has_an_onnx_emitter():
     assert sorted(OPS) == sorted(EMITTERS)
 
 
+def test_every_op_has_a_torch_lowering():
+    from nnc.torch.lowerings import LOWERINGS
+    assert sorted(OPS) == sorted(LOWERINGS)
+
+
+def test_every_op_has_torch_code_for_emit_torch():
+    from nnc.torch.emit import EMIT
+    assert sorted(OPS) == sorted(EMIT)
+
+
 def test_builtin_datasets_agree():
     assert tuple(vocab.BUILTIN_DATASETS) == tuple(data.BUILTIN_DATASETS)
 

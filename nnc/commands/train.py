@@ -22,8 +22,49 @@ from ..progress import Progress, format_log
 
 def train_command(program: Program, args) -> int:
     spec = train_spec(program)
+    make_engine, world, launch = _engine_setup(args)
+    try:
+        return _train(program, args, spec, make_engine, world, launch)
+    except NncError as err:
+        if not world.main:   # every process reports its own failure; say which one it was
+            for d in err.diagnostics:
+                d.message = f"[rank {world.rank}] {d.message}"
+        raise
+    finally:
+        if world.size > 1:
+            from ..torch.distributed import shutdown
+            shutdown(world)
+
+
+def _engine_setup(args):
+    """(engine factory or None for the NumPy engine, this process' World, whether to launch
+    ``--nproc`` processes from here). Under torchrun (RANK / WORLD_SIZE set) the torch engine joins
+    the process group; the NumPy engine runs in one process only."""
+    from ..torch.distributed import World, world_from_env        # (no torch imported by these two)
+    joined = world_from_env()
+    if getattr(args, "engine", "numpy") != "torch":
+        if joined is not None and joined.size > 1:
+            raise NncError.single("E782", f"the NumPy engine trains in one process, but this one was started as "
+                                  f"process {joined.rank} of {joined.size} (RANK and WORLD_SIZE are set)",
+                                  hint="train data-parallel with `--engine torch` (torchrun, or `--nproc N`)")
+        return None, World(), False
+    from ..torch import require_torch
+    require_torch()
+    from ..torch.distributed import init_process_group, resolve_device
+    from ..torch.engine import engine_factory
+    if joined is None and args.nproc > 1:
+        last = World(args.nproc - 1, args.nproc, args.nproc - 1)
+        resolve_device(args.device, last)            # E781 here, once, rather than in every process
+        return None, World(), True
+    world = joined or World()
+    device = resolve_device(args.device, world)
+    init_process_group(world, device)
+    return engine_factory(device, world), world, False
+
+
+def _train(program: Program, args, spec, make_engine, world, launch: bool) -> int:
     dtype = spec.dtype
-    progress = Progress(quiet=args.quiet)
+    progress = Progress(quiet=args.quiet or not world.main)
     graph = Graph(program.model, dtype)
     resume = Path(args.resume) if args.resume else None
     if resume is not None and resume.is_file() and resume.name == "checkpoint.npz":
@@ -34,6 +75,9 @@ def train_command(program: Program, args) -> int:
         raise NncError.single("E762", f"`{resume}` has no checkpoint.npz to resume from", path=str(resume),
                               hint="resume a directory written by `nnc train`, or start a new run with --out")
     out = resume or _run_directory(program, args)
+    if world.size > 1:   # every process has looked at `out` before the first one writes there
+        from ..torch.distributed import barrier
+        barrier(world)
     train_ds = load_dataset(program, args.data, dtype=dtype, training=True)
     val_ds = None
     if isinstance(spec.validation, float):
@@ -44,6 +88,9 @@ def train_command(program: Program, args) -> int:
     for note in train_ds.notes + (val_ds.notes if val_ds is not None else []):
         progress.info(f"note: {note}")
     check_memory(graph, min(spec.batch_size, len(train_ds)))
+    if launch:   # the data and the run directory are fine: start the processes, which do the rest
+        from ..torch.distributed import launch as launch_processes
+        return launch_processes(_worker_argv(program, args, out, resume is not None), args.nproc)
     name = program.model.inputs[0].name
     if args.init:
         weights = load_weights(args.init, program.model, dtype)
@@ -51,33 +98,40 @@ def train_command(program: Program, args) -> int:
         weights = graph.init_weights(spec.seed)
     trainer = Trainer(graph, spec, {name: train_ds.x}, train_ds.y,
                       {name: val_ds.x} if val_ds is not None else None, val_ds.y if val_ds is not None else None,
-                      train_ds.name)
+                      train_ds.name, engine=make_engine)
     state = trainer.new_state(weights, fit_state=not args.init and resume is None)
     fp = fingerprint(program, dtype)
     if resume is not None:
         restore_state(state, read_npz(resume / "checkpoint.npz", "checkpoint"), fp, str(resume / "checkpoint.npz"),
                       trainer.metric_names, trainer.has_val)
         if state.epoch >= spec.epochs or state.stopped_early:
+            if not world.main:
+                return 0
             print(f"nothing to do: {out} has already completed {plural(state.epoch, 'epoch')}"
                   + (" (stopped early)" if state.stopped_early else f" (the spec asks for {spec.epochs})"))
             return 0
         progress.info(f"resuming {out} from epoch {state.epoch}")
-    created = _prepare_run_directory(out, overwrite=bool(args.overwrite), resume=resume is not None,
-                                     progress=progress)
-    write_data_info(out, train_ds)  # always: a run's data.json is never one of an older run
+    created = False
+    if world.main:   # only the first process writes (and prints)
+        created = _prepare_run_directory(out, overwrite=bool(args.overwrite), resume=resume is not None,
+                                         progress=progress)
+        write_data_info(out, train_ds)  # always: a run's data.json is never one of an older run
     n_train, n_val = len(train_ds.y), (len(val_ds.y) if val_ds is not None else 0)
     progress.info(f"training {program.model.name} ({program.model.params:,} parameters) on {train_ds.name}: "
                   f"{n_train} examples" + (f", {n_val} for validation" if n_val else "")
-                  + f"; writing to {out}")
+                  + f"; writing to {out}" + _engine_note(args, state, world))
     try:
         while state.epoch < spec.epochs and not state.stopped_early:
             progress.start_epoch(state.epoch + 1, spec.epochs)
             log = trainer.train_epoch(state, progress.batch)
             progress.end_epoch(format_log(log, spec.epochs, trainer.metric_names))
-            _write_run_files(out, state, fp, trainer)
+            if world.main:
+                _write_run_files(out, state, fp, trainer)
     except (NncError, KeyboardInterrupt) as exc:
         progress.clear()
         raise _after_failure(out, created, state, program, exc) from None
+    if not world.main:
+        return 0
     if state.stopped_early:
         progress.info(f"early stopping: validation loss did not improve for {spec.patience} epochs")
     if spec.restore_best and state.best_weights is not None:
@@ -104,6 +158,28 @@ def train_command(program: Program, args) -> int:
               + f", loss {final.loss:.4f}"
               + (", " + ", ".join(keys) if keys else "") + f"; run in {out}")
     return 0
+
+
+def _worker_argv(program: Program, args, out: Path, resume: bool) -> list[str]:
+    """The command line of each ``--nproc`` worker, spelled out in full (torchrun's own parser reads
+    it too, and would take an abbreviated flag for one of its own): the run directory decided
+    here, and no ``--nproc`` (a worker sees RANK and joins)."""
+    argv = ["train", program.path, "--engine", "torch", "--resume" if resume else "--out", str(out)]
+    for flag, value in (("--data", args.data), ("--init", args.init), ("--device", args.device)):
+        if value is not None:
+            argv += [flag, value]
+    for setting in args.set or []:
+        argv += ["--set", setting]
+    return argv + (["--overwrite"] if args.overwrite else []) + (["--quiet"] if args.quiet else [])
+
+
+def _engine_note(args, state, world) -> str:
+    """`` (torch engine on cpu, 2 processes)`` for the first line of a torch run."""
+    if getattr(args, "engine", "numpy") != "torch":
+        return ""
+    device = state.engine.device
+    return f" (torch engine on {device.type if world.size > 1 else device}" + \
+        (f", {world.size} processes)" if world.size > 1 else ")")
 
 
 # the files a run consists of: `--overwrite` removes exactly these, and any of them marks a run

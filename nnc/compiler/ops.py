@@ -2,8 +2,9 @@
 
 Each :class:`OpDef` holds the op's signature (positional and keyword parameters, defaults, type
 and range checks), its shape rule, the weights it owns (the weights contract of
-``docs/language.md``), and its FLOPs. The runtime's kernels (``nnc.runtime.kernels.KERNELS``) and
-the ONNX emitters (``nnc.onnx.emitters.EMITTERS``) are registered under the same names;
+``docs/language.md``), and its FLOPs. The runtime's kernels (``nnc.runtime.kernels.KERNELS``), the
+ONNX emitters (``nnc.onnx.emitters.EMITTERS``) and the torch engine's lowerings
+(``nnc.torch.lowerings.LOWERINGS``, ``nnc.torch.emit.EMIT``) are registered under the same names;
 ``tests/test_catalogue.py`` fails if a stage lacks an entry.
 
 Shapes exclude the batch axis. ``attrs`` are the bound, normalised parameters; a shape rule may add
@@ -18,7 +19,8 @@ Adding an op means, and should mean nothing else than:
    and layouts), FLOPs, doc and example; flags such as ``passes_values`` instead of special cases by name elsewhere;
 2. a NumPy kernel in the family module of ``nnc/runtime/kernels/`` (forward and backward side by
    side, the cache named, array shapes in the docstring);
-3. an ONNX emitter in ``nnc/onnx/emitters.py`` (and a torch lowering once that engine exists);
+3. an ONNX emitter in ``nnc/onnx/emitters.py``, a torch lowering in ``nnc/torch/lowerings.py`` and
+   its ``--emit torch`` code in ``nnc/torch/emit.py``;
 4. rows in the test tables: the gradient case in ``tests/test_kernels.py`` (its op list is this
    catalogue, so a missing case fails), PyTorch parity, export parity, a golden error for each new
    message in ``tests/errors/``; and the op's row in ``docs/language.md`` section 6

@@ -1,6 +1,12 @@
 """The training loop: batches, forward, fused loss, backward, clipping, optimizer and schedule
 steps, validation, early stopping, NaN guards and resumable, atomic checkpoints.
 
+One loop for every engine: the forward, backward and optimizer step run on an engine
+(``nnc.runtime.engine``: the NumPy runtime by default, or ``nnc.torch.engine.TorchEngine``); the
+batches, the loss (nnc's own, on the NumPy arrays the engine returns), NaN guard, metrics,
+schedule, early stopping, history and checkpoints are the loop's, so they are the same whichever
+engine runs the model.
+
 Determinism: initial weights come from ``default_rng(seed)``; the data order and dropout masks come
 from a second generator, ``default_rng([seed, 1])``, whose state is saved in every checkpoint, so
 that ``--resume`` continues bit for bit where the run stopped.
@@ -19,10 +25,10 @@ from ..errors import NncError
 from ..compiler.ir import TrainSpec
 from .alloc import keep_freed_memory
 from .datastate import fit_data_state
+from .engine import Engine, EngineFactory, NumpyEngine
 from .graph import Graph
 from .losses import class_weights, loss_function, validate_targets
 from .metrics import MetricSet
-from .optimizers import Optimizer, make_optimizer
 from .schedules import Schedule, make_schedule
 
 CHECKPOINT_VERSION = 1
@@ -54,10 +60,10 @@ def history_columns(metric_names: list[str], has_val: bool) -> list[str]:
 
 @dataclass
 class TrainState:
-    """Everything a checkpoint holds: enough to continue bit for bit."""
+    """Everything a checkpoint holds: enough to continue bit for bit. The weights and the optimizer
+    live in the engine (``weights`` is the engine's :meth:`~nnc.runtime.engine.Engine.weights`)."""
 
-    weights: dict[str, np.ndarray]
-    optimizer: Optimizer
+    engine: Engine
     schedule: Schedule
     rng: np.random.Generator
     epoch: int = 0                  # epochs completed
@@ -68,6 +74,10 @@ class TrainState:
     best_epoch: int = 0             # the epoch of best_val (restore_best and early stopping)
     best_weights: dict[str, np.ndarray] | None = None   # restore_best: a copy of that epoch's weights
 
+    @property
+    def weights(self) -> dict[str, np.ndarray]:
+        return self.engine.weights()
+
     def final_weights(self, spec: TrainSpec) -> dict[str, np.ndarray]:
         """What the run hands over (weights.npz, model.onnx, the Python API's model): the weights of
         the epoch with the lowest val_loss under ``restore_best``, else the last epoch's."""
@@ -75,12 +85,14 @@ class TrainState:
 
 
 class Trainer:
-    """Fits a :class:`Graph` to arrays with the settings of a train block."""
+    """Fits a :class:`Graph` to arrays with the settings of a train block, on the engine that
+    ``engine`` makes (``(graph, weights, spec, value_id) -> Engine``; default the NumPy runtime)."""
 
     def __init__(self, graph: Graph, spec: TrainSpec, x: dict[str, np.ndarray], y: np.ndarray,
                  x_val: dict[str, np.ndarray] | None = None, y_val: np.ndarray | None = None,
-                 data_name: str = "the training data"):
+                 data_name: str = "the training data", engine: EngineFactory | None = None):
         self.graph, self.spec = graph, spec
+        self.make_engine: EngineFactory = engine or NumpyEngine
         self.x, self.y = x, y
         self.x_val, self.y_val = x_val, y_val
         self.has_val = x_val is not None and y_val is not None and len(y_val) > 0
@@ -119,12 +131,10 @@ class Trainer:
         if self.class_weights is not None:
             self.loss = loss_function(self.loss_kind, {k: v for k, v in spec.loss.items() if k != "kind"},
                                       self.class_weights)
-        trainable = {k: weights[k] for k in self.graph.trainable_keys()}
-        opt_hyper = {k: v for k, v in spec.optimizer.items() if k != "kind"}
-        optimizer = make_optimizer(spec.optimizer["kind"], trainable, opt_hyper)
+        engine = self.make_engine(self.graph, weights, spec, self.value_id)
         sched_params = {k: v for k, v in spec.schedule.items() if k != "kind"}
         schedule = make_schedule(spec.schedule["kind"], sched_params, spec.optimizer["lr"], spec.epochs)
-        return TrainState(weights, optimizer, schedule, np.random.default_rng([spec.seed, 1]))
+        return TrainState(engine, schedule, np.random.default_rng([spec.seed, 1]))
 
     def batches(self, n: int, rng: np.random.Generator | None):
         order = rng.permutation(n) if rng is not None else np.arange(n)
@@ -157,9 +167,8 @@ class Trainer:
         seconds = time.perf_counter() - t0
         val_loss, val_metrics = (None, {})
         if self.has_val:
-            val_loss, val_metrics = self.evaluate(state.weights, self.x_val, self.y_val)
-        log = EpochLog(epoch, total / count, metrics.result(),
-                       val_loss, val_metrics, lr, seconds)
+            val_loss, val_metrics = self.evaluate(state.engine, self.x_val, self.y_val)
+        log = EpochLog(epoch, total / count, metrics.result(), val_loss, val_metrics, lr, seconds)
         state.schedule.end_epoch(state.epoch, val_loss if val_loss is not None else log.loss)
         state.epoch = epoch
         state.history.append(log)
@@ -176,33 +185,30 @@ class Trainer:
 
     def train_step(self, state: TrainState, idx, lr: float, epoch: int, b: int, n_batches: int):
         """One optimizer step on the examples ``idx``. Returns (loss, output, targets) of the batch."""
-        graph = self.graph
         xb, yb = self._take(self.x, idx), self.y[idx]
-        outs, tape = graph.forward(xb, state.weights, training=True, rng=state.rng, keep=True)
-        z = tape[0][self.value_id]
+        z, out = state.engine.forward(xb, training=True, rng=state.rng)
         loss, dz = self.loss(z, yb)
         if not math.isfinite(loss):
             raise NncError.single(
                 "E761", f"the loss became {'NaN' if math.isnan(loss) else 'infinite'} at epoch {epoch}, "
                 f"batch {b} of {n_batches}; training stopped",
                 hint="lower the learning rate, add `clip_norm = 1.0`, or check the data for extreme values")
-        grads = graph.backward(tape, {self.value_id: dz})
-        if self.spec.clip_norm is not None:
-            clip_gradients(grads, self.spec.clip_norm)
-        state.optimizer.step(grads, lr)
-        return loss, outs[graph.model.outputs[0].name], yb
+        state.engine.backward(dz)
+        state.engine.step(lr, self.spec.clip_norm)
+        return loss, out, yb
 
-    def evaluate(self, weights, x: dict[str, np.ndarray], y: np.ndarray) -> tuple[float, dict[str, float]]:
-        """Mean loss and metrics over ``x, y`` in inference mode, in batches."""
+    def evaluate(self, weights: Engine | dict[str, np.ndarray], x: dict[str, np.ndarray],
+                 y: np.ndarray) -> tuple[float, dict[str, float]]:
+        """Mean loss and metrics over ``x, y`` in inference mode, in batches, on an engine (or on
+        the NumPy runtime with a weights dict)."""
+        engine = NumpyEngine(self.graph, weights, None, self.value_id) if isinstance(weights, dict) else weights
         total, count = 0.0, 0
         metrics = MetricSet(self.metric_names, self.loss_kind)
         n = len(y)
         for idx in self.batches(n, None):
             xb, yb = self._take(x, idx), y[idx]
-            outs, tape = self.graph.forward(xb, weights, training=False, keep=True)
-            z = tape[0][self.value_id]
+            z, out = engine.forward(xb, training=False)
             loss, _ = self.eval_loss(z, yb)
-            out = outs[self.graph.model.outputs[0].name]
             k = len(idx)
             total += loss * k
             count += k
@@ -229,7 +235,7 @@ def checkpoint_arrays(state: TrainState, fingerprint: str, metric_names: list[st
     arrays: dict[str, np.ndarray] = {}
     for k, v in state.weights.items():
         arrays[f"weights/{k}"] = v
-    for k, v in state.optimizer.state_dict().items():
+    for k, v in state.engine.optimizer_state().items():
         arrays[f"optimizer/{k}"] = np.asarray(v)
     for k, v in state.schedule.state_dict().items():
         arrays[f"schedule/{k}"] = np.asarray(v)
@@ -282,12 +288,15 @@ def restore_state(state: TrainState, arrays: dict[str, np.ndarray], fingerprint:
         raise NncError.single("E762", f"the run in `{path}` was {'' if meta.get('has_val') else 'not '}"
                               "validated; resuming must keep the same validation data", path=path,
                               hint="resume with the run's `validation`, or start a new run with --out")
-    for k in state.weights:
+    weights = {}
+    for k, current in state.weights.items():
         src = arrays.get(f"weights/{k}")
-        if src is None or src.shape != state.weights[k].shape:
+        if src is None or src.shape != current.shape:
             raise NncError.single("E762", f"the checkpoint in `{path}` lacks a matching `{k}`", path=path)
-        state.weights[k][...] = src
-    state.optimizer.load_state_dict({k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")})
+        weights[k] = src
+    state.engine.load_weights(weights)
+    state.engine.load_optimizer_state({k[len("optimizer/"):]: v for k, v in arrays.items()
+                                       if k.startswith("optimizer/")})
     state.schedule.load_state_dict({k[len("schedule/"):]: v for k, v in arrays.items() if k.startswith("schedule/")})
     state.epoch = int(meta["epoch"])
     state.best_val = math.inf if meta["best_val"] is None else float(meta["best_val"])

@@ -1,0 +1,215 @@
+"""Speed of the torch engine: seconds per epoch against a hand-written PyTorch loop (the engine's
+overhead) and against the NumPy runtime, and the scaling of ``--nproc 2``.
+
+    .venv/bin/python benchmarks/torch_engine_speed.py [--epochs 3] [--models mlp,cnn,lstm,zoo]
+                                                      [--device cpu|cuda] [--threads 2] [--no-scaling]
+
+Models: the MLP, CNN and LSTM of ``benchmarks/train_speed.py`` (same data, batch 64, Adam, no
+shuffling) and one zoo model, ``specs/zoo/keras_mnist_convnet.nnspec`` (two convolutions, max
+pooling, dropout; 1,280 random 28x28 images, 10 classes). Each column trains the same model from
+nnc's initial weights:
+
+- ``engine``: ``Trainer.train_epoch`` with the torch engine (what ``nnc train --engine torch``
+  does per epoch, without writing checkpoints): forward, nnc's loss on the returned arrays,
+  backward, ``torch.optim`` step, the metric of the epoch;
+- ``hand``: the loop a PyTorch user writes for that model (``nn.Sequential``, ``zero_grad``,
+  forward, loss, ``backward``, ``step``, ``loss.item()`` and the metric per batch);
+- ``numpy``: ``Trainer.train_epoch`` with the NumPy runtime.
+
+``overhead`` = engine / hand - 1, the median over ``--epochs`` rounds of one epoch each, engine and hand
+interleaved (after one warm-up epoch each); the NumPy runtime runs after them. All in this process. The 2-process scaling runs ``nnc train --engine torch --nproc 2``
+and ``--nproc 1`` on the CNN (6,400 examples, 1 thread per process) and compares the median epoch
+time from their ``history.csv`` (process start-up excluded). The same script runs unchanged with
+``--device cuda`` on a machine with a GPU (not measured here: the machines of this project have none).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from train_speed import MODELS, TRAIN, make_data  # noqa: E402
+
+from nnc.compiler.lower import compile_source  # noqa: E402
+from nnc.runtime.graph import Graph  # noqa: E402
+from nnc.runtime.train import Trainer  # noqa: E402
+
+ZOO = dict(title="Keras MNIST convnet (zoo)", n=1280, x_shape=(1, 28, 28), classes=10,
+           spec=(ROOT / "specs" / "zoo" / "keras_mnist_convnet.nnspec").read_text() + TRAIN.format(loss="cross_entropy"))
+ALL = {**MODELS, "zoo": ZOO}
+
+
+def hand_model(kind: str):
+    """The model as a PyTorch user writes it, and nnc's layer name of each of its state_dict keys."""
+    from torch import nn
+    if kind == "mlp":
+        return (nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)),
+                {"0": "dense_1", "2": "dense_2", "4": "dense_3"})
+    if kind == "cnn":
+        return (nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Flatten(), nn.Linear(32 * 7 * 7, 10)),
+                {"0": "conv2d_1", "3": "conv2d_2", "7": "dense_1"})
+    if kind == "zoo":
+        return (nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                              nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(64 * 5 * 5, 10)),
+                {"0": "conv2d_1", "3": "conv2d_2", "8": "dense_1"})
+
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(8, 64, batch_first=True)
+            self.dense = nn.Linear(64, 1)
+
+        def forward(self, s):
+            _, (h, _) = self.lstm(s)
+            return self.dense(h[-1])
+    return Seq(), {"lstm": "lstm_1", "dense": "dense_1"}
+
+
+class HandRun:
+    def __init__(self, kind, x, y, initial, device):
+        import torch
+        from torch import nn
+        self.torch = torch
+        self.model, names = hand_model(kind)
+        state = {}
+        for key in self.model.state_dict():
+            layer, param = key.split(".", 1)
+            state[key] = torch.from_numpy(initial[f"{names[layer]}.{param.removesuffix('_l0')}"].copy())
+        self.model.load_state_dict(state)
+        self.model.to(device).train()
+        self.classify = kind != "lstm"
+        self.loss = nn.CrossEntropyLoss() if self.classify else nn.MSELoss()
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=0.001)
+        self.x, self.y, self.device = torch.from_numpy(x), torch.from_numpy(y), device
+
+    def epoch(self, batch: int = 64):
+        t = time.perf_counter()
+        total, metric, n = 0.0, 0.0, len(self.x)
+        for s in range(0, n, batch):
+            xb, yb = self.x[s:s + batch].to(self.device), self.y[s:s + batch].to(self.device)
+            self.opt.zero_grad(set_to_none=True)
+            out = self.model(xb)
+            loss = self.loss(out, yb)
+            loss.backward()
+            self.opt.step()
+            total += loss.item() * len(xb)
+            metric += ((out.argmax(1) == yb).float().mean() if self.classify else (out - yb).abs().mean()).item() * len(xb)
+        return time.perf_counter() - t, total / n
+
+
+class TrainerRun:
+    def __init__(self, cfg, x, y, engine=None):
+        program = compile_source(cfg["spec"], "<bench>")
+        self.graph = Graph(program.model, "float32")
+        self.initial = self.graph.init_weights(program.seed)
+        name = program.model.inputs[0].name
+        self.trainer = Trainer(self.graph, program.train, {name: x}, y, engine=engine)
+        self.state = self.trainer.new_state({k: v.copy() for k, v in self.initial.items()})
+
+    def epoch(self):
+        t = time.perf_counter()
+        log = self.trainer.train_epoch(self.state)
+        return time.perf_counter() - t, log.loss
+
+
+def measure(run, epochs):
+    _, first = run.epoch()
+    return statistics.median(run.epoch()[0] for _ in range(epochs)), first
+
+
+def measure_pair(a, b, epochs):
+    """Both runs' medians, their epochs interleaved (a, b, a, b, ...) so that a change of the load on
+    the machine hits both alike; and the median of the per-round ratios a / b."""
+    (_, first_a), (_, first_b) = a.epoch(), b.epoch()
+    ta, tb = [], []
+    for _ in range(epochs):
+        ta.append(a.epoch()[0])
+        tb.append(b.epoch()[0])
+    return (statistics.median(ta), first_a), (statistics.median(tb), first_b), statistics.median(
+        x / y for x, y in zip(ta, tb))
+
+
+def scaling(epochs: int) -> None:
+    """--nproc 2 against --nproc 1 (both one thread per process) on the CNN with 6,400 examples."""
+    cfg = MODELS["cnn"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        rng = np.random.default_rng(42)
+        np.savez(tmp / "data.npz", x=rng.standard_normal((6400, 1, 28, 28)).astype(np.float32),
+                 y=rng.integers(0, 10, 6400))
+        spec = cfg["spec"].replace("train {", 'train {\n    data = npz("data.npz")')
+        (tmp / "cnn.nnspec").write_text(spec)
+        env = {**os.environ, "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        rows = []
+        for nproc in (1, 2):
+            out = tmp / f"run{nproc}"
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "nnc.cli", "train", str(tmp / "cnn.nnspec"), "--engine", "torch",
+                            "--nproc", str(nproc), "--out", str(out), "--quiet", "--set", f"epochs={epochs + 1}"],
+                           check=True, env=env, cwd=tmp, timeout=1800, stdout=subprocess.DEVNULL)
+            wall = time.perf_counter() - t
+            hist = list(csv.DictReader(io.StringIO((out / "history.csv").read_text())))
+            rows.append((nproc, statistics.median(float(r["seconds"]) for r in hist[1:]), wall))
+    print(f"\n--nproc scaling, CNN on 6,400 examples, 1 thread per process, median of {epochs} epochs after one:")
+    print(f"{'processes':>9} {'s/epoch':>8} {'speed-up':>9} {'whole command s':>16}")
+    for nproc, sec, wall in rows:
+        print(f"{nproc:>9} {sec:8.3f} {rows[0][1] / sec:8.2f}x {wall:16.1f}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--models", default="mlp,cnn,lstm,zoo")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
+    ap.add_argument("--no-scaling", action="store_true", help="skip the --nproc 2 measurement")
+    args = ap.parse_args()
+    import torch
+    from nnc.torch.engine import engine_factory
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__} on {device}, {torch.get_num_threads()} threads; numpy {np.__version__}; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"warm-up epoch, then the median of {args.epochs}\n")
+    rows = []
+    for kind in [k.strip() for k in args.models.split(",") if k.strip()]:
+        cfg = ALL[kind]
+        x, y = make_data(cfg)
+        engine = TrainerRun(cfg, x, y, engine=engine_factory(device))
+        hand = HandRun(kind, x, y, engine.initial, device)
+        numpy_run = TrainerRun(cfg, x, y)
+        (e, le), (h, lh), ratio = measure_pair(engine, hand, args.epochs)
+        n, ln = measure(numpy_run, args.epochs)
+        print(f"{kind}: first-epoch loss engine {le:.6f}  hand {lh:.6f}  numpy {ln:.6f}")
+        rows.append((cfg["title"], cfg["n"], e, h, ratio, n))
+    print()
+    header = (f"{'model':<28} {'examples':>8} {'engine s':>9} {'hand s':>8} {'overhead':>9} {'numpy s':>8} "
+              f"{'numpy/engine':>13}")
+    print(header)
+    print("-" * len(header))
+    for title, n, e, h, ratio, nn_ in rows:
+        print(f"{title:<28} {n:>8,} {e:9.3f} {h:8.3f} {100 * (ratio - 1):8.1f}% {nn_:8.3f} {nn_ / e:12.2f}x")
+    print("\n(overhead: the median over rounds of engine / hand - 1, their epochs interleaved)")
+    if not args.no_scaling and device.type == "cpu":
+        scaling(args.epochs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
