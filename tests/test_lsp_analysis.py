@@ -333,3 +333,12 @@ def test_formatting_is_nnc_fmt():
 def test_completion_after_an_arrow_offers_constants_that_name_ops_only():
     got = labels("let act = relu\nlet width = 8\nmodel m {\n    input x: [4]\n    dense(width) -> |\n}\n")
     assert "act" in got and "width" not in got
+
+
+def test_a_byte_order_mark_and_crlf_line_ends_keep_the_columns():
+    text = "\ufeffmodel m {\r\n    input x: [4]\r\n    dnse(3) -> relu\r\n}\r\n"
+    a = analyze(text, "t.nnspec")
+    assert [(d.code, d.span.line, d.span.column) for d in a.diagnostics] == [("E301", 3, 5)]
+    (d,) = features.diagnostics(a, TextIndex(text), "file:///t", URL)
+    assert (d.range.start.line, d.range.start.character, d.range.end.character) == (2, 4, 8)
+    assert "**dense_1** → `[3]`" in hover(text.replace("dnse", "dense"), "dense")
