@@ -22,10 +22,12 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities  
 ROOT = Path(__file__).resolve().parent.parent
 WAIT = 60  # seconds: a hang guard only, never a speed expectation
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(300)]
+# one server for the module (each test opens documents of its own): it must serve them all in turn
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-m", "nnc", "lsp", "--debounce-ms", "20"]))
+@pytest_lsp.fixture(scope="module",
+                    config=ClientServerConfig(server_command=[sys.executable, "-m", "nnc", "lsp", "--debounce-ms", "20"]))
 async def client(lsp_client: LanguageClient):
     # NOTE: pytest-lsp keeps the last diagnostics of each document; the test also needs the version
     # they are of (several quick edits: only the last one's count)

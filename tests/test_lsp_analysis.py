@@ -333,3 +333,37 @@ def test_formatting_is_nnc_fmt():
 def test_completion_after_an_arrow_offers_constants_that_name_ops_only():
     got = labels("let act = relu\nlet width = 8\nmodel m {\n    input x: [4]\n    dense(width) -> |\n}\n")
     assert "act" in got and "width" not in got
+
+
+def test_a_byte_order_mark_and_crlf_line_ends_keep_the_columns():
+    text = "\ufeffmodel m {\r\n    input x: [4]\r\n    dnse(3) -> relu\r\n}\r\n"
+    a = analyze(text, "t.nnspec")
+    assert [(d.code, d.span.line, d.span.column) for d in a.diagnostics] == [("E301", 3, 5)]
+    (d,) = features.diagnostics(a, TextIndex(text), "file:///t", URL)
+    assert (d.range.start.line, d.range.start.character, d.range.end.character) == (2, 4, 8)
+    assert "**dense_1** → `[3]`" in hover(text.replace("dnse", "dense"), "dense")
+
+
+def _every_feature(text: str) -> None:
+    from lsprotocol import types as T
+    a = analyze(text, "t.nnspec")
+    ix = TextIndex(text)
+    features.diagnostics(a, ix, "file:///t", URL)
+    features.inlay_hints(a, ix)
+    features.document_symbols(a, ix)
+    features.code_actions(a, ix, "file:///t", T.Range(T.Position(0, 0), T.Position(10 ** 6, 0)), URL)
+    features.formatting(text, ix, "t.nnspec")
+    step = max(1, len(text) // 25)
+    for offset in range(0, len(text) + 1, step):
+        features.hover(a, ix, offset)
+        features.definition(a, ix, "file:///t", offset)
+        completion.complete(a, ix, offset)
+
+
+@pytest.mark.parametrize("spec", EXAMPLES + CORPUS[::10], ids=lambda p: p.stem)
+def test_every_feature_on_every_prefix_of_a_spec(spec: Path):
+    """What an editor sends while a file is typed: each feature, at many places, on prefixes of the
+    file cut anywhere (mid-name, mid-call, mid-block). None may raise."""
+    text = spec.read_text(encoding="utf-8")
+    for cut in sorted({len(text), *range(0, len(text), max(1, len(text) // 7))}):
+        _every_feature(text[:cut])

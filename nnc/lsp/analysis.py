@@ -129,6 +129,9 @@ def analyze(text: str, path: str | None = None) -> Analysis:
     diagnostics: list[Diagnostic] = []
     file: A.File | None = None
     complete = False
+    if text.startswith("\ufeff"):
+        # NOTE: `nnc check` drops a byte-order mark; a blank in its place keeps every column
+        text = " " + text[1:]
     source: str | bytes = text.encode("utf-8", "surrogatepass") if "\x00" in text[:8192] else text
     try:
         file = parse(source, path)

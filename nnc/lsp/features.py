@@ -17,7 +17,8 @@ from ..compiler.ops import OPS
 from ..errors import SourceSpan, fmt_shape
 from ..lang import ast as A
 from ..lang.types import REQUIRED, show
-from .analysis import Analysis, Site, Symbol
+from ..lang.types import Catalogue
+from .analysis import Analysis, Site, Symbol, catalogue_of
 from .positions import TextIndex
 
 MAX_ROWS = 12  # layers listed in a hover before "... and N more"
@@ -263,7 +264,16 @@ def hover_text(analysis: Analysis, site: Site) -> str | None:
         p = site.param
         if p is None:
             return None
-        parts = [f"train key `{p.name}`: {p.type.doc}"]
+        cat = catalogue_of(p.type)
+        if isinstance(p.type, Catalogue):
+            article = "an" if cat.what[:1] in "aeiou" else "a"
+            parts = [f"train key `{p.name}`: {article} {cat.what}, one of", _code("\n".join(
+                sig.usage() for sig in cat.signatures.values()))]
+        elif cat is not None:
+            parts = [f"train key `{p.name}`: {p.type.doc}", f"{cat.what}s:", _code("\n".join(
+                sig.usage() for sig in cat.signatures.values()))]
+        else:
+            parts = [f"train key `{p.name}`: {p.type.doc}"]
         if p.default is REQUIRED:
             parts.append("required")
         elif p.default is not None:
