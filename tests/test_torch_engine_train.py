@@ -99,7 +99,7 @@ def _data(program, path: Path):
     """(x, y, x_val, y_val): the spec's own data, or random rows."""
     spec, name = program.train, program.model.inputs[0].name
     if spec.data is not None and path.stem not in GENERATED:
-        ds = load_dataset(program, None, dtype=spec.dtype)
+        ds = load_dataset(program, None, dtype=spec.dtype, training=True)
         val = None
         if isinstance(spec.validation, float) and spec.validation > 0:
             ds, val = D.split_validation(ds, spec.validation, spec.seed)
@@ -134,6 +134,20 @@ def _same_history(a, b, rtol):
         assert math.isclose(a.val_metrics[m], b.val_metrics[m], rel_tol=rtol, abs_tol=1e-12), m
 
 
+NOISE = 1e-9  # below this, a weight is rounding noise around zero: see _assert_same_weights
+
+
+def _assert_same_weights(actual, desired, message):
+    """The contract's tolerance (rtol=1e-9, atol=1e-12), except for entries that are rounding noise
+    around zero in both engines: a parameter whose gradient is zero in exact arithmetic (a bias
+    right before batchnorm, attention's key bias) moves by the engines' own rounding errors of
+    ~1e-12, which two engines cannot share. Those entries must stay below NOISE in both."""
+    actual, desired = np.asarray(actual), np.asarray(desired)
+    noise = (np.abs(actual) < NOISE) & (np.abs(desired) < NOISE)
+    np.testing.assert_allclose(np.where(noise, 0, actual), np.where(noise, 0, desired), rtol=RTOL, atol=ATOL,
+                               err_msg=message)
+
+
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_both_engines_train_alike(path):
     epochs = 2 if path.parent.name == "engine_specs" else 1
@@ -146,7 +160,7 @@ def test_both_engines_train_alike(path):
         wn, wt = sn.weights, st.weights
         assert list(wn) == list(wt)
         for k in wn:
-            np.testing.assert_allclose(wt[k], wn[k], rtol=RTOL, atol=ATOL, err_msg=f"{path.stem}: {k} after epoch {ln.epoch}")
+            _assert_same_weights(wt[k], wn[k], f"{path.stem}: {k} after epoch {ln.epoch}")
         _same_history(ln, lt, RTOL)
         assert sn.stopped_early == st.stopped_early
         assert (sn.best_val, sn.bad_epochs) == pytest.approx((st.best_val, st.bad_epochs), rel=RTOL)

@@ -188,9 +188,10 @@ def bilstm_tagger():
 
 
 def cnn1d_timeseries():
-    return nn.Sequential(nn.Conv1d(1, 16, 7, padding="same"), nn.BatchNorm1d(16), nn.ReLU(), nn.MaxPool1d(2),
-                         nn.Conv1d(16, 32, 5, padding="same"), nn.BatchNorm1d(32), nn.ReLU(), nn.MaxPool1d(2),
-                         nn.Conv1d(32, 32, 3, padding="same"), nn.BatchNorm1d(32), nn.ReLU(),
+    return nn.Sequential(nn.Conv1d(1, 16, 7, padding="same", bias=False), nn.BatchNorm1d(16), nn.ReLU(),
+                         nn.MaxPool1d(2), nn.Conv1d(16, 32, 5, padding="same", bias=False), nn.BatchNorm1d(32),
+                         nn.ReLU(), nn.MaxPool1d(2), nn.Conv1d(32, 32, 3, padding="same", bias=False),
+                         nn.BatchNorm1d(32), nn.ReLU(),
                          nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(32, 4), nn.Softmax(-1)), (1, 128)
 
 
