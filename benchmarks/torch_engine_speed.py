@@ -21,6 +21,7 @@ interleaved (after one warm-up epoch each); the NumPy runtime runs after them. A
 and ``--nproc 1`` on the CNN (6,400 examples, 1 thread per process) and compares the median epoch
 time from their ``history.csv`` (process start-up excluded). The same script runs unchanged with
 ``--device cuda`` on a machine with a GPU (not measured here: the machines of this project have none).
+On a busy machine, ``--threads 1 --cpu-time`` (CPU seconds of this process) gives steadier ratios.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ from nnc.runtime.train import Trainer  # noqa: E402
 ZOO = dict(title="Keras MNIST convnet (zoo)", n=1280, x_shape=(1, 28, 28), classes=10,
            spec=(ROOT / "specs" / "zoo" / "keras_mnist_convnet.nnspec").read_text() + TRAIN.format(loss="cross_entropy"))
 ALL = {**MODELS, "zoo": ZOO}
+CLOCK = time.perf_counter           # --cpu-time: time.process_time
 
 
 def hand_model(kind: str):
@@ -98,7 +100,7 @@ class HandRun:
         self.x, self.y, self.device = torch.from_numpy(x), torch.from_numpy(y), device
 
     def epoch(self, batch: int = 64):
-        t = time.perf_counter()
+        t = CLOCK()
         total, metric, n = 0.0, 0.0, len(self.x)
         for s in range(0, n, batch):
             xb, yb = self.x[s:s + batch].to(self.device), self.y[s:s + batch].to(self.device)
@@ -109,7 +111,7 @@ class HandRun:
             self.opt.step()
             total += loss.item() * len(xb)
             metric += ((out.argmax(1) == yb).float().mean() if self.classify else (out - yb).abs().mean()).item() * len(xb)
-        return time.perf_counter() - t, total / n
+        return CLOCK() - t, total / n
 
 
 class TrainerRun:
@@ -122,9 +124,9 @@ class TrainerRun:
         self.state = self.trainer.new_state({k: v.copy() for k, v in self.initial.items()})
 
     def epoch(self):
-        t = time.perf_counter()
+        t = CLOCK()
         log = self.trainer.train_epoch(self.state)
-        return time.perf_counter() - t, log.loss
+        return CLOCK() - t, log.loss
 
 
 def measure(run, epochs):
@@ -179,14 +181,20 @@ def main() -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
     ap.add_argument("--no-scaling", action="store_true", help="skip the --nproc 2 measurement")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time this process' CPU seconds, not the wall clock (steadier on a busy machine; "
+                         "use it with --threads 1)")
     args = ap.parse_args()
+    global CLOCK
+    if args.cpu_time:
+        CLOCK = time.process_time
     import torch
     from nnc.torch.engine import engine_factory
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"torch {torch.__version__} on {device}, {torch.get_num_threads()} threads; numpy {np.__version__}; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"warm-up epoch, then the median of {args.epochs}\n")
+    print(f"warm-up epoch, then the median of {args.epochs}; {'CPU' if args.cpu_time else 'wall-clock'} seconds\n")
     rows = []
     for kind in [k.strip() for k in args.models.split(",") if k.strip()]:
         cfg = ALL[kind]

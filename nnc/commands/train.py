@@ -24,16 +24,19 @@ def train_command(program: Program, args) -> int:
     spec = train_spec(program)
     make_engine, world, launch = _engine_setup(args)
     try:
-        return _train(program, args, spec, make_engine, world, launch)
+        code = _train(program, args, spec, make_engine, world, launch)
     except NncError as err:
         if not world.main:   # every process reports its own failure; say which one it was
             for d in err.diagnostics:
                 d.message = f"[rank {world.rank}] {d.message}"
-        raise
-    finally:
-        if world.size > 1:
-            from ..torch.distributed import shutdown
-            shutdown(world)
+        raise   # NOTE: no teardown: torchrun stops the other processes when this one fails
+    if world.size > 1:
+        # NOTE: every process waits for rank 0's export before the group is torn down together:
+        # gloo aborts a process that leaves while a peer still holds the group
+        from ..torch.distributed import barrier, shutdown
+        barrier(world)
+        shutdown(world)
+    return code
 
 
 def _engine_setup(args):

@@ -61,7 +61,10 @@ def history_columns(metric_names: list[str], has_val: bool) -> list[str]:
 @dataclass
 class TrainState:
     """Everything a checkpoint holds: enough to continue bit for bit. The weights and the optimizer
-    live in the engine (``weights`` is the engine's :meth:`~nnc.runtime.engine.Engine.weights`)."""
+    live in the engine: ``weights`` is the engine's :meth:`~nnc.runtime.engine.Engine.weights` (the
+    NumPy engine's live arrays, updated in place by the next step: copy them to keep a snapshot;
+    another engine's fresh copies), and ``engine.load_weights`` sets any of them (e.g. state fitted
+    on data before the first epoch)."""
 
     engine: Engine
     schedule: Schedule

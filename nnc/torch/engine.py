@@ -109,6 +109,7 @@ class TorchEngine:
         self._z: torch.Tensor | None = None
         self._rows = (0, 0)
         self._training: bool | None = None
+        self._lr: float | None = None
         if device.type == "cuda":   # NOTE: recurrent weights are separate tensors, not cuDNN's one flat buffer
             warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
 
@@ -154,14 +155,16 @@ class TorchEngine:
         self._z = None
 
     def step(self, lr, clip_norm):
-        params = [p for p in self.trainable.values() if p.grad is not None]
-        if clip_norm is not None and params:
-            torch.nn.utils.clip_grad_norm_(params, clip_norm)
-        for group in self.optimizer.param_groups:
-            group["lr"] = float(lr)
-        for k, p in self.trainable.items():
-            if p.grad is not None:
-                self.steps[k] += 1
+        stepped = [k for k, p in self.trainable.items() if p.grad is not None]
+        if clip_norm is not None and stepped:
+            torch.nn.utils.clip_grad_norm_([self.trainable[k] for k in stepped], clip_norm)
+        lr = float(lr)
+        if lr != self._lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self._lr = lr
+        for k in stepped:
+            self.steps[k] += 1
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 

@@ -359,8 +359,12 @@ POINTWISE = {
 
 @lowering(*POINTWISE)
 class Pointwise(Layer):
+    def __init__(self, op, attrs, weights, trainable, ctx):
+        super().__init__(op, attrs, weights, trainable, ctx)
+        self.fn = POINTWISE[op]
+
     def forward(self, x):
-        return POINTWISE[self.op](x, self.a)
+        return self.fn(x, self.a)
 
 
 @lowering("softmax", "log_softmax")
