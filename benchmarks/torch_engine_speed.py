@@ -1,13 +1,14 @@
 """Speed of the torch engine: seconds per epoch against a hand-written PyTorch loop (the engine's
 overhead) and against the NumPy runtime, and the scaling of ``--nproc 2``.
 
-    .venv/bin/python benchmarks/torch_engine_speed.py [--epochs 3] [--models mlp,cnn,lstm,zoo]
+    .venv/bin/python benchmarks/torch_engine_speed.py [--epochs 3] [--models mlp,cnn,lstm,zoo,tiny]
                                                       [--device cpu|cuda] [--threads 2] [--no-scaling]
 
 Models: the MLP, CNN and LSTM of ``benchmarks/train_speed.py`` (same data, batch 64, Adam, no
 shuffling) and one zoo model, ``specs/zoo/keras_mnist_convnet.nnspec`` (two convolutions, max
-pooling, dropout; 1,280 random 28x28 images, 10 classes). Each column trains the same model from
-nnc's initial weights:
+pooling, dropout; 1,280 random 28x28 images, 10 classes); and ``tiny``, ``dense(3)`` on 4 features,
+whose epoch is almost all per-batch bookkeeping (its seconds / 100 batches are the fixed cost of a
+batch). Each column trains the same model from nnc's initial weights:
 
 - ``engine``: ``Trainer.train_epoch`` with the torch engine (what ``nnc train --engine torch``
   does per epoch, without writing checkpoints): forward, nnc's loss on the returned arrays,
@@ -50,7 +51,10 @@ from nnc.runtime.train import Trainer  # noqa: E402
 
 ZOO = dict(title="Keras MNIST convnet (zoo)", n=1280, x_shape=(1, 28, 28), classes=10,
            spec=(ROOT / "specs" / "zoo" / "keras_mnist_convnet.nnspec").read_text() + TRAIN.format(loss="cross_entropy"))
-ALL = {**MODELS, "zoo": ZOO}
+# a model with (almost) no arithmetic: what is left is the cost per batch of the loop itself
+TINY = dict(title="dense(3) on [4]: no compute", n=6400, x_shape=(4,), classes=3,
+            spec="model tiny {\n    input x: [4]\n    dense(3) -> softmax\n}\n" + TRAIN.format(loss="cross_entropy"))
+ALL = {**MODELS, "zoo": ZOO, "tiny": TINY}
 CLOCK = time.perf_counter           # --cpu-time: time.process_time
 
 
@@ -65,6 +69,8 @@ def hand_model(kind: str):
                               nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                               nn.Flatten(), nn.Linear(32 * 7 * 7, 10)),
                 {"0": "conv2d_1", "3": "conv2d_2", "7": "dense_1"})
+    if kind == "tiny":
+        return nn.Sequential(nn.Linear(4, 3)), {"0": "dense_1"}
     if kind == "zoo":
         return (nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
                               nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(64 * 5 * 5, 10)),
@@ -177,7 +183,7 @@ def scaling(epochs: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--models", default="mlp,cnn,lstm,zoo")
+    ap.add_argument("--models", default="mlp,cnn,lstm,zoo,tiny")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
     ap.add_argument("--no-scaling", action="store_true", help="skip the --nproc 2 measurement")

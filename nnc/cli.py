@@ -207,7 +207,7 @@ def _emit_torch(program, args) -> int:
     """``--emit torch``: the standalone module, verified against the NumPy runtime unless --no-verify."""
     from .torch import require_torch
     require_torch("`nnc compile --emit torch`")
-    from .torch.emit import emit_torch, verify
+    from .torch.emit import class_name, emit_torch, verify
     from .util import atomic_write_text
     source = emit_torch(program)
     note = "not verified (--no-verify)"
@@ -223,7 +223,7 @@ def _emit_torch(program, args) -> int:
         return EXIT_OK
     out = Path(args.output) if args.output else Path(f"{program.model.name}.py")
     atomic_write_text(out, source, code="E804")
-    print(f"wrote {out} (class {source.split(chr(10) + 'class ')[-1].split('(')[0]}); {note}", file=sys.stderr)
+    print(f"wrote {out} (class {class_name(program)}); {note}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -480,7 +480,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _plain_check(list(words))
     if args is None:
         args = build_parser("check" if words[:1] == ["check"] else None).parse_args(argv)
-    args.argv = list(words)   # `train --nproc` relaunches it
     # NOTE: train's results are its run files, so a console that goes away must not stop it; every
     # other verb's results (or diagnostics) are on standard output, so losing them is an error.
     saved = sys.stdout, sys.stderr

@@ -16,7 +16,6 @@ business (``nnc.torch.engine``).
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 from ..errors import NncError
@@ -62,9 +61,6 @@ def share(n: int, world: World) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------------------------
 # devices
-
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
-
 
 def resolve_device(spec: str | None, world: World):
     """``--device`` as a ``torch.device``: ``auto`` is CUDA when it is available, else the CPU;

@@ -172,11 +172,8 @@ class _Emitter:
 
     def render(self) -> str:
         from ..version import __version__
-        from .module import camel_case
         model = self.model
-        name = camel_case(model.name)
-        if name in ("Normalize", "PositionalEmbedding", "PositionalEncoding"):
-            name += "Model"
+        name = class_name(self.program)
         args = ", ".join(self.var[i.name] for i in model.inputs)
         shapes = ", ".join(f"{self.var[i.name]}: (N, {', '.join(map(str, i.shape))}) {i.dtype}"
                            for i in model.inputs)
@@ -411,6 +408,13 @@ def _attention(em, st):
 
 
 
+def class_name(program: Program) -> str:
+    """The emitted module's class: the model's name in CamelCase (``digits_cnn`` -> ``DigitsCnn``)."""
+    from .module import camel_case
+    name = camel_case(program.model.name)
+    return name + "Model" if name in ("Normalize", "PositionalEmbedding", "PositionalEncoding") else name
+
+
 def emit_torch(program: Program) -> str:
     """The source of the standalone module for ``program``'s model."""
     return _Emitter(program).emit()
@@ -442,9 +446,7 @@ def verify(program: Program, source: str, weights: dict[str, np.ndarray]) -> flo
     model = program.model
     namespace = types.ModuleType(f"nnc_emitted_{model.name}")
     exec(compile(source, f"<{model.name}.py>", "exec"), namespace.__dict__)
-    cls = next(v for v in vars(namespace).values() if isinstance(v, type) and issubclass(v, torch.nn.Module)
-               and v.__module__ == namespace.__name__ and v.__doc__ and v.__doc__.startswith("The model"))
-    module = cls()
+    module = getattr(namespace, class_name(program))()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "weights.npz"
         np.savez(path, **weights)
