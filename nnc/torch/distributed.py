@@ -138,7 +138,7 @@ def launch(argv: list[str], nproc: int) -> int:
     # NOTE: torchrun's default for several processes per machine, set here so it does not warn
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     for name in ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)   # nnc reports a failure itself (E782)
     args = torchrun.get_args_parser().parse_args(
         ["--standalone", "--nproc-per-node", str(nproc), "--max-restarts", "0", "--module", "nnc.cli", *argv])
     try:

@@ -21,6 +21,7 @@ Per batch (the loop gives every process the whole batch, drawn from nnc's genera
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import numpy as np
@@ -81,8 +82,9 @@ class TorchEngine:
         self.model, self.device, self.world = model, device, world
         self.dtype = TORCH_DTYPE[str(graph.dtype)]
         self.inputs = [i.name for i in model.inputs]
-        self.fused = value_id != model.outputs[0].source
-        extra = (value_id,) if self.fused else ()
+        fused = value_id != model.outputs[0].source
+        extra = (value_id,) if fused else ()
+        self.z_index = len(model.outputs) if fused else 0           # where z is in the module's outputs
         module, self.keys, self.ctx = build_module(model, weights, extra_outputs=extra)
         self.ctx.world = world.size
         self.module = module.to(device)
@@ -95,7 +97,6 @@ class TorchEngine:
             unused = any(n.id not in reached and any(w.trainable for w in n.weights) for n in model.nodes)
             # NOTE: buffers need no syncing: batchnorm's running statistics are the global batch's on
             # every process already (torch 2.13 renames broadcast_buffers to forward_sync_buffers)
-            import inspect
             sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
                     else "broadcast_buffers")
             self.runner = DistributedDataParallel(self.module, device_ids=[device.index] if device.type == "cuda" else None,
@@ -129,7 +130,7 @@ class TorchEngine:
         else:
             with torch.no_grad():
                 outs = self.module(*xs)
-        out_t, z_t = outs[0], outs[-1]
+        out_t, z_t = outs[0], outs[self.z_index]
         self._z = z_t if training else None
         z = self._gather(z_t.detach(), n)
         return z, (z if z_t is out_t else self._gather(out_t.detach(), n))
