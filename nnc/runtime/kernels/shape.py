@@ -132,35 +132,38 @@ class Transpose(Kernel):
         return [dy.transpose(np.argsort(axes))], {}
 
 
+class _Indexing(Kernel):
+    """An op that takes ``x[key]`` along one per-example axis; its backward scatters dy back into
+    zeros of x's shape. Subclasses say which ``key``."""
+
+    def key(self, a: dict) -> tuple:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, xs, w, a, ctx):
+        x = xs[0]
+        key = (slice(None),) * (a["axis"] + 1) + (self.key(a),)
+        return x[key], (x.shape, key)
+
+    def backward(self, dy, cache):
+        xshape, key = cache
+        dx = np.zeros(xshape, dtype=dy.dtype)
+        dx[key] = dy
+        return [dx], {}
+
+
 @register("select")
-class Select(Kernel):
+class Select(_Indexing):
     """x: (N, ..., d_axis, ...) -> (N, ..., ...): position a["index"] of per-example axis a["axis"]
     (both non-negative), the axis dropped. Any dtype."""
 
-    def forward(self, xs, w, a, ctx):
-        x = xs[0]
-        key = (slice(None),) * (a["axis"] + 1) + (a["index"],)
-        return x[key], (x.shape, key)
-
-    def backward(self, dy, cache):
-        xshape, key = cache
-        dx = np.zeros(xshape, dtype=dy.dtype)
-        dx[key] = dy
-        return [dx], {}
+    def key(self, a):
+        return a["index"]
 
 
 @register("slice")
-class Slice(Kernel):
+class Slice(_Indexing):
     """x: (N, ..., d_axis, ...) -> (N, ..., end - start, ...): positions [a["start"], a["end"]) of
     per-example axis a["axis"] (all resolved: non-negative, clamped, non-empty). Any dtype."""
 
-    def forward(self, xs, w, a, ctx):
-        x = xs[0]
-        key = (slice(None),) * (a["axis"] + 1) + (slice(a["start"], a["end"]),)
-        return x[key], (x.shape, key)
-
-    def backward(self, dy, cache):
-        xshape, key = cache
-        dx = np.zeros(xshape, dtype=dy.dtype)
-        dx[key] = dy
-        return [dx], {}
+    def key(self, a):
+        return slice(a["start"], a["end"])
