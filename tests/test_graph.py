@@ -393,3 +393,66 @@ def test_seed_on_the_logits_ignores_the_nodes_after_it():
     _, tape = graph.forward(x, weights, keep=True)
     g_logits = graph.backward(tape, {"dense_2": np.ones((3, 3))})
     assert set(g_logits) == set(graph.trainable_keys())
+
+
+# ----------------------------------------------------------------------------------------------
+# relu -> maxpool runs as maxpool -> relu: the same values and the same gradients, bitwise
+
+COMMUTE_SPECS = {
+    "cnn": """model m {
+    input x: [2, 8, 8]
+    conv2d(4, kernel=3, padding=same) -> relu
+    maxpool2d(2)
+    conv2d(3, kernel=3) -> relu
+    maxpool2d(2, stride=1, padding=1)
+    flatten
+    dense(2)
+}""",
+    "conv1d": """model m {
+    input x: [7, 3]
+    relu
+    maxpool1d(3, stride=2, ceil_mode=true)
+    flatten
+    dense(2)
+}""",
+}
+
+
+@pytest.mark.parametrize("case", sorted(COMMUTE_SPECS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu_then_maxpool_runs_commuted_with_identical_results(case, dtype):
+    program = compile_source(COMMUTE_SPECS[case], "<test>")
+    fast = Graph(program.model, dtype)
+    plain = Graph(program.model, dtype)
+    plain.commuted = {}                                  # the order as written
+    pools = [i for i, n in enumerate(fast.nodes) if n.op.startswith("maxpool")]
+    assert pools and all(fast.commuted.get(i) == i - 1 for i in pools)
+    weights = fast.init_weights(0)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, *program.model.inputs[0].shape)).astype(dtype)
+    x[0] = 0                                             # every window a tie of zeros
+    x[1] = np.round(x[1])                                # ties among positive values
+    x[2] = -np.abs(x[2])                                 # every window at or below zero
+    results = []
+    for g in (fast, plain):
+        outs, tape = g.forward({"x": x}, weights, keep=True)
+        out = next(iter(outs.values()))
+        grads = g.backward(tape, {g.model.outputs[0].source: np.ones_like(out) + out})
+        results.append((out, grads))
+    (o1, g1), (o2, g2) = results
+    np.testing.assert_array_equal(o1, o2)
+    assert g1.keys() == g2.keys()
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], g2[k], err_msg=k)
+
+
+def test_relu_feeding_more_than_the_pool_is_not_commuted():
+    program = compile_source("""model m {
+    input x: [2, 4, 4]
+    r = x -> relu
+    p = r -> maxpool2d(2)
+    q = r -> avgpool2d(2)
+    s = add(p, q)
+    flatten
+}""", "<test>")
+    assert Graph(program.model, "float64").commuted == {}
