@@ -16,18 +16,24 @@ needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed (
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n,c,h,w,f,k,dil,pads,bias", [
-    (5, 3, 9, 7, 4, (3, 3), (1, 1), (1, 1, 1, 1), True),     # 'same', batch > 1 (run wrap-around)
-    (3, 2, 6, 8, 3, (2, 3), (2, 1), (0, 2, 1, 0), False),    # dilation, asymmetric pads
-    (4, 1, 5, 5, 2, (1, 1), (1, 1), (0, 0, 0, 0), True),     # 1x1
+@pytest.mark.parametrize("n,c,h,w,f,k,dil,pads,bias,groups", [
+    (5, 3, 9, 7, 4, (3, 3), (1, 1), (1, 1, 1, 1), True, 1),     # 'same', batch > 1 (run wrap-around)
+    (3, 2, 6, 8, 3, (2, 3), (2, 1), (0, 2, 1, 0), False, 1),    # dilation, asymmetric pads
+    (4, 1, 5, 5, 2, (1, 1), (1, 1), (0, 0, 0, 0), True, 1),     # 1x1
+    # f <= c: dx as the correlation of dy with the flipped kernel
+    (3, 5, 7, 6, 3, (3, 3), (1, 1), (1, 1, 1, 1), True, 1),
+    (2, 4, 8, 7, 4, (3, 2), (2, 1), (2, 0, 1, 1), False, 1),    # dilation, asymmetric pads
+    (2, 6, 7, 7, 4, (3, 3), (1, 2), (0, 1, 2, 3), True, 2),     # groups
+    (2, 4, 6, 6, 4, (3, 3), (1, 1), (1, 1, 1, 1), True, 4),     # depthwise
+    (2, 4, 6, 6, 2, (3, 3), (1, 1), (3, 0, 0, 3), True, 1),     # padding beyond the kernel: the scatter
 ])
 @needs_torch
-def test_conv2d_stride1_matches_torch(dtype, n, c, h, w, f, k, dil, pads, bias):
+def test_conv2d_stride1_matches_torch(dtype, n, c, h, w, f, k, dil, pads, bias, groups):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    wts = {"weight": rng.standard_normal((f, c, *k)).astype(dtype),
+    wts = {"weight": rng.standard_normal((f, c // groups, *k)).astype(dtype),
            "bias": rng.standard_normal(f).astype(dtype)}
-    a = {"stride": [1, 1], "dilation": list(dil), "pads": list(pads), "groups": 1, "bias": bias}
+    a = {"stride": [1, 1], "dilation": list(dil), "pads": list(pads), "groups": groups, "bias": bias}
     kern = KERNELS["conv2d"]
     y, cache = kern.forward([x], wts, a, Ctx(training=True))
     dy = rng.standard_normal(y.shape).astype(dtype)
@@ -36,7 +42,7 @@ def test_conv2d_stride1_matches_torch(dtype, n, c, h, w, f, k, dil, pads, bias):
     tw = torch.tensor(wts["weight"], requires_grad=True)
     tb = torch.tensor(wts["bias"], requires_grad=True) if bias else None
     t, l, b, r = pads
-    ty = F.conv2d(F.pad(tx, (l, r, t, b)), tw, tb, dilation=dil)
+    ty = F.conv2d(F.pad(tx, (l, r, t, b)), tw, tb, dilation=dil, groups=groups)
     ty.backward(torch.tensor(dy))
     tol = 1e-4 if dtype == np.float32 else 1e-10
     assert y.dtype == dx.dtype == g["weight"].dtype == dtype

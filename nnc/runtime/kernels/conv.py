@@ -179,6 +179,18 @@ def _conv2d_backward_s1(dy, cache: ConvCache, need_dx: bool = True):
         dbias = dyf.sum(axis=1) if has_bias else None   # the discarded columns of dyf are zeros
     if not need_dx:
         return None, dweight, dbias
+    # dx is the correlation of dy (padded by the kernel's extent less the forward's padding) with
+    # the kernel flipped and its channels swapped: one more wide GEMM, whose K sums over
+    # (filter, p, q) at once. Its columns have F*kh*kw rows, so it pays where F <= C: it replaces
+    # a (C*kh*kw, N*L) product and its kh*kw col2im scatter-adds (measured 1.1-1.2x faster for
+    # 3x3 with F = C, 1.2x for depthwise; slower for 16 -> 32 channels). A padding beyond the
+    # kernel's extent needs the scatter (a negative padding would crop).
+    ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    full = tuple(e - 1 - pad for e, pad in zip((ekh, ekw, ekh, ekw), pads))
+    if F <= C and min(full) >= 0:
+        wf = weight.reshape(G, F // G, C // G, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+        dx, _ = _conv2d_forward_s1(dy, wf.reshape(C, F // G, kh, kw), None, (dh, dw), full, G)
+        return dx, dweight, dbias
     dcols = _wT_dy(weight.reshape(F, K // G), dyf, G).reshape(C, kh, kw, N, L)
     dxbuf = np.zeros((C, size), dtype=dy.dtype)
     runs = _wide_runs(dxbuf, kh, kw, dh, dw, N, Hp, Wp, L)
