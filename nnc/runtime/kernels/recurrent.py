@@ -40,11 +40,11 @@ class LSTMCache(NamedTuple):
 
 
 class GRUCache(NamedTuple):
-    xt: np.ndarray         # (T*N, F)
-    H: np.ndarray          # (T+1, N, u)
-    RZ: np.ndarray         # (T, N, 2u) reset and update gates
-    NN: np.ndarray         # (T, N, u) the new gate n
-    GHN: np.ndarray        # (T, N, u) W_hn h + b_hn
+    xt: np.ndarray         # (T*N, F) the input, time-major
+    H: np.ndarray          # (T+1, u, N) states, feature-major
+    RZ: np.ndarray         # (T, 2u, N) reset and update gates
+    NN: np.ndarray         # (T, u, N) the new gate n
+    GHN: np.ndarray        # (T, u, N) W_hn h + b_hn
     w: dict
     xshape: tuple
 
@@ -260,60 +260,94 @@ class GRUCell:
     x: (N, T, F); weight_ih: (3u, F); weight_hh: (3u, u); bias_ih, bias_hh: (3u,);
     forward -> (H: (T+1, N, u), cache); backward as :class:`RNNCell`."""
 
+    # NOTE: feature-major inside, as :class:`LSTMCell`: states (u, N), gate blocks (3u, N), the
+    # rows of r and z negated (exact) so their sigmoids are one exp and two in-place passes; the
+    # backward precomputes the factors that do not depend on dh over all steps.
+
     @staticmethod
     def forward(x, w, a):
         N, T, F = x.shape
-        xt, gi = _input_projection(x, w, with_bias_hh=False)   # (T, N, 3u)
-        u = gi.shape[-1] // 3
-        whhT = w["weight_hh"].T
-        bhh = w["bias_hh"]
-        H = np.zeros((T + 1, N, u), dtype=gi.dtype)
-        RZ = np.empty((T, N, 2 * u), dtype=gi.dtype)   # r, z
-        NN = np.empty((T, N, u), dtype=gi.dtype)       # n
-        GHN = np.empty((T, N, u), dtype=gi.dtype)      # W_hn h + b_hn
-        for t in range(T):
-            gh = H[t] @ whhT
-            gh += bhh
-            rz = RZ[t]
-            rz[...] = sigmoid(gi[t, :, :2 * u] + gh[:, :2 * u])
-            r, z = rz[:, :u], rz[:, u:]
-            GHN[t] = gh[:, 2 * u:]
-            n = NN[t]
-            np.multiply(r, GHN[t], out=n)
-            n += gi[t, :, 2 * u:]
-            np.tanh(n, out=n)
-            # h' = n + z * (h - n)
-            np.subtract(H[t], n, out=H[t + 1])
-            H[t + 1] *= z
-            H[t + 1] += n
-        return H, GRUCache(xt, H, RZ, NN, GHN, w, x.shape)
+        wih, whh = w["weight_ih"], w["weight_hh"]
+        u = whh.shape[1]
+        sign = np.ones(3 * u, dtype=np.result_type(x.dtype, wih.dtype))
+        sign[:2 * u] = -1
+        xt = np.ascontiguousarray(x.transpose(1, 0, 2))          # (T, N, F)
+        GI = np.matmul(wih * sign[:, None], xt.transpose(0, 2, 1))   # (T, 3u, N): sign * (W_ih x_t + b_ih)
+        GI += (w["bias_ih"] * sign)[:, None]
+        whh_s = np.ascontiguousarray(whh * sign[:, None])
+        bhh_s = (w["bias_hh"] * sign)[:, None]
+        H = np.empty((T + 1, u, N), dtype=GI.dtype)
+        H[0] = 0
+        RZ = np.empty((T, 2 * u, N), dtype=GI.dtype)   # r, z
+        NN = np.empty((T, u, N), dtype=GI.dtype)       # n
+        GH = np.empty((T, 3 * u, N), dtype=GI.dtype)   # sign * (W_hh h + b_hh); its n rows are W_hn h + b_hn
+        with np.errstate(over="ignore"):               # exp(-z) = inf: sigmoid 0
+            for t in range(T):
+                gh = GH[t]
+                np.matmul(whh_s, H[t], out=gh)
+                gh += bhh_s
+                rz = RZ[t]
+                np.add(GI[t, :2 * u], gh[:2 * u], out=rz)
+                np.exp(rz, out=rz)
+                rz += 1
+                np.divide(1, rz, out=rz)
+                n = NN[t]
+                np.multiply(rz[:u], gh[2 * u:], out=n)
+                n += GI[t, 2 * u:]
+                np.tanh(n, out=n)
+                h = H[t + 1]                           # h' = n + z * (h - n)
+                np.subtract(H[t], n, out=h)
+                h *= rz[u:]
+                h += n
+        return H.transpose(0, 2, 1), GRUCache(xt.reshape(T * N, F), H, RZ, NN, GH[:, 2 * u:], w, x.shape)
 
     @staticmethod
     def backward(dseq, dlast, cache: GRUCache):
         xt, H, RZ, NN, GHN, w, xshape = cache
         N, T, F = xshape
-        u = H.shape[-1]
-        whh = w["weight_hh"]
-        dGI = np.empty((T, N, 3 * u), dtype=H.dtype)   # grad of x W_ih^T + b_ih
-        dGH = np.empty((T, N, 3 * u), dtype=H.dtype)   # grad of h W_hh^T + b_hh
-        dh = np.zeros_like(H[0])
+        u = H.shape[1]
+        whhT = np.ascontiguousarray(w["weight_hh"].T)  # (u, 3u)
+        R, Z = RZ[:, :u], RZ[:, u:]
+        # per step: dn' = dh * Zn, dr' = dn' * Rr, dz' = dh * Zz (the pre-activation gradients)
+        Zn = np.subtract(1, Z)
+        tmp = np.multiply(NN, NN)
+        np.subtract(1, tmp, out=tmp)
+        Zn *= tmp                                      # (1 - z) (1 - n^2)
+        Rr = np.subtract(1, R)
+        Rr *= R
+        Rr *= GHN                                      # r (1 - r) (W_hn h + b_hn)
+        Zz = np.subtract(1, Z)
+        Zz *= Z
+        np.subtract(H[:-1], NN, out=tmp)
+        Zz *= tmp                                      # z (1 - z) (h - n)
+        dGI = np.empty((T, 3 * u, N), dtype=H.dtype)   # grad of W_ih x + b_ih, gate order (r, z, n)
+        dGH = np.empty((T, 3 * u, N), dtype=H.dtype)   # grad of W_hh h + b_hh
+        dsT = None if dseq is None else np.ascontiguousarray(dseq.transpose(1, 2, 0))   # (T, u, N)
+        dh = np.zeros((u, N), dtype=H.dtype)
+        back = np.empty((u, N), dtype=H.dtype)
         for t in range(T - 1, -1, -1):
-            gy = _dh_at(dseq, dlast, t, T)
-            if gy is not None:
-                dh = dh + gy
-            r, z = RZ[t, :, :u], RZ[t, :, u:]
-            n = NN[t]
-            dnp = dh * (1 - z) * (1 - n * n)           # grad of n's pre-activation
-            drp = dnp * GHN[t] * r * (1 - r)
-            dzp = dh * (H[t] - n) * z * (1 - z)
+            if dsT is not None:
+                dh += dsT[t]
+            if dlast is not None and t == T - 1:
+                dh += dlast.T
             dgi, dgh = dGI[t], dGH[t]
-            dgi[:, :u] = drp
-            dgi[:, u:2 * u] = dzp
-            dgi[:, 2 * u:] = dnp
-            dgh[:, :2 * u] = dgi[:, :2 * u]
-            np.multiply(dnp, r, out=dgh[:, 2 * u:])
-            dh = dh * z + dgh @ whh
-        return _recurrent_grads(dGI, dGH, xt, H, w, xshape)
+            dn = np.multiply(dh, Zn[t], out=dgi[2 * u:])
+            np.multiply(dn, Rr[t], out=dgi[:u])
+            np.multiply(dh, Zz[t], out=dgi[u:2 * u])
+            np.copyto(dgh[:2 * u], dgi[:2 * u])
+            np.multiply(dn, R[t], out=dgh[2 * u:])
+            if t:
+                np.matmul(whhT, dgh, out=back)
+                dh *= Z[t]
+                dh += back
+        # the weight gradients sum over (t, n): (3u, T*N), columns in xt's row order
+        dGIc = np.ascontiguousarray(dGI.transpose(1, 0, 2)).reshape(3 * u, T * N)
+        dGHc = np.ascontiguousarray(dGH.transpose(1, 0, 2)).reshape(3 * u, T * N)
+        Hc = np.ascontiguousarray(H[:-1].transpose(1, 0, 2)).reshape(u, T * N)
+        dx = np.ascontiguousarray((dGIc.T @ w["weight_ih"]).reshape(T, N, F).transpose(1, 0, 2))
+        grads = {"weight_ih": dGIc @ xt, "weight_hh": dGHc @ Hc.T,
+                 "bias_ih": dGIc.sum(axis=1), "bias_hh": dGHc.sum(axis=1)}
+        return [dx], grads
 
 
 # ----------------------------------------------------------------------------------------------
