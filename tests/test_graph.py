@@ -396,7 +396,8 @@ def test_seed_on_the_logits_ignores_the_nodes_after_it():
 
 
 # ----------------------------------------------------------------------------------------------
-# relu -> maxpool runs as maxpool -> relu: the same values and the same gradients, bitwise
+# fused steps (nnc.runtime.fusion): relu -> maxpool runs as maxpool -> relu; the same values and
+# the same gradients, bitwise
 
 COMMUTE_SPECS = {
     "cnn": """model m {
@@ -405,6 +406,13 @@ COMMUTE_SPECS = {
     maxpool2d(2)
     conv2d(3, kernel=3) -> relu
     maxpool2d(2, stride=1, padding=1)
+    flatten
+    dense(2)
+}""",
+    "first_layer": """model m {
+    input x: [2, 8, 8]
+    conv2d(3, kernel=3, padding=same) -> relu
+    maxpool2d(2)
     flatten
     dense(2)
 }""",
@@ -418,15 +426,19 @@ COMMUTE_SPECS = {
 }
 
 
+KINDS = {"cnn": {"PoolRelu"}, "conv1d": {"PoolRelu"}, "first_layer": {"PoolRelu"}}
+
+
 @pytest.mark.parametrize("case", sorted(COMMUTE_SPECS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_relu_then_maxpool_runs_commuted_with_identical_results(case, dtype):
     program = compile_source(COMMUTE_SPECS[case], "<test>")
     fast = Graph(program.model, dtype)
     plain = Graph(program.model, dtype)
-    plain.commuted = {}                                  # the order as written
+    plain.fused = {}                                     # node by node, as written
     pools = [i for i, n in enumerate(fast.nodes) if n.op.startswith("maxpool")]
-    assert pools and all(fast.commuted.get(i) == i - 1 for i in pools)
+    assert pools and all(fast.fused.get(i) is not None for i in pools)
+    assert {type(fast.fused[i]).__name__ for i in pools} == KINDS[case]
     weights = fast.init_weights(0)
     rng = np.random.default_rng(7)
     x = rng.standard_normal((6, *program.model.inputs[0].shape)).astype(dtype)
@@ -455,4 +467,4 @@ def test_relu_feeding_more_than_the_pool_is_not_commuted():
     s = add(p, q)
     flatten
 }""", "<test>")
-    assert Graph(program.model, "float64").commuted == {}
+    assert Graph(program.model, "float64").fused == {}

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import NncError
 from ..vocab import FUSED_ACTIVATION
 from ..compiler.ir import ModelIR, Node
+from . import fusion
 from .init import initialize
 from .kernels import KERNELS, Ctx
 
@@ -48,7 +49,8 @@ class Graph:
         # and whether it has trainable weights; a node with neither is skipped by the backward
         self.needs_dx = [any(src not in self.input_set for src in n.inputs) for n in self.nodes]
         self.has_trainable = [any(w.trainable for w in n.weights) for n in self.nodes]
-        self.commuted = _relu_before_pool(model, self.nodes)
+        # chains of nodes run as one step (nnc.runtime.fusion): same values, same gradients
+        self.fused = fusion.plan(self)
 
     # ------------------------------------------------------------------------------------------
     # weights
@@ -100,18 +102,16 @@ class Graph:
         ctx = Ctx(training=training, rng=rng if rng is not None else np.random.default_rng(0))
         values: dict[str, np.ndarray] = dict(inputs)
         caches: list = [None] * len(self.nodes)
-        commuted = self.commuted
+        fused = self.fused
         for i, (node, kernel, keys) in enumerate(zip(self.nodes, self.kernels, self.keys)):
-            if i in commuted:
-                if commuted[i] is None:               # a relu run after its pool, below
+            if i in fused:
+                step = fused[i]
+                if step is None:                      # run by the fused step of a later node
                     continue
-                # max pooling then relu: the same values as relu then pooling, on 1/k of the data
-                relu = self.nodes[commuted[i]]
-                y, pool_cache = kernel.forward([values[relu.inputs[0]]], {}, node.attrs, ctx)
-                y, relu_cache = self.kernels[commuted[i]].forward([y], {}, relu.attrs, ctx)
+                y, cache = step.forward([values[k] for k in step.inputs], weights, ctx)
                 values[node.id] = y
                 if keep:
-                    caches[i] = (pool_cache, relu_cache)
+                    caches[i] = cache
                 continue
             xs = [values[k] for k in node.inputs]
             w = {name: weights[key] for name, key in keys}
@@ -138,23 +138,22 @@ class Graph:
             dy = pending.pop(node.id, None)
             if dy is None:
                 continue
-            if not self.needs_dx[i]:
+            step = self.fused.get(i)
+            if step is not None:
+                dxs, dws = step.backward(dy, caches[i], any(src not in self.input_set for src in step.inputs))
+                grads.update(dws)
+                inputs = step.inputs
+            elif not self.needs_dx[i]:
                 # every input is a model input: only the weight gradients are needed
                 if self.has_trainable[i]:
                     for name, g in self.kernels[i].weight_backward(dy, caches[i]).items():
                         grads[weight_key(node, name)] = g
                 continue
-            inputs = node.inputs
-            if self.commuted.get(i) is not None:
-                relu = self.nodes[self.commuted[i]]
-                pool_cache, relu_cache = caches[i]
-                (dr,), _ = self.kernels[self.commuted[i]].backward(dy, relu_cache)
-                dxs, dws = self.kernels[i].backward(dr, pool_cache)
-                inputs = relu.inputs
             else:
                 dxs, dws = self.kernels[i].backward(dy, caches[i])
-            for name, g in dws.items():
-                grads[weight_key(node, name)] = g
+                for name, g in dws.items():
+                    grads[weight_key(node, name)] = g
+                inputs = node.inputs
             for src, dx in zip(inputs, dxs):
                 if dx is None or src in self.input_set:
                     continue
@@ -185,34 +184,6 @@ class Graph:
         # forward values + caches (a convolution's im2col can be k*k times its input) + gradients
         conv = sum(math.prod(n.shape) * math.prod(n.attrs["kernel"]) for n in self.nodes if "kernel" in n.attrs)
         return (3 * per_example + conv) * batch * self.dtype.itemsize
-
-
-#: pools that commute with a relu before them
-_MAX_POOLS = frozenset({"maxpool2d", "maxpool1d"})
-
-
-def _relu_before_pool(model: ModelIR, nodes: list[Node]) -> dict[int, int | None]:
-    """Where ``relu -> maxpool`` may run as ``maxpool -> relu``: {pool index: relu index, relu
-    index: None}.
-
-    max(relu(a), relu(b)) = relu(max(a, b)) since relu is non-decreasing, so the pooled values are
-    the same, and so are the gradients: where a window's maximum is <= 0 both orders give the window
-    no gradient (relu's derivative is 0 at and below 0), and where it is > 0 relu changes none of
-    the window's candidates, so both pick the same first maximum. The relu then runs on the pooled
-    values, 1/k of the data (k = the window's size over its stride squared). Only when the relu's value
-    feeds nothing else: it is never computed."""
-    uses: dict[str, int] = {}
-    for n in nodes:
-        for src in n.inputs:
-            uses[src] = uses.get(src, 0) + 1
-    outputs = {o.source for o in model.outputs}
-    out: dict[int, int | None] = {}
-    for i in range(len(nodes) - 1):
-        relu, pool = nodes[i], nodes[i + 1]
-        if (relu.op == "relu" and pool.op in _MAX_POOLS and pool.inputs == [relu.id]
-                and uses.get(relu.id) == 1 and relu.id not in outputs and not pool.weights):
-            out[i + 1], out[i] = i, None
-    return out
 
 
 def check_memory(graph: Graph, batch: int, what: str = "training") -> None:
