@@ -116,3 +116,36 @@ def test_lstm_matches_torch_float32(seq):
         assert g[k].dtype == np.float32
         np.testing.assert_allclose(g[k], getattr(m, k + "_l0").grad.numpy(), rtol=1e-4, atol=1e-5)
     assert g["bias_ih"] is not g["bias_hh"]
+
+
+@pytest.mark.parametrize("size,stride,pads,overhang", [
+    ((2, 2), (2, 2), (0, 0, 0, 0), (0, 0)),      # tiled
+    ((2, 3), (3, 3), (1, 0, 0, 2), (0, 0)),      # disjoint with gaps and padding
+    ((3, 2), (3, 2), (0, 1, 0, 1), (2, 1)),      # ceil_mode overhang
+    ((3, 3), (2, 2), (1, 1, 1, 1), (0, 0)),      # overlapping: the in-place path either way
+])
+def test_maxpool_training_planes_match_the_in_place_windows(size, stride, pads, overhang):
+    """Training caches the window planes of disjoint windows; the values and gradients are the
+    inference path's (which reads the windows in place), with ties (relu zeros) and -inf padding."""
+    rng = np.random.default_rng(4)
+    x = np.maximum(rng.standard_normal((3, 2, 9, 8)), 0).astype(np.float32)
+    x[1] = np.round(x[1])
+    a = {"size": list(size), "stride": list(stride), "pads": list(pads), "overhang": list(overhang)}
+    k = KERNELS["maxpool2d"]
+    y1, c1 = k.forward([x], {}, a, Ctx(training=True))
+    y2, c2 = k.forward([x], {}, a, Ctx(training=False))
+    np.testing.assert_array_equal(y1, y2)
+    dy = rng.standard_normal(y1.shape).astype(np.float32)
+    (d1,), _ = k.backward(dy, c1)
+    (d2,), _ = k.backward(dy, c2)
+    np.testing.assert_array_equal(d1, d2)
+    if torch is not None:       # and PyTorch's (its padding is symmetric: pad with -inf here)
+        t, l, b, r = pads
+        tx = torch.tensor(np.pad(x, ((0, 0), (0, 0), (t, b + overhang[0]), (l, r + overhang[1])),
+                                 constant_values=-np.inf), requires_grad=True)
+        ty = F.max_pool2d(tx, size, stride)
+        ty.backward(torch.tensor(dy))
+        np.testing.assert_array_equal(y1, ty.detach().numpy())
+        H, W = x.shape[2:]
+        # overlapping windows sum their gradients in another order: rounding only
+        np.testing.assert_allclose(d1, tx.grad.numpy()[:, :, t:t + H, l:l + W], rtol=1e-6, atol=1e-6)

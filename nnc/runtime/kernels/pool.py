@@ -26,10 +26,12 @@ class Window(NamedTuple):
 
 
 class MaxPoolCache(NamedTuple):
-    xp: np.ndarray         # (N, C, Hp, Wp) the (-inf) padded input, overhang included
+    xp: np.ndarray         # (N, C, Hp, Wp) the (-inf) padded input, overhang included; or, for
+                           # disjoint windows, (kh*kw, N, C, Ho, Wo) its window planes
     y: np.ndarray          # (N, C, Ho, Wo) the forward's output: the backward finds the argmax again
     xshape: tuple          # (N, C, H, W)
     win: Window
+    xpshape: tuple = ()    # (N, C, Hp, Wp)
 
 
 class AvgPoolCache(NamedTuple):
@@ -75,11 +77,28 @@ class MaxPool2D(Kernel):
     """x: (N, C, H, W) -> (N, C, Ho, Wo); padding (and ceil_mode's overhang) is -inf. The gradient
     goes to the first maximum of each window in row-major order (PyTorch's tie rule)."""
 
+    # NOTE: where windows are disjoint (stride >= size: the usual 2x2 pool) the forward copies each
+    # window position's (N, C, Ho, Wo) plane out of the input once and takes the maxima over the
+    # contiguous planes, and the backward compares the planes with y: the strided passes (the slow
+    # ones: ~1 ns per element against ~0.15 for contiguous ones) drop from 2 kh*kw to kh*kw + 1
+    # per forward + backward, and the planes take no more memory than the input they replace in
+    # the cache. Measured on 2x2 pools: backward 1.3-1.5x faster, forward 1.1-1.25x slower, so
+    # only when training; inference and overlapping windows read the input's windows in place.
+
     def forward(self, xs, w, a, ctx):
         x = xs[0]
         win = _pool_geometry(x, a)
         kh, kw, sh, sw, _, _, Ho, Wo = win
         xp = _padded(x, win, -np.inf)
+        if ctx.training and sh >= kh and sw >= kw:
+            planes = np.empty((kh * kw, x.shape[0], x.shape[1], Ho, Wo), dtype=x.dtype)
+            for p in range(kh):
+                for q in range(kw):
+                    np.copyto(planes[p * kw + q], _window(xp, p, q, sh, sw, Ho, Wo))
+            y = planes[0].copy()
+            for k in range(1, kh * kw):
+                np.maximum(y, planes[k], out=y)
+            return y, MaxPoolCache(planes, y, x.shape, win, xp.shape)
         y = _window(xp, 0, 0, sh, sw, Ho, Wo).copy()
         for p in range(kh):
             for q in range(kw):
@@ -87,21 +106,23 @@ class MaxPool2D(Kernel):
                     np.maximum(y, _window(xp, p, q, sh, sw, Ho, Wo), out=y)
         # NOTE: the argmax is not kept: the backward finds it again by comparison with y, which
         # keeps the forward (also used for inference) at kh*kw cheap maximum passes.
-        return y, MaxPoolCache(xp, y, x.shape, win)
+        return y, MaxPoolCache(xp, y, x.shape, win, xp.shape)
 
     def backward(self, dy, cache: MaxPoolCache):
-        xp, y, xshape = cache.xp, cache.y, cache.xshape
+        xp, y, xshape, xpshape = cache.xp, cache.y, cache.xshape, cache.xpshape
         kh, kw, sh, sw, (pt, pl, _, _), _, Ho, Wo = cache.win
         disjoint = sh >= kh and sw >= kw
+        planes = xp.ndim == 5                          # the training forward's window planes
         # windows that tile the input exactly write every cell of dx once: no zero fill needed
-        tiled = sh == kh and sw == kw and xp.shape[2] == Ho * kh and xp.shape[3] == Wo * kw
-        dxp = (np.empty if tiled else np.zeros)(xp.shape, dtype=dy.dtype)
+        tiled = sh == kh and sw == kw and xpshape[2] == Ho * kh and xpshape[3] == Wo * kw
+        dxp = (np.empty if tiled else np.zeros)(xpshape, dtype=dy.dtype)
         free = None                                    # windows whose max is not yet claimed
         hit = np.empty(y.shape, dtype=bool)
         last = kh * kw - 1
         for p in range(kh):
             for q in range(kw):
-                np.equal(_window(xp, p, q, sh, sw, Ho, Wo), y, out=hit)
+                seen = xp[p * kw + q] if planes else _window(xp, p, q, sh, sw, Ho, Wo)
+                np.equal(seen, y, out=hit)
                 if free is None:
                     free = ~hit
                 else:
