@@ -1,5 +1,5 @@
-"""Fast paths in nnc.runtime.kernels: stride-1 "wide" convolution, tiled maxpool backward with
-ties, relu's shared zeros buffer, the planar LSTM. Each is checked against a plain reference."""
+"""Fast paths in nnc.runtime.kernels: stride-1 "wide" convolution (whole and in ranges of samples),
+tiled maxpool backward with ties, relu's shared zeros buffer, the planar LSTM. Each is checked against a plain reference."""
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +27,13 @@ needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed (
     (2, 4, 6, 6, 4, (3, 3), (1, 1), (1, 1, 1, 1), True, 4),     # depthwise
     (2, 4, 6, 6, 2, (3, 3), (1, 1), (3, 0, 0, 3), True, 1),     # padding beyond the kernel: the scatter
 ])
+@pytest.mark.parametrize("chunk_bytes", [None, 1, 700])   # the columns whole; one sample; a few
 @needs_torch
-def test_conv2d_stride1_matches_torch(dtype, n, c, h, w, f, k, dil, pads, bias, groups):
+def test_conv2d_stride1_matches_torch(dtype, n, c, h, w, f, k, dil, pads, bias, groups, chunk_bytes,
+                                      monkeypatch):
+    from nnc.runtime.kernels import conv
+    if chunk_bytes is not None:
+        monkeypatch.setattr(conv, "COLS_CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     wts = {"weight": rng.standard_normal((f, c // groups, *k)).astype(dtype),
@@ -37,7 +42,11 @@ def test_conv2d_stride1_matches_torch(dtype, n, c, h, w, f, k, dil, pads, bias, 
     kern = KERNELS["conv2d"]
     y, cache = kern.forward([x], wts, a, Ctx(training=True))
     dy = rng.standard_normal(y.shape).astype(dtype)
+    assert bool(cache.chunks) == (chunk_bytes is not None and groups == 1)
     (dx,), g = kern.backward(dy, cache)
+    # a first layer needs only the weight gradients: the same numbers
+    gw = kern.weight_backward(dy, cache)
+    assert gw.keys() == g.keys() and all(np.array_equal(gw[key], g[key]) for key in g)
     tx = torch.tensor(x, requires_grad=True)
     tw = torch.tensor(wts["weight"], requires_grad=True)
     tb = torch.tensor(wts["bias"], requires_grad=True) if bias else None

@@ -49,7 +49,9 @@ class ConvCache:
     """What a conv2d forward keeps for its backward.
 
     cols: the im2col matrix, (C*kh*kw, N*Ho*Wo) for the strided path, or the "wide" stride-1
-        columns (C*kh*kw [+ 1 bias row], N*Ho*Wp); weight: (F, C/groups, kh, kw); xshape: (N, C, H, W);
+        columns (C*kh*kw [+ 1 bias row], N*Ho*Wp), or None on the chunked stride-1 path, which
+        keeps the padded input ``xbuf`` (C, N*Hp*Wp + kw - 1) and rebuilds the columns of each
+        range of samples in ``chunks`` in its backward; weight: (F, C/groups, kh, kw); xshape: (N, C, H, W);
     xpshape: the padded input's shape (strided path only); out_hw: (Ho, Wo);
     stride, dilation: (sh, sw), (dh, dw); pads: (top, left, bottom, right); has_bias;
     wide: the stride-1 path, whose bias rides in the columns when groups == 1 (bias_row).
@@ -67,6 +69,8 @@ class ConvCache:
     wide: bool
     groups: int = 1
     bias_row: bool = False
+    xbuf: np.ndarray | None = None      # chunked stride-1 path: the padded input (C, size), no cols
+    chunks: tuple = ()                  # chunked stride-1 path: the sample ranges ((n0, n1), ...)
 
 
 def _conv2d_forward(x, weight, bias, stride, dilation, pads, groups=1):
@@ -131,6 +135,34 @@ def _wide_runs(buf, kh, kw, dh, dw, N, Hp, Wp, L):
         strides=(s0, dh * Wp * s1, dw * s1, Hp * Wp * s1, s1))
 
 
+#: the stride-1 path of one group builds its columns at most about this many bytes at a time
+#: (a core's L2 cache here), over a range of samples, and multiplies them while they are still in
+#: the cache; the backward rebuilds them from the padded input (a ninth of their size for 3x3).
+#: Written whole, the columns of a (64, 16, 14, 14) batch are 8 MB: their GEMM then streams them
+#: from memory, and the chunked forward measured about 1.2x faster (1.5x with one BLAS thread).
+COLS_CHUNK_BYTES = 2 << 20
+
+
+def _sample_chunks(N, per_sample_bytes):
+    """Ranges ((n0, n1), ...) covering N samples, of equal sizes but the last, each of at most
+    about COLS_CHUNK_BYTES of columns (at least one sample)."""
+    per = max(1, COLS_CHUNK_BYTES // max(1, per_sample_bytes))
+    size = -(-N // -(-N // per))                        # ceil(N / number of chunks)
+    return tuple((n0, min(N, n0 + size)) for n0 in range(0, N, size))
+
+
+def _chunk_cols(buf, runs, n0, n1, K, L, bias_row):
+    """The wide columns of samples [n0, n1) in ``buf`` (K [+ 1], >= (n1 - n0) * L); returns the
+    (K [+ 1], (n1 - n0) * L) view. runs: the (C, kh, kw, N, L) view of the padded input."""
+    m = n1 - n0
+    cols = buf[:, :m * L]
+    C, kh, kw = runs.shape[:3]
+    np.copyto(cols[:K].reshape(C, kh, kw, m, L), runs[:, :, :, n0:n1])
+    if bias_row:
+        cols[K] = 1
+    return cols
+
+
 def _conv2d_forward_s1(x, weight, bias, dilation, pads, groups=1):
     N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = _wide_geometry(x.shape, weight.shape, dilation, pads)
     pt, pl, pb, pr = pads
@@ -143,6 +175,9 @@ def _conv2d_forward_s1(x, weight, bias, dilation, pads, groups=1):
     # (backward) for free
     has_bias = bias is not None
     bias_row = has_bias and groups == 1
+    chunks = _sample_chunks(N, (K + bias_row) * L * x.dtype.itemsize) if groups == 1 else ((0, N),)
+    if len(chunks) > 1:
+        return _conv2d_forward_s1_chunked(x, xbuf, weight, bias, dilation, pads, chunks)
     cols = np.empty((K + bias_row, N * L), dtype=x.dtype)
     np.copyto(cols[:K].reshape(C, kh, kw, N, L),
               _wide_runs(xbuf, kh, kw, dilation[0], dilation[1], N, Hp, Wp, L))
@@ -158,7 +193,32 @@ def _conv2d_forward_s1(x, weight, bias, dilation, pads, groups=1):
                         wide=True, groups=groups, bias_row=bias_row)
 
 
+def _conv2d_forward_s1_chunked(x, xbuf, weight, bias, dilation, pads, chunks):
+    """The stride-1 forward of one group, range of samples by range: x: (N, C, H, W) (its padded
+    copy xbuf: (C, size)); weight: (F, C, kh, kw); bias: (F,) | None -> y: (N, F, Ho, Wo)."""
+    N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = _wide_geometry(x.shape, weight.shape, dilation, pads)
+    L = Ho * Wp
+    K = C * kh * kw
+    bias_row = bias is not None
+    wm = weight.reshape(F, K)
+    if bias_row:
+        wm = np.concatenate([wm, bias[:, None].astype(wm.dtype, copy=False)], axis=1)
+    runs = _wide_runs(xbuf, kh, kw, dilation[0], dilation[1], N, Hp, Wp, L)
+    most = max(n1 - n0 for n0, n1 in chunks)
+    buf = np.empty((K + bias_row, most * L), dtype=x.dtype)
+    out = np.empty((F, most * L), dtype=x.dtype)
+    y = np.empty((N, F, Ho, Wo), dtype=x.dtype)
+    for n0, n1 in chunks:
+        m = n1 - n0
+        yc = np.matmul(wm, _chunk_cols(buf, runs, n0, n1, K, L, bias_row), out=out[:, :m * L])
+        y[n0:n1] = yc.reshape(F, m, Ho, Wp)[:, :, :, :Wo].transpose(1, 0, 2, 3)
+    return y, ConvCache(None, weight, x.shape, None, (Ho, Wo), (1, 1), tuple(dilation), tuple(pads),
+                        bias_row, wide=True, groups=1, bias_row=bias_row, xbuf=xbuf, chunks=chunks)
+
+
 def _conv2d_backward_s1(dy, cache: ConvCache, need_dx: bool = True):
+    if cache.chunks:
+        return _conv2d_backward_s1_chunked(dy, cache, need_dx)
     cols, weight, xshape, pads, has_bias = cache.cols, cache.weight, cache.xshape, cache.pads, cache.has_bias
     dh, dw = cache.dilation
     N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = _wide_geometry(xshape, weight.shape, (dh, dw), pads)
@@ -197,6 +257,55 @@ def _conv2d_backward_s1(dy, cache: ConvCache, need_dx: bool = True):
     for p in range(kh):
         for q in range(kw):
             runs[:, p, q] += dcols[:, p, q]             # runs of one (p, q) never overlap
+    dx = dxbuf[:, :N * Hp * Wp].reshape(C, N, Hp, Wp)[:, :, pt:pt + H, pl:pl + W]
+    return np.ascontiguousarray(dx.transpose(1, 0, 2, 3)), dweight, dbias
+
+
+def _conv2d_backward_s1_chunked(dy, cache: ConvCache, need_dx: bool = True):
+    """The backward of :func:`_conv2d_forward_s1_chunked`: the columns of each range of samples
+    are rebuilt from the padded input, and its weight gradient added to the sum; dx as the
+    unchunked path computes it (by correlation where F <= C, else a col2im of each range)."""
+    weight, xshape, pads, bias_row, xbuf = cache.weight, cache.xshape, cache.pads, cache.bias_row, cache.xbuf
+    dh, dw = cache.dilation
+    N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = _wide_geometry(xshape, weight.shape, (dh, dw), pads)
+    pt, pl, _, _ = pads
+    L = Ho * Wp
+    K = C * kh * kw
+    dyf = np.empty((F, N, Ho, Wp), dtype=dy.dtype)
+    dyf[:, :, :, :Wo] = dy.transpose(1, 0, 2, 3)
+    dyf[:, :, :, Wo:] = 0                                # the discarded columns add nothing
+    dyf = dyf.reshape(F, N * L)
+    ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    full = tuple(e - 1 - pad for e, pad in zip((ekh, ekw, ekh, ekw), pads))
+    corr = F <= C and min(full) >= 0                     # dx by correlation, as the unchunked path
+    scatter = need_dx and not corr
+    runs = _wide_runs(xbuf, kh, kw, dh, dw, N, Hp, Wp, L)
+    most = max(n1 - n0 for n0, n1 in cache.chunks)
+    buf = np.empty((K + bias_row, most * L), dtype=dy.dtype)
+    dwm = np.zeros((F, K + bias_row), dtype=dy.dtype)
+    part = np.empty_like(dwm)
+    if scatter:
+        wT = np.ascontiguousarray(weight.reshape(F, K).T)
+        dcols = np.empty((K, most * L), dtype=dy.dtype)
+        dxbuf = np.zeros((C, size), dtype=dy.dtype)
+        druns = _wide_runs(dxbuf, kh, kw, dh, dw, N, Hp, Wp, L)
+    for n0, n1 in cache.chunks:
+        m = n1 - n0
+        d = dyf[:, n0 * L:n1 * L]
+        dwm += np.matmul(d, _chunk_cols(buf, runs, n0, n1, K, L, bias_row).T, out=part)
+        if scatter:
+            dc = np.matmul(wT, d, out=dcols[:, :m * L]).reshape(C, kh, kw, m, L)
+            for p in range(kh):
+                for q in range(kw):
+                    druns[:, p, q, n0:n1] += dc[:, p, q]   # runs of one (p, q) never overlap
+    dweight = np.ascontiguousarray(dwm[:, :K]).reshape(weight.shape)
+    dbias = dwm[:, K].copy() if bias_row else None
+    if not need_dx:
+        return None, dweight, dbias
+    if corr:
+        wf = weight.transpose(1, 0, 2, 3)[..., ::-1, ::-1]
+        dx, _ = _conv2d_forward_s1(dy, np.ascontiguousarray(wf), None, (dh, dw), full, 1)
+        return dx, dweight, dbias
     dx = dxbuf[:, :N * Hp * Wp].reshape(C, N, Hp, Wp)[:, :, pt:pt + H, pl:pl + W]
     return np.ascontiguousarray(dx.transpose(1, 0, 2, 3)), dweight, dbias
 

@@ -103,14 +103,15 @@ class RNNCell:
         u = xp.shape[-1]
         whhT = w["weight_hh"].T
         H = np.zeros((T + 1, N, u), dtype=xp.dtype)
-        for t in range(T):
-            h = H[t + 1]
-            np.matmul(H[t], whhT, out=h)
-            h += xp[t]
-            if act == "tanh":
-                np.tanh(h, out=h)
-            else:
-                np.maximum(h, 0, out=h)
+        with small_products(N * u * u):            # the per-step products: one BLAS thread
+            for t in range(T):
+                h = H[t + 1]
+                np.matmul(H[t], whhT, out=h)
+                h += xp[t]
+                if act == "tanh":
+                    np.tanh(h, out=h)
+                else:
+                    np.maximum(h, 0, out=h)
         return H, RNNCache(xt, H, w, act, x.shape)
 
     @staticmethod
@@ -118,19 +119,21 @@ class RNNCell:
         xt, H, w, act, xshape = cache
         N, T, F = xshape
         whh = w["weight_hh"]
+        u = whh.shape[1]
         dA = np.empty_like(H[1:])                      # (T, N, u) grad of pre-activations
         dh = np.zeros_like(H[0])
-        for t in range(T - 1, -1, -1):
-            g = _dh_at(dseq, dlast, t, T)
-            if g is not None:
-                dh = dh + g
-            h = H[t + 1]
-            da = dA[t]
-            if act == "tanh":
-                np.multiply(dh, 1 - h * h, out=da)
-            else:
-                np.multiply(dh, h > 0, out=da)
-            dh = da @ whh
+        with small_products(N * u * u):            # the per-step products: one BLAS thread
+            for t in range(T - 1, -1, -1):
+                g = _dh_at(dseq, dlast, t, T)
+                if g is not None:
+                    dh = dh + g
+                h = H[t + 1]
+                da = dA[t]
+                if act == "tanh":
+                    np.multiply(dh, 1 - h * h, out=da)
+                else:
+                    np.multiply(dh, h > 0, out=da)
+                dh = da @ whh
         return _recurrent_grads(dA, dA, xt, H, w, xshape)
 
 
@@ -175,7 +178,8 @@ class LSTMCell:
         TC = np.empty((T, u, N), dtype=A.dtype)        # tanh(c_t)
         hw = np.empty((4 * u, N), dtype=A.dtype)
         tmp = np.empty((u, N), dtype=A.dtype)
-        with np.errstate(over="ignore"):               # exp(-z) = inf for z < -88 (float32): sigmoid 0
+        # exp(-z) = inf for z < -88 (float32): sigmoid 0; the per-step products: one BLAS thread
+        with np.errstate(over="ignore"), small_products(N * u * u * 4):
             for t in range(T):
                 z = A[t]                               # (4u, N): the step's projection, then its gates
                 if t:
@@ -227,18 +231,19 @@ class LSTMCell:
         dh = np.zeros((u, N), dtype=A.dtype)
         dc = np.zeros((u, N), dtype=A.dtype)
         tmp = np.empty((u, N), dtype=A.dtype)
-        for t in range(T - 1, -1, -1):
-            if dsT is not None:
-                dh += dsT[t]
-            if dlast is not None and t == T - 1:
-                dh += dlast.T
-            np.multiply(dh, P[t], out=tmp)
-            dc += tmp
-            np.multiply(D3[t], dc, out=dZ3[t])
-            np.multiply(Do[t], dh, out=dZ[t, 3 * u:])
-            if t:
-                dc *= Fg[t]
-                np.matmul(whhT, dZ[t], out=dh)
+        with small_products(N * u * u * 4):            # the per-step products: one BLAS thread
+            for t in range(T - 1, -1, -1):
+                if dsT is not None:
+                    dh += dsT[t]
+                if dlast is not None and t == T - 1:
+                    dh += dlast.T
+                np.multiply(dh, P[t], out=tmp)
+                dc += tmp
+                np.multiply(D3[t], dc, out=dZ3[t])
+                np.multiply(Do[t], dh, out=dZ[t, 3 * u:])
+                if t:
+                    dc *= Fg[t]
+                    np.matmul(whhT, dZ[t], out=dh)
         # the weight gradients sum over (t, n): dZ as (4u, T*N), columns in xt's row order
         dZc = np.ascontiguousarray(dZ.transpose(1, 0, 2)).reshape(4 * u, T * N)
         Hc = np.ascontiguousarray(H[:-1].transpose(1, 0, 2)).reshape(u, T * N)
@@ -281,7 +286,8 @@ class GRUCell:
         RZ = np.empty((T, 2 * u, N), dtype=GI.dtype)   # r, z
         NN = np.empty((T, u, N), dtype=GI.dtype)       # n
         GH = np.empty((T, 3 * u, N), dtype=GI.dtype)   # sign * (W_hh h + b_hh); its n rows are W_hn h + b_hn
-        with np.errstate(over="ignore"):               # exp(-z) = inf: sigmoid 0
+        # exp(-z) = inf: sigmoid 0; the per-step products: one BLAS thread
+        with np.errstate(over="ignore"), small_products(N * u * u * 3):
             for t in range(T):
                 gh = GH[t]
                 np.matmul(whh_s, H[t], out=gh)
@@ -325,21 +331,22 @@ class GRUCell:
         dsT = None if dseq is None else np.ascontiguousarray(dseq.transpose(1, 2, 0))   # (T, u, N)
         dh = np.zeros((u, N), dtype=H.dtype)
         back = np.empty((u, N), dtype=H.dtype)
-        for t in range(T - 1, -1, -1):
-            if dsT is not None:
-                dh += dsT[t]
-            if dlast is not None and t == T - 1:
-                dh += dlast.T
-            dgi, dgh = dGI[t], dGH[t]
-            dn = np.multiply(dh, Zn[t], out=dgi[2 * u:])
-            np.multiply(dn, Rr[t], out=dgi[:u])
-            np.multiply(dh, Zz[t], out=dgi[u:2 * u])
-            np.copyto(dgh[:2 * u], dgi[:2 * u])
-            np.multiply(dn, R[t], out=dgh[2 * u:])
-            if t:
-                np.matmul(whhT, dgh, out=back)
-                dh *= Z[t]
-                dh += back
+        with small_products(N * u * u * 3):            # the per-step products: one BLAS thread
+            for t in range(T - 1, -1, -1):
+                if dsT is not None:
+                    dh += dsT[t]
+                if dlast is not None and t == T - 1:
+                    dh += dlast.T
+                dgi, dgh = dGI[t], dGH[t]
+                dn = np.multiply(dh, Zn[t], out=dgi[2 * u:])
+                np.multiply(dn, Rr[t], out=dgi[:u])
+                np.multiply(dh, Zz[t], out=dgi[u:2 * u])
+                np.copyto(dgh[:2 * u], dgi[:2 * u])
+                np.multiply(dn, R[t], out=dgh[2 * u:])
+                if t:
+                    np.matmul(whhT, dgh, out=back)
+                    dh *= Z[t]
+                    dh += back
         # the weight gradients sum over (t, n): (3u, T*N), columns in xt's row order
         dGIc = np.ascontiguousarray(dGI.transpose(1, 0, 2)).reshape(3 * u, T * N)
         dGHc = np.ascontiguousarray(dGH.transpose(1, 0, 2)).reshape(3 * u, T * N)
@@ -375,18 +382,13 @@ class Recurrent(Kernel):
     an inverted dropout mask while training with ``dropout`` > 0."""
 
     cell: type = RNNCell
-    gates: int = 1
+
+    # NOTE: each cell runs its loop of per-step products (G*u, u) x (u, N) with one BLAS thread
+    # (small_products: the hand-off to a second thread costs more than such a product); the
+    # products over all steps at once (the input projection, the weight gradients) keep the BLAS's
+    # own threads, as every other layer's products do.
 
     def forward(self, xs, w, a, ctx):
-        # NOTE: the per-step products (N, u) x (u, G*u) are small: one BLAS thread is faster
-        with small_products(xs[0].shape[0] * self.gates * a["units"] ** 2):
-            return self._forward(xs, w, a, ctx)
-
-    def backward(self, dy, cache: StackCache):
-        with small_products(dy.shape[0] * self.gates * cache.u ** 2):
-            return self._backward(dy, cache)
-
-    def _forward(self, xs, w, a, ctx):
         inp = xs[0]
         u, seq, rate = a["units"], a["return_sequences"], float(a["dropout"])
         suffixes = a["suffixes"]
@@ -414,7 +416,7 @@ class Recurrent(Kernel):
             inp = np.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0].copy()
         return inp, StackCache(caches, masks, suffixes, u, seq)
 
-    def _backward(self, dy, cache: StackCache):
+    def backward(self, dy, cache: StackCache):
         caches, masks, suffixes, u, seq = cache
         grads: dict = {}
         dseq, dlast = (dy, None) if seq else (None, dy)
@@ -445,10 +447,8 @@ class RNN(Recurrent):
 @register("lstm")
 class LSTM(Recurrent):
     cell = LSTMCell
-    gates = 4
 
 
 @register("gru")
 class GRU(Recurrent):
     cell = GRUCell
-    gates = 3
