@@ -20,7 +20,7 @@ from .lowering.context import Context, Scope, lets_in
 from .lowering.model import MAX_NODES, ModelPass
 from .lowering.outputs import OutputsPass
 from .lowering.train import TrainPass
-from .parse import parse, parse_value
+from .parse import parse
 from .trainspec import TRAIN_KEYS, misplaced_key_hint
 
 __all__ = ["MAX_NODES", "Lowerer", "check_source", "compile_source", "parse_overrides"]
@@ -91,6 +91,7 @@ def parse_overrides(settings: list[str] | dict[str, str] | None) -> dict[str, A.
     """``["epochs=3", "optimizer=sgd(lr=0.1)"]`` -> ``{key: value AST}``; bad syntax is an NncError."""
     if not settings:
         return {}
+    from .parse_lark import parse_value
     items = settings.items() if isinstance(settings, dict) else []
     out: dict[str, A.Value] = {}
     if isinstance(settings, list):

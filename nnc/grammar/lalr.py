@@ -149,51 +149,108 @@ def _plan(rules: list, builders: dict) -> list:
     return out
 
 
+def _line_safe(t: dict) -> bool:
+    """Whether the text may be lexed line by line: no token the parser sees can hold a newline (only
+    ignored white space spans lines), so each line's tokens are those of the whole text's lexer."""
+    safe = t.get("line_safe")
+    if safe is None:
+        # NOTE: the pattern of each terminal lark thinks may hold a newline, negated classes
+        # (`[^"\n]`) removed: what is left must not name a newline
+        safe = True
+        for name in set(t["newline"]) - set(t["ignore"]):
+            m = re.search(r"\(\?P<%s>(.*?)\)(?:\|\(\?P<|$)" % re.escape(name), t["pattern"], re.S)
+            body = re.sub(r"\[\^(?:\\.|[^\]])*\]", "", m.group(1)) if m else "\n"
+            if any(x in body for x in ("\n", "\\n", "\\s", "\\S", "\\W", "\\D", "[^", ".")):
+                safe = False
+        t["line_safe"] = safe
+    return safe
+
+
+def _lex_line(s: str, match, ignore) -> tuple | None:
+    """The tokens of one line (no newline in it): ``(type, text, column, end_column)`` each,
+    ignored ones left out; None where no terminal matches."""
+    out = []
+    pos, n = 0, len(s)
+    while pos < n:
+        m = match(s, pos)
+        if m is None:
+            return None
+        end = m.end()
+        typ = m.lastgroup
+        if typ not in ignore:
+            out.append((typ, m.group(), pos + 1, end + 1))
+        pos = end
+    return tuple(out)
+
+
+def tokens(text: str, t: dict) -> list | None:
+    """``(type, token)`` for every token the parser sees, in order, then ``("$END", None)``; None
+    where the lexer finds no terminal. A token is ``(text, line, column, end_line, end_column)``.
+
+    Line by line where that is exact (:func:`_line_safe`): each distinct line is matched once (a
+    generated spec repeats its lines thousands of times)."""
+    match = t["regex"].match
+    ignore = frozenset(t["ignore"])
+    out: list = []
+    push = out.append
+    if _line_safe(t):
+        seen: dict = {}
+        get = seen.get
+        line = 0
+        for s in text.split("\n"):
+            line += 1
+            toks = get(s)
+            if toks is None:
+                toks = seen[s] = _lex_line(s, match, ignore)
+                if toks is None:
+                    return None
+            for typ, val, col, end in toks:
+                push((typ, (val, line, col, line, end)))
+        push(("$END", None))
+        return out
+    newline = frozenset(t["newline"])  # pragma: no cover - a grammar whose tokens span lines
+    n = len(text)
+    pos, line, line_start = 0, 1, 0
+    while pos < n:
+        m = match(text, pos)
+        if m is None:
+            return None
+        typ = m.lastgroup
+        val = m.group()
+        if typ not in ignore or typ in newline:
+            col = pos - line_start + 1
+            k = val.count("\n") if typ in newline else 0
+            if k:
+                end_line = line + k
+                line_start = pos + val.rindex("\n") + 1
+                if typ not in ignore:
+                    push((typ, (val, line, col, end_line, pos + len(val) - line_start + 1)))
+                line = end_line
+            elif typ not in ignore:
+                push((typ, (val, line, col, line, col + len(val))))
+        pos += len(val)
+    push(("$END", None))
+    return out
+
+
 def run(text: str, builders: dict):
     """Parse ``text``; the start rule's value, or :data:`FAILED` where lark must decide."""
     t = tables()
-    match = t["regex"].match
     states = t["states"]
     key = id(builders)
     plan = t.get(key)
     if plan is None:
         plan = t[key] = _plan(t["rules"], builders)
-    ignore = frozenset(t["ignore"])
-    newline = frozenset(t["newline"])
+    stream = tokens(text, t)
+    if stream is None:
+        return FAILED
     end_state = t["end"]
-    n = len(text)
-    pos, line, line_start = 0, 1, 0
     state = t["start"]
     stack = [state]
     vals: list = []
     exts: list = []
     push_state, push_val, push_ext = stack.append, vals.append, exts.append
-    while True:
-        if pos < n:
-            m = match(text, pos)
-            if m is None:
-                return FAILED
-            typ = m.lastgroup
-            val = m.group()
-            if typ in ignore:
-                if typ in newline:
-                    k = val.count("\n")
-                    if k:
-                        line += k
-                        line_start = pos + val.rindex("\n") + 1
-                pos += len(val)
-                continue
-            col = pos - line_start + 1
-            if typ in newline and "\n" in val:  # pragma: no cover - no such token in nnspec
-                end_line = line + val.count("\n")
-                line_start = pos + val.rindex("\n") + 1
-                tok = (val, line, col, end_line, pos + len(val) - line_start + 1)
-                line = end_line
-            else:
-                tok = (val, line, col, line, col + len(val))
-            pos += len(val)
-        else:
-            typ, tok = "$END", None
+    for typ, tok in stream:
         row = states[state]
         while True:
             a = row.get(typ)
@@ -270,3 +327,4 @@ def run(text: str, builders: dict):
             row = states[state]
             if tok is None and state == end_state:
                 return vals[-1]
+    return FAILED  # pragma: no cover - the end is always accepted or refused above

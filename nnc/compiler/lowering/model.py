@@ -6,7 +6,7 @@ collects its ``output`` and ``assert`` statements for :mod:`.outputs`.
 """
 from __future__ import annotations
 
-from ...errors import Note, SourceSpan, did_you_mean
+from ...errors import NO_SPAN, Note, SourceSpan, did_you_mean
 from ...lang import ast as A
 from ...lang.types import ArgErrors, Int, show
 from ..builtin_names import describe, is_builtin_value
@@ -20,6 +20,8 @@ MAX_NODES = 100_000
 
 class ModelPass:
     """The statements of the model block. Every piece of state is declared here."""
+
+    stage_cache = True  # False: infer every stage afresh (the general path, for the tests)
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -44,6 +46,9 @@ class ModelPass:
         self.asserts: list[tuple[A.AssertStmt, Scope]] = []  # each `assert` with the scope it was written in
         # (op, literal arguments) -> the arguments it bound to: a stage written 10,000 times binds once
         self.bound: dict[tuple, dict] = {}
+        # (that key, the input shapes, the input dtypes) -> (output shape, dtype, params, flops, attributes) of a
+        # stage that checked: the same stage on the same inputs is inferred once
+        self.stages: dict[tuple, tuple] = {}
         # for editors: (the span of a stage, or of a binding's name; the value it produced), in
         # expansion order (a stage in `repeat` or a block body appears once per expansion; a
         # poisoned value has shape None)
@@ -300,12 +305,19 @@ class ModelPass:
         """Validate one op stage and infer its output; ``sources=None`` when an input is poisoned."""
         op = OPS[st.name]
         explicit, args = self.split_name(st, scope)
-        call = self.ctx.subst(A.Call(st.name, st.name_span, args if args is not None else [], st.span), scope)
-        key = _bind_key(op.name, call)
+        # NOTE: arguments that are all literals need no substitution (subst would return them as
+        # they are): their binding is looked up by them, and the call is built only to bind them
+        key = _bind_key(op.name, args)
+        call = None
+        if key is None:
+            call = self.ctx.subst(A.Call(st.name, st.name_span, args if args is not None else [], st.span), scope)
+            key = _bind_key(op.name, call.args)
         attrs = self.bound.get(key) if key is not None else None
         if attrs is not None:
             attrs = dict(attrs)
         else:
+            if call is None:
+                call = A.Call(st.name, st.name_span, args if args is not None else [], st.span)
             try:
                 attrs = op.sig.bind(call)
             except ArgErrors as es:
@@ -319,31 +331,48 @@ class ModelPass:
         shapes = [s.shape for s in sources]
         if None in shapes:
             return _poison(st.span)
-        for src in sources:
-            if op.input_dtype != "any" and src.dtype != op.input_dtype:
-                if src.dtype == "int64":
-                    self.ctx.err("E208", f"{op.name} expects float input, got int64 token ids from `{src.id}`",
-                                 st.span, "turn token ids into vectors first with `embedding(vocab, dim)`")
-                else:
-                    self.ctx.err("E207", f"{op.name} expects int64 token ids, got float32 values from `{src.id}`",
-                                 st.span, "declare the input with its dtype: `input tokens: int64 [T]`")
-                return _poison(st.span)
-        try:
-            out_shape = tuple(op.infer([tuple(s) for s in shapes], attrs))
-        except ShapeError as e:
-            self.ctx.err(e.code, e.message, st.span, e.hint)
-            return _poison(st.span)
-        dtype = sources[0].dtype if op.input_dtype == "any" else op.output_dtype
         shapes = [tuple(s) for s in shapes]  # (the catalogue's functions read them, never change them)
-        weights = op.weights(shapes, attrs)
-        params = 0
-        for w in weights:
-            if w.trainable:
-                params += numel(w.shape)
-        flops = op.flops(shapes, out_shape, attrs)
+        # a stage of literal arguments on inputs of the same shapes and dtypes as one before: the same
+        # output shape, dtype, parameter count and FLOPs (the checks below passed for it)
+        done = None
+        if key is not None and self.stage_cache:
+            stage_key = (key, tuple(shapes), tuple(s.dtype for s in sources))
+            done = self.stages.get(stage_key)
+        if done is not None:
+            # NOTE: infer() completes the attributes (conv2d's `pads`): its result is taken whole,
+            # each list fresh (as infer() makes them for every stage)
+            out_shape, dtype, params, flops, done_attrs = done
+            attrs = {k: list(v) if type(v) is list else v for k, v in done_attrs.items()}
+            weights = op.weights(shapes, attrs)
+        else:
+            for src in sources:
+                if op.input_dtype != "any" and src.dtype != op.input_dtype:
+                    if src.dtype == "int64":
+                        self.ctx.err("E208", f"{op.name} expects float input, got int64 token ids from `{src.id}`",
+                                     st.span, "turn token ids into vectors first with `embedding(vocab, dim)`")
+                    else:
+                        self.ctx.err("E207", f"{op.name} expects int64 token ids, got float32 values from `{src.id}`",
+                                     st.span, "declare the input with its dtype: `input tokens: int64 [T]`")
+                    return _poison(st.span)
+            try:
+                out_shape = tuple(op.infer(list(shapes), attrs))
+            except ShapeError as e:
+                self.ctx.err(e.code, e.message, st.span, e.hint)
+                return _poison(st.span)
+            dtype = sources[0].dtype if op.input_dtype == "any" else op.output_dtype
+            weights = op.weights(shapes, attrs)
+            params = 0
+            for w in weights:
+                if w.trainable:
+                    params += numel(w.shape)
+            flops = op.flops(shapes, out_shape, attrs)
+            if key is not None and self.stage_cache:
+                self.stages[stage_key] = (out_shape, dtype, params, flops,
+                                          {k: list(v) if type(v) is list else v for k, v in attrs.items()})
+        uses = self.uses
         node = Node(id=node_id, op=op.name, inputs=[s.id for s in sources], attrs=attrs,
                     shape=list(out_shape), dtype=dtype, weights=weights, params=params, flops=flops,
-                    span=ir_span(st.span), block=self.uses[-1][1] if self.uses else None)
+                    span=st.span or NO_SPAN, block=uses[-1][1] if uses else None)
         self.nodes.append(node)
         self.by_id[node_id] = node
         if op.warn is not None:
@@ -364,7 +393,12 @@ class ModelPass:
         """A stage's ``name="..."`` (and where it was given) and its other arguments."""
         explicit = None
         args = st.args
-        if args is not None:
+        if args:
+            for a in args:
+                if type(a) is A.KwArg and a.name == "name":
+                    break
+            else:
+                return None, args  # (no `name=`: the arguments as they are)
             kept = []
             for a in args:
                 if isinstance(a, A.KwArg) and a.name == "name":
@@ -448,11 +482,12 @@ def _is_merge(st: A.Call, scope: Scope) -> bool:
     return isinstance(first, A.Name) and scope.const(first.name) is None
 
 
-def _bind_key(op: str, call: A.Call) -> tuple | None:
-    """What a binding of ``call`` depends on, if its arguments are literals (None otherwise). Only a
-    successful binding is remembered: errors are reported at every stage that makes them."""
+def _bind_key(op: str, args: list | None) -> tuple | None:
+    """What a binding of a call of ``op`` with ``args`` depends on, if they are literals (None
+    otherwise). Only a successful binding is remembered: errors are reported at every stage that
+    makes them."""
     key: list = [op]
-    for a in call.args or ():
+    for a in args or ():
         kw = None
         if type(a) is A.KwArg:
             kw, a = a.name, a.value
