@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from .base import Kernel, register
+from .blas import small_products
 
 
 def _split_heads(z: np.ndarray, n: int, t: int, h: int, d: int) -> np.ndarray:
@@ -53,69 +54,82 @@ class MultiheadAttention(Kernel):
         h, d = a["heads"], a["head_dim"]
         W = w["in_proj_weight"]
         b = w["in_proj_bias"] if a["bias"] else None
+        scale = 1 / math.sqrt(d)
         xq2, xkv2 = xq.reshape(-1, e), xkv.reshape(-1, e)        # (N*Tq, E), (N*Tk, E)
         if len(xs) == 1:
             qkv = xq2 @ W.T                                        # (N*T, 3E): one product for all three
             if b is not None:
                 qkv += b
-            q2, k2, v2 = qkv[:, :e], qkv[:, e:2 * e], qkv[:, 2 * e:]
+            q2, kv2 = qkv[:, :e], qkv[:, e:]
         else:
             q2 = xq2 @ W[:e].T
-            kv = xkv2 @ W[e:].T                                    # (N*Tk, 2E)
+            kv2 = xkv2 @ W[e:].T                                   # (N*Tk, 2E)
             if b is not None:
                 q2 += b[:e]
-                kv += b[e:]
-            k2, v2 = kv[:, :e], kv[:, e:]
-        Q, K, V = _split_heads(q2, n, tq, h, d), _split_heads(k2, n, tk, h, d), _split_heads(v2, n, tk, h, d)
-        scale = 1 / math.sqrt(d)
-        s = Q @ K.transpose(0, 1, 3, 2)                            # (N, H, Tq, Tk)
-        s *= scale
-        if a["causal"]:
-            np.copyto(s, -np.inf, where=_future(tq, tk))          # a broadcast pass, not a boolean gather
-        s -= s.max(axis=-1, keepdims=True)
-        p = np.exp(s, out=s)
-        p /= p.sum(axis=-1, keepdims=True)
-        rate = float(a["dropout"])
-        keep = None
-        if ctx.training and rate > 0:
-            keep = (ctx.rng.random(p.shape) >= rate).astype(p.dtype) * (1 / (1 - rate))   # scaled mask
-        pd = p if keep is None else p * keep
-        o2 = _merge_heads(pd @ V)                                  # (N*Tq, E)
+                kv2 += b[e:]
+        # heads as contiguous (N, H, T, d) stacks (NumPy's matmul hands those to the BLAS; strided
+        # views of the projections take its slow loop), the scaling folded into the copy of Q
+        Q = np.multiply(_split_heads(q2, n, tq, h, d), scale, order="C")
+        KV = np.ascontiguousarray(kv2.reshape(n, tk, 2, h, d).transpose(2, 0, 3, 1, 4))   # (2, N, H, Tk, d)
+        K, V = KV[0], KV[1]
+        with small_products(tq * tk * d):
+            s = Q @ K.transpose(0, 1, 3, 2)                        # (N, H, Tq, Tk), already scaled
+            if a["causal"]:
+                np.copyto(s, -np.inf, where=_future(tq, tk))      # a broadcast pass, not a boolean gather
+            s -= s.max(axis=-1, keepdims=True)
+            u = np.exp(s, out=s)                                   # unnormalised: P = u * r
+            r = u.sum(axis=-1, keepdims=True)
+            np.divide(1, r, out=r)                                 # (N, H, Tq, 1)
+            rate = float(a["dropout"])
+            keep = None
+            if ctx.training and rate > 0:
+                keep = (ctx.rng.random(u.shape) >= rate).astype(u.dtype) * (1 / (1 - rate))   # scaled mask
+            ud = u if keep is None else u * keep
+            o2 = np.empty((n * tq, e), dtype=u.dtype)              # merged heads (N*Tq, E), written by the BLAS
+            o = _split_heads(o2, n, tq, h, d)
+            np.matmul(ud, V, out=o)
+            o *= r                                                 # the normalisation on (Tq, d), not (Tq, Tk)
         Wo = w["out_proj.weight"]
         y = o2 @ Wo.T
         if b is not None:
             y += w["out_proj.bias"]
-        cache = (xq2, xkv2, xs[0].shape, xs[-1].shape, len(xs), Q, K, V, p, keep, o2, W, Wo, a["bias"], scale)
+        cache = (xq2, xkv2, xs[0].shape, xs[-1].shape, len(xs), Q, K, V, u, ud, r, keep, o2, W, Wo, a["bias"], scale)
         return y.reshape(n, tq, e), cache
 
     def backward(self, dy, cache):
-        xq2, xkv2, qshape, kvshape, n_in, Q, K, V, p, keep, o2, W, Wo, has_bias, scale = cache
+        xq2, xkv2, qshape, kvshape, n_in, Q, K, V, u, ud, r, keep, o2, W, Wo, has_bias, scale = cache
         n, h, tq, d = Q.shape
+        tk = K.shape[2]
         e = h * d
         dy2 = dy.reshape(-1, e)
         grads = {"out_proj.weight": dy2.T @ o2}
         if has_bias:
             grads["out_proj.bias"] = dy2.sum(axis=0)
-        do = _split_heads(dy2 @ Wo, n, tq, h, d)                   # (N, H, Tq, d)
-        pd = p if keep is None else p * keep
-        dV = pd.transpose(0, 1, 3, 2) @ do                         # (N, H, Tk, d)
-        dp = do @ V.transpose(0, 1, 3, 2)                          # (N, H, Tq, Tk)
-        if keep is not None:
-            dp *= keep
-        # softmax backward, 0 where masked: p (dp - sum(dp p)), the row sums as one einsum pass
-        ds = np.subtract(dp, np.einsum("...i,...i->...", dp, p)[..., None], out=dp)
-        ds *= p
-        ds *= scale
-        dq2 = _merge_heads(ds @ K)                                 # (N*Tq, E)
-        dk2 = _merge_heads(ds.transpose(0, 1, 3, 2) @ Q)           # (N*Tk, E)
-        dv2 = _merge_heads(dV)
+        # with P = u r: dV = P^T do = u^T (r do), and dP' = (r do) V^T = r dP, so the softmax backward
+        # P (dP - rowsum(dP P)) is u (dP' - r rowsum(dP' u)): no (Tq, Tk) pass for the normalisation
+        dor = np.multiply(_split_heads(dy2 @ Wo, n, tq, h, d), r, order="C")   # (N, H, Tq, d): r do
+        dqkv = np.empty((n * tq, 3 * e) if n_in == 1 else (n * tq, e), dtype=dor.dtype)
+        dkv = dqkv[:, e:] if n_in == 1 else np.empty((n * tk, 2 * e), dtype=dor.dtype)
+        dq2 = dqkv[:, :e]
+        dkv5 = dkv.reshape(n, tk, 2, h, d)
+        with small_products(tq * tk * d):
+            np.matmul(ud.transpose(0, 1, 3, 2), dor, out=dkv5[:, :, 1].transpose(0, 2, 1, 3))   # dV
+            dp = dor @ V.transpose(0, 1, 3, 2)                     # (N, H, Tq, Tk): r dP
+            if keep is not None:
+                dp *= keep
+            c = np.einsum("...i,...i->...", dp, u)[..., None]      # the row sums in one pass
+            c *= r
+            ds = np.subtract(dp, c, out=dp)
+            ds *= u                                                # d loss / d scores (Q already scaled)
+            np.matmul(ds.transpose(0, 1, 3, 2), Q, out=dkv5[:, :, 0].transpose(0, 2, 1, 3))     # dK
+            dq = _split_heads(dq2, n, tq, h, d)
+            np.matmul(ds, K, out=dq)
+            dq *= scale                                            # dQ = scale ds K
         if n_in == 1:
-            dqkv = np.concatenate([dq2, dk2, dv2], axis=1)         # (N*T, 3E)
             grads["in_proj_weight"] = dqkv.T @ xq2
             if has_bias:
                 grads["in_proj_bias"] = dqkv.sum(axis=0)
             return [(dqkv @ W).reshape(qshape)], grads
-        dkv = np.concatenate([dk2, dv2], axis=1)                   # (N*Tk, 2E)
         grads["in_proj_weight"] = np.concatenate([dq2.T @ xq2, dkv.T @ xkv2], axis=0)
         if has_bias:
             grads["in_proj_bias"] = np.concatenate([dq2.sum(axis=0), dkv.sum(axis=0)])
