@@ -13,6 +13,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .base import Kernel, register
+from .depthwise import (DepthwiseCache, PointwiseCache, depthwise_backward, depthwise_forward, is_depthwise,
+                        is_pointwise, pointwise_backward, pointwise_forward)
 
 
 def _wx(wm, cols, groups):
@@ -72,7 +74,17 @@ class ConvCache:
 def _conv2d_forward(x, weight, bias, stride, dilation, pads, groups=1):
     """x: (N, C, H, W); weight: (F, C/groups, kh, kw); bias: (F,) or None; pads: (top, left, bottom, right).
 
-    Returns y: (N, F, Ho, Wo) and the cache for :func:`_conv2d_backward`."""
+    Returns y: (N, F, Ho, Wo) and the cache for :func:`_conv2d_backward`. Depthwise (groups == C ==
+    F) and 1x1 convolutions take the paths of ``depthwise.py`` (no im2col), the rest im2col."""
+    if is_depthwise(x.shape, weight.shape, groups):
+        return depthwise_forward(x, weight, bias, tuple(stride), tuple(dilation), tuple(pads))
+    if is_pointwise(weight.shape, pads, groups):
+        return pointwise_forward(x, weight, bias, tuple(stride))
+    return _conv2d_forward_im2col(x, weight, bias, stride, dilation, pads, groups)
+
+
+def _conv2d_forward_im2col(x, weight, bias, stride, dilation, pads, groups=1):
+    """The general path of :func:`_conv2d_forward`: one im2col GEMM (batched over the groups)."""
     if tuple(stride) == (1, 1):
         return _conv2d_forward_s1(x, weight, bias, dilation, pads, groups)
     N, C, H, W = x.shape
@@ -204,6 +216,10 @@ def _conv2d_backward_s1(dy, cache: ConvCache, need_dx: bool = True):
 def _conv2d_backward(dy, cache: ConvCache, need_dx: bool = True):
     """dy: (N, F, Ho, Wo). Returns dx: (N, C, H, W) (None unless need_dx), dweight: (F, C/groups, kh, kw),
     dbias: (F,) | None."""
+    if isinstance(cache, DepthwiseCache):
+        return depthwise_backward(dy, cache, need_dx)
+    if isinstance(cache, PointwiseCache):
+        return pointwise_backward(dy, cache, need_dx)
     if cache.wide:
         return _conv2d_backward_s1(dy, cache, need_dx)
     cols, weight, xshape, xpshape, pads, has_bias = (cache.cols, cache.weight, cache.xshape, cache.xpshape,
