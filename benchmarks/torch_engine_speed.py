@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import torch_models  # noqa: E402
 from train_speed import MODELS, TRAIN, make_data  # noqa: E402
 
 from nnc.compiler.lower import compile_source  # noqa: E402
@@ -50,42 +51,14 @@ from nnc.runtime.graph import Graph  # noqa: E402
 from nnc.runtime.train import Trainer  # noqa: E402
 
 ZOO = dict(title="Keras MNIST convnet (zoo)", n=1280, x_shape=(1, 28, 28), classes=10,
-           spec=(ROOT / "specs" / "zoo" / "keras_mnist_convnet.nnspec").read_text() + TRAIN.format(loss="cross_entropy"))
+           spec=(ROOT / "specs" / "zoo" / "keras_mnist_convnet.nnspec").read_text() + TRAIN.format(loss="cross_entropy", batch=64),
+           target="class", batch=64)
 # a model with (almost) no arithmetic: what is left is the cost per batch of the loop itself
 TINY = dict(title="dense(3) on [4]: no compute", n=6400, x_shape=(4,), classes=3,
-            spec="model tiny {\n    input x: [4]\n    dense(3) -> softmax\n}\n" + TRAIN.format(loss="cross_entropy"))
-ALL = {**MODELS, "zoo": ZOO, "tiny": TINY}
+            spec="model tiny {\n    input x: [4]\n    dense(3) -> softmax\n}\n" + TRAIN.format(loss="cross_entropy", batch=64),
+            target="class", batch=64)
+ALL = {**{k: MODELS[k] for k in ("mlp", "cnn", "lstm")}, "zoo": ZOO, "tiny": TINY}
 CLOCK = time.perf_counter           # --cpu-time: time.process_time
-
-
-def hand_model(kind: str):
-    """The model as a PyTorch user writes it, and nnc's layer name of each of its state_dict keys."""
-    from torch import nn
-    if kind == "mlp":
-        return (nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)),
-                {"0": "dense_1", "2": "dense_2", "4": "dense_3"})
-    if kind == "cnn":
-        return (nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                              nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                              nn.Flatten(), nn.Linear(32 * 7 * 7, 10)),
-                {"0": "conv2d_1", "3": "conv2d_2", "7": "dense_1"})
-    if kind == "tiny":
-        return nn.Sequential(nn.Linear(4, 3)), {"0": "dense_1"}
-    if kind == "zoo":
-        return (nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
-                              nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(64 * 5 * 5, 10)),
-                {"0": "conv2d_1", "3": "conv2d_2", "8": "dense_1"})
-
-    class Seq(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lstm = nn.LSTM(8, 64, batch_first=True)
-            self.dense = nn.Linear(64, 1)
-
-        def forward(self, s):
-            _, (h, _) = self.lstm(s)
-            return self.dense(h[-1])
-    return Seq(), {"lstm": "lstm_1", "dense": "dense_1"}
 
 
 class HandRun:
@@ -93,12 +66,8 @@ class HandRun:
         import torch
         from torch import nn
         self.torch = torch
-        self.model, names = hand_model(kind)
-        state = {}
-        for key in self.model.state_dict():
-            layer, param = key.split(".", 1)
-            state[key] = torch.from_numpy(initial[f"{names[layer]}.{param.removesuffix('_l0')}"].copy())
-        self.model.load_state_dict(state)
+        self.model = torch_models.build(kind)
+        torch_models.load_nnc_weights(self.model, initial)
         self.model.to(device).train()
         self.classify = kind != "lstm"
         self.loss = nn.CrossEntropyLoss() if self.classify else nn.MSELoss()

@@ -1,13 +1,24 @@
 """Training speed of the NumPy runtime against PyTorch on the CPU: seconds per epoch.
 
-    .venv/bin/python benchmarks/train_speed.py [--epochs 3] [--models mlp,cnn,lstm]
+    .venv/bin/python benchmarks/train_speed.py [--epochs 3] [--models mlp,cnn,...] [--threads 2]
+                                               [--cpu-time] [--memory] [--verify]
 
-For each model the same architecture, data, batch size, optimizer and initial weights run through
-nnc's Trainer (``nnc.runtime.train.Trainer.train_epoch``: forward, fused loss, backward, optimizer
-step; no checkpoint writing) and through a plain PyTorch loop (``zero_grad``, forward, loss,
-``backward``, ``step``) with ``torch.set_num_threads(2)``. nnc's initial weights are copied into the
-torch model (the weights contract uses PyTorch's names and layouts) and both take the batches in
-file order, so their first-epoch losses must agree: they are printed as a sanity check.
+For each model the same architecture, data, batch size, optimizer (Adam, lr 0.001) and initial
+weights run through nnc's Trainer (``nnc.runtime.train.Trainer.train_epoch``: forward, fused loss,
+backward, optimizer step; no checkpoint writing) and through a plain PyTorch loop (``zero_grad``,
+forward, loss, ``backward``, ``step``) on the hand-written models of ``benchmarks/torch_models.py``.
+nnc's initial weights are copied into the torch model (the weights contract uses PyTorch's names and
+layouts) and both take the batches in file order, so their first-epoch losses must agree: they are
+printed as a sanity check. Before timing a row the script checks that the two models are the same:
+equal parameter counts, every weight matched, and one forward pass on the same weights and 8
+examples agreeing (eval mode, and train mode for batchnorm's batch statistics); ``--verify`` runs
+only these checks.
+
+Threads: ``--threads N`` (default 2) runs the measurement in a child process whose environment sets
+``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` to N (the BLAS reads them when
+it loads), and torch uses N threads. ``--cpu-time`` times CPU seconds of the process
+(``time.process_time``: all its threads, spinning ones included) instead of the wall clock; with
+``--threads 1`` it is the steadiest measure on a busy machine.
 
 Timing: one warm-up epoch, then the median of ``--epochs`` epochs, in the same process: all of nnc's
 epochs, then all of torch's. (Interleaving them is worse, not fairer: OpenBLAS's worker threads keep
@@ -16,20 +27,34 @@ nnc's epoch also computes the training metric (accuracy) per batch, as ``nnc tra
 loop computes only the loss. Other processes on the machine skew the numbers: the load average is
 printed first; run it on a quiet machine.
 
-  mlp   784-256-128-10, relu, softmax + cross_entropy, adam, batch 64, 6,400 random examples
-  cnn   conv2d(16,3,same)-relu-maxpool(2)-conv2d(32,3,same)-relu-maxpool(2)-flatten-dense(10)
-        softmax + cross_entropy, adam, 28x28 inputs, batch 64, 1,280 examples
-  lstm  lstm(64) over 32 steps of 8 features, dense(1), mse, adam, batch 64, 1,280 examples
+  mlp          784-256-128-10, relu, softmax + cross_entropy, batch 64, 6,400 random examples
+  mlp256       the same, batch 256
+  wide         784-1024-1024-10, relu, softmax + cross_entropy, batch 64, 6,400 examples
+  cnn          conv2d(16,3,same)-relu-maxpool(2)-conv2d(32,3,same)-relu-maxpool(2)-flatten-dense(10)
+               softmax + cross_entropy, 28x28 inputs, batch 64, 1,280 examples
+  cnn256       the same, batch 256
+  lstm         lstm(64) over 32 steps of 8 features, dense(1), mse, batch 64, 1,280 examples
+  lstm256      the same, batch 256
+  transformer  one post-norm Transformer encoder layer on T=128 steps of E=128 features: 4-head
+               self-attention, add + layernorm, dense(512)-relu-dense(128), add + layernorm; the mean
+               over the steps -> dense(10), softmax + cross_entropy, batch 64, 256 examples
+  dwsep        a depthwise-separable block on 32x32x32 maps: depthwise conv 3x3 (groups=32, no bias),
+               batchnorm, relu, 1x1 conv(64, no bias), batchnorm, relu; global average pool,
+               dense(10), softmax + cross_entropy, batch 64, 1,280 examples
+  convt        transposed-convolution upsampling: (32, 8, 8) -> conv2d_transpose(32, 4, stride 2,
+               padding 1)-relu -> (16, 4, stride 2, padding 1)-relu -> (1, 3, padding 1): (1, 32, 32),
+               mse, batch 64, 1,280 examples
 
 Without torch installed the nnc column is still measured and the torch column says why it is empty.
 
-GFLOP/s: the matrix-product arithmetic of an epoch (``flops``: multiply-adds counted as 2 FLOPs, the
-forward's products times 3 for forward + the two backward products; the same count for both
-frameworks) over the epoch's seconds, next to NumPy's own float32 matrix-product rate on this
-machine (a 1024 x 1024 product) as the limit. Peak memory (``--memory``): each framework trains the
-model for the warm-up epoch plus one epoch in a fresh child process (nnc's child never imports
-torch), which reports its peak resident set size (``VmHWM``; Linux only), interpreter and libraries
-included.
+GFLOP/s: FLOPs per example from nnc's catalogue (what ``nnc summary`` prints: multiply-adds of the
+dense, convolution, recurrent and attention products counted as 2 FLOPs; element-wise ops count
+0) times 3 for forward + backward (the two backward products of each forward product), times the
+examples, over the epoch's seconds; the same count for both frameworks. Next to them, NumPy's own
+float32 matrix-product rate in the same process (a 1024 x 1024 product, same threads and clock) as
+the machine's limit. Peak memory (``--memory``): each framework trains the model for the warm-up
+epoch plus one epoch in a fresh child process (nnc's child never imports torch), which reports its
+peak resident set size (``VmHWM``; Linux only), interpreter and libraries included.
 """
 from __future__ import annotations
 
@@ -37,6 +62,7 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,6 +71,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from nnc.compiler.lower import compile_source  # noqa: E402
 from nnc.runtime.graph import Graph  # noqa: E402
@@ -54,28 +81,30 @@ TRAIN = """
 train {{
     loss       = {loss}
     optimizer  = adam(lr=0.001)
-    batch_size = 64
+    batch_size = {batch}
     shuffle    = false
     seed       = 0
 }}
 """
 
-MODELS = {
-    "mlp": dict(
-        title="MLP 784-256-128-10",
-        spec="""
+SPECS = {
+    "mlp": """
 model mlp {
     input x: [784]
     dense(256) -> relu
     dense(128) -> relu
     dense(10) -> softmax
 }
-""" + TRAIN.format(loss="cross_entropy"),
-        n=6400, x_shape=(784,), classes=10,
-        flops=2 * (784 * 256 + 256 * 128 + 128 * 10)),
-    "cnn": dict(
-        title="CNN 28x28 conv16-conv32",
-        spec="""
+""",
+    "wide": """
+model wide {
+    input x: [784]
+    dense(1024) -> relu
+    dense(1024) -> relu
+    dense(10) -> softmax
+}
+""",
+    "cnn": """
 model cnn {
     input image: [1, 28, 28]
     conv2d(16, kernel=3, padding=same) -> relu
@@ -85,30 +114,80 @@ model cnn {
     flatten
     dense(10) -> softmax
 }
-""" + TRAIN.format(loss="cross_entropy"),
-        n=1280, x_shape=(1, 28, 28), classes=10,
-        flops=2 * (9 * 1 * 16 * 28 * 28 + 9 * 16 * 32 * 14 * 14 + 32 * 7 * 7 * 10)),
-    "lstm": dict(
-        title="LSTM 64 x 32 steps",
-        spec="""
+""",
+    "lstm": """
 model seq {
     input s: [32, 8]
     lstm(64)
     dense(1)
 }
-""" + TRAIN.format(loss="mse"),
-        n=1280, x_shape=(32, 8), classes=None,
-        flops=2 * (32 * (8 + 64) * 4 * 64 + 64)),
+""",
+    "transformer": """
+model encoder {
+    input x: [128, 128]
+    x0 = identity
+    a = multihead_attention(4)
+    h = add(x0, a) -> layernorm
+    f = h -> dense(512) -> relu -> dense(128)
+    add(h, f) -> layernorm
+    mean(0)
+    dense(10) -> softmax
+}
+""",
+    "dwsep": """
+model dwsep {
+    input x: [32, 32, 32]
+    conv2d(32, 3, padding=1, groups=32, bias=false) -> batchnorm -> relu
+    conv2d(64, 1, bias=false) -> batchnorm -> relu
+    globalavgpool2d
+    dense(10) -> softmax
+}
+""",
+    "convt": """
+model convt {
+    input x: [32, 8, 8]
+    conv2d_transpose(32, 4, stride=2, padding=1) -> relu
+    conv2d_transpose(16, 4, stride=2, padding=1) -> relu
+    conv2d_transpose(1, 3, padding=1)
+}
+""",
 }
 
 
+def _row(title, spec, n, x_shape, target, batch=64, classes=10):
+    loss = "cross_entropy" if target == "class" else "mse"
+    return dict(title=title, spec=SPECS[spec] + TRAIN.format(loss=loss, batch=batch), n=n, x_shape=x_shape,
+                target=target, classes=classes if target == "class" else None, batch=batch)
+
+
+MODELS = {
+    "mlp": _row("MLP 784-256-128-10", "mlp", 6400, (784,), "class"),
+    "mlp256": _row("MLP 784-256-128-10", "mlp", 6400, (784,), "class", batch=256),
+    "wide": _row("MLP 784-1024-1024-10", "wide", 6400, (784,), "class"),
+    "cnn": _row("CNN 28x28 conv16-conv32", "cnn", 1280, (1, 28, 28), "class"),
+    "cnn256": _row("CNN 28x28 conv16-conv32", "cnn", 1280, (1, 28, 28), "class", batch=256),
+    "lstm": _row("LSTM 64 x 32 steps", "lstm", 1280, (32, 8), "lstm"),
+    "lstm256": _row("LSTM 64 x 32 steps", "lstm", 1280, (32, 8), "lstm", batch=256),
+    "transformer": _row("Transformer T128 E128 h4", "transformer", 256, (128, 128), "class"),
+    "dwsep": _row("depthwise-sep 32x32x32", "dwsep", 1280, (32, 32, 32), "class"),
+    "convt": _row("conv-transpose 8->32", "convt", 1280, (32, 8, 8), "image"),
+}
+DEFAULT_MODELS = ",".join(MODELS)
+CLOCK = time.perf_counter           # --cpu-time: time.process_time
+
+
 def make_data(cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+    """x: (n, *x_shape) float32 standard normal; y: class ids (n,) int64, or targets (n, 1) for
+    the LSTM, (n, 1, 32, 32) for the transposed convolution, float32."""
     rng = np.random.default_rng(42)
     x = rng.standard_normal((cfg["n"], *cfg["x_shape"])).astype(np.float32)
-    if cfg["classes"]:
+    if cfg["target"] == "class":
         y = rng.integers(0, cfg["classes"], cfg["n"]).astype(np.int64)
-    else:
+    elif cfg["target"] == "lstm":
         y = np.tanh(x[:, :, 0].mean(axis=1, keepdims=True)).astype(np.float32)
+    else:   # an image 4x the input's size: the nearest upsampling of the input's channel mean
+        m = x.mean(axis=1, keepdims=True)
+        y = np.tanh(m.repeat(4, axis=2).repeat(4, axis=3)).astype(np.float32)
     return x, y
 
 
@@ -118,62 +197,40 @@ def make_data(cfg: dict) -> tuple[np.ndarray, np.ndarray]:
 class NncRun:
     def __init__(self, cfg: dict, x: np.ndarray, y: np.ndarray):
         program = compile_source(cfg["spec"], "<bench>")
+        self.program = program
         self.graph = Graph(program.model, "float32")
         self.initial = self.graph.init_weights(program.seed)
-        name = program.model.inputs[0].name
-        self.trainer = Trainer(self.graph, program.train, {name: x}, y)
+        self.input_name = program.model.inputs[0].name
+        self.trainer = Trainer(self.graph, program.train, {self.input_name: x}, y)
         self.state = self.trainer.new_state({k: v.copy() for k, v in self.initial.items()})
 
     def epoch(self) -> tuple[float, float]:
-        t = time.perf_counter()
+        t = CLOCK()
         log = self.trainer.train_epoch(self.state)
-        return time.perf_counter() - t, log.loss
+        return CLOCK() - t, log.loss
 
 
 # ----------------------------------------------------------------------------------------------
 # torch
 
 class TorchRun:
-    def __init__(self, kind: str, x: np.ndarray, y: np.ndarray, initial: dict[str, np.ndarray]):
+    def __init__(self, kind: str, cfg: dict, x: np.ndarray, y: np.ndarray, initial: dict[str, np.ndarray]):
         import torch
         from torch import nn
-        self.torch = torch
-        if kind == "mlp":
-            self.model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
-                                       nn.Linear(128, 10))
-            names = {"0": "dense_1", "2": "dense_2", "4": "dense_3"}
-            self.loss = nn.CrossEntropyLoss()
-        elif kind == "cnn":
-            self.model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                       nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                       nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
-            names = {"0": "conv2d_1", "3": "conv2d_2", "7": "dense_1"}
-            self.loss = nn.CrossEntropyLoss()
-        else:
-            class Seq(nn.Module):
-                def __init__(self):
-                    super().__init__()
-                    self.lstm = nn.LSTM(8, 64, batch_first=True)
-                    self.dense = nn.Linear(64, 1)
 
-                def forward(self, s):
-                    _, (h, _) = self.lstm(s)
-                    return self.dense(h[-1])
-            self.model = Seq()
-            names = {"lstm": "lstm_1", "dense": "dense_1"}
-            self.loss = nn.MSELoss()
-        state = {}
-        for key in self.model.state_dict():
-            layer, param = key.split(".", 1)
-            param = param.removesuffix("_l0")           # torch's LSTM: weight_ih_l0 -> weight_ih
-            state[key] = torch.from_numpy(initial[f"{names[layer]}.{param}"].copy())
-        self.model.load_state_dict(state)
+        import torch_models
+        self.torch = torch
+        self.model = torch_models.build(kind)
+        torch_models.load_nnc_weights(self.model, initial)
+        self.model.train()
+        self.loss = nn.CrossEntropyLoss() if cfg["target"] == "class" else nn.MSELoss()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=0.001)
         self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
+        self.batch = cfg["batch"]
 
-    def epoch(self, batch: int = 64) -> tuple[float, float]:
-        t = time.perf_counter()
-        total, n = 0.0, len(self.x)
+    def epoch(self) -> tuple[float, float]:
+        t = CLOCK()
+        total, n, batch = 0.0, len(self.x), self.batch
         for s in range(0, n, batch):
             xb, yb = self.x[s:s + batch], self.y[s:s + batch]
             self.opt.zero_grad(set_to_none=True)
@@ -181,7 +238,42 @@ class TorchRun:
             loss.backward()
             self.opt.step()
             total += loss.item() * len(xb)
-        return time.perf_counter() - t, total / n
+        return CLOCK() - t, total / n
+
+
+def verify(kind: str, cfg: dict, nnc_run: NncRun, x: np.ndarray) -> str:
+    """Check that the torch model is nnc's: the same number of trainable parameters (and nnc's
+    catalogue count), every weight matched by name and shape, and the outputs of one forward pass
+    on nnc's initial weights and 8 examples equal to float32 rounding, in eval mode and in train mode
+    (batchnorm on the batch's statistics). Raises AssertionError; returns a one-line summary."""
+    import torch
+
+    import torch_models
+    model = torch_models.build(kind)
+    torch_models.load_nnc_weights(model, nnc_run.initial)
+    graph = nnc_run.graph
+    nnc_params = sum(nnc_run.initial[k].size for k in graph.trainable_keys())
+    torch_params = sum(p.numel() for p in model.parameters())
+    assert nnc_params == torch_params == nnc_run.program.model.params, \
+        f"{kind}: parameters nnc {nnc_params:,} (catalogue {nnc_run.program.model.params:,}), torch {torch_params:,}"
+    xb = x[:8]
+    worst = 0.0
+    for training in (False, True):
+        weights = {k: v.copy() for k, v in nnc_run.initial.items()}       # train mode updates batchnorm state
+        out = graph.forward({nnc_run.input_name: xb}, weights, training=training)
+        (z,) = out.values()
+        model.train(training)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(xb))
+            if cfg["target"] == "class":
+                ref = torch.softmax(ref, dim=1)
+        ref = ref.numpy()
+        assert z.shape == ref.shape, f"{kind}: output shapes nnc {z.shape}, torch {ref.shape}"
+        err = float(np.max(np.abs(z - ref)) / (np.max(np.abs(ref)) + 1e-30))
+        assert err < 1e-4, f"{kind} ({'train' if training else 'eval'} mode): forward outputs differ by {err:.1e} " \
+                           f"(relative to the largest output)"
+        worst = max(worst, err)
+    return f"{nnc_params:,} parameters in both, forward outputs agree to {worst:.1e}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,28 +286,30 @@ def measure(run, epochs: int) -> tuple[float, float]:
 
 
 def matmul_gflops() -> float:
-    """NumPy's float32 matrix-product rate on this machine: the median of 5 (1024 x 1024) products."""
+    """NumPy's float32 matrix-product rate: the median of 7 (1024 x 1024) products, on CLOCK."""
     a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
     a @ a
     times = []
-    for _ in range(5):
-        t = time.perf_counter()
+    for _ in range(7):
+        t = CLOCK()
         a @ a
-        times.append(time.perf_counter() - t)
+        times.append(CLOCK() - t)
     return 2 * 1024 ** 3 / statistics.median(times) / 1e9
 
 
-def child(which: str) -> int:
+def child(which: str, threads: int) -> int:
     """``--child nnc:mlp``: train the warm-up epoch and one more, print the peak RSS in MiB."""
     fw, kind = which.split(":")
     cfg = MODELS[kind]
     x, y = make_data(cfg)
     nnc_run = NncRun(cfg, x, y)
-    run = nnc_run if fw == "nnc" else TorchRun(kind, x, y, nnc_run.initial)
-    if fw != "nnc":
-        del nnc_run
+    if fw == "nnc":
+        run = nnc_run
+    else:
         import torch
-        torch.set_num_threads(2)
+        torch.set_num_threads(threads)
+        run = TorchRun(kind, cfg, x, y, nnc_run.initial)
+        del nnc_run
     run.epoch()
     run.epoch()
     # NOTE: VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec
@@ -225,75 +319,107 @@ def child(which: str) -> int:
     return 0
 
 
-def peak_mib(fw: str, kind: str) -> float | None:
-    import subprocess
-    out = subprocess.run([sys.executable, __file__, "--child", f"{fw}:{kind}"], capture_output=True,
-                         text=True, timeout=600)
+def peak_mib(fw: str, kind: str, threads: int) -> float | None:
+    out = subprocess.run([sys.executable, __file__, "--child", f"{fw}:{kind}", "--threads", str(threads)],
+                         capture_output=True, text=True, timeout=1200)
     return float(out.stdout.split()[-1]) if out.returncode == 0 and out.stdout.strip() else None
+
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up (median)")
-    ap.add_argument("--models", default="mlp,cnn,lstm", help="comma-separated: mlp, cnn, lstm")
+    ap.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated, of: {DEFAULT_MODELS}")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads and BLAS threads (default 2)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="CPU seconds of the process instead of wall-clock seconds (steadier with --threads 1)")
     ap.add_argument("--memory", action="store_true", help="also measure peak memory (child processes)")
+    ap.add_argument("--verify", action="store_true",
+                    help="only check that each torch model is nnc's (parameters, forward outputs)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.child:
-        return child(args.child)
     kinds = [k.strip() for k in args.models.split(",") if k.strip()]
     for k in kinds:
         if k not in MODELS:
-            ap.error(f"unknown model {k!r}; choose from {', '.join(MODELS)}")
+            ap.error(f"unknown model {k!r}; choose from {DEFAULT_MODELS}")
+    if any(os.environ.get(v) != str(args.threads) for v in THREAD_VARS):
+        # the BLAS reads its thread count when it loads: run in a child with the environment set
+        env = {**os.environ, **{v: str(args.threads) for v in THREAD_VARS}}
+        return subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env).returncode
+    if args.child:
+        return child(args.child, args.threads)
+    global CLOCK
+    if args.cpu_time:
+        CLOCK = time.process_time
 
     try:
         import torch
-        torch.set_num_threads(2)
+        torch.set_num_threads(args.threads)
         torch.manual_seed(0)
         torch_note = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     except ImportError:
         torch = None
         torch_note = "torch is not installed: the torch column is skipped (pip install torch to compare)"
-    print(f"python {platform.python_version()}, numpy {np.__version__}; {torch_note}")
+    print(f"python {platform.python_version()}, numpy {np.__version__}; {torch_note}; "
+          f"BLAS threads {args.threads} (environment)")
     load = ""
     if hasattr(os, "getloadavg"):
         load = f"; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (other processes skew timings)"
-    print(f"warm-up epoch, then the median of {args.epochs} epochs; nnc first, then torch{load}")
+    clock = "CPU seconds (process_time)" if args.cpu_time else "wall-clock seconds"
+    print(f"warm-up epoch, then the median of {args.epochs} epochs, {clock}; nnc first, then torch{load}")
+
+    if args.verify:
+        if torch is None:
+            print("--verify needs torch")
+            return 1
+        for kind in kinds:
+            cfg = MODELS[kind]
+            x, y = make_data(cfg)
+            print(f"{kind}: {verify(kind, cfg, NncRun(cfg, x, y), x)}")
+        return 0
     limit = matmul_gflops()
-    print(f"NumPy float32 matrix product (1024 x 1024): {limit:.1f} GFLOP/s on this machine\n")
+    print(f"NumPy float32 matrix product (1024 x 1024): {limit:.1f} GFLOP/s in this process\n")
 
     rows = []
     for kind in kinds:
         cfg = MODELS[kind]
         x, y = make_data(cfg)
         nnc_run = NncRun(cfg, x, y)
+        flops = 3 * nnc_run.program.model.flops * cfg["n"]
+        if torch is not None:
+            check = verify(kind, cfg, nnc_run, x)
         nnc_s, nnc_loss = measure(nnc_run, args.epochs)
         if torch is not None:
-            torch_run = TorchRun(kind, x, y, nnc_run.initial)
+            torch_run = TorchRun(kind, cfg, x, y, nnc_run.initial)
             torch_s, torch_loss = measure(torch_run, args.epochs)
-            print(f"{kind}: first-epoch loss  nnc {nnc_loss:.6f}  torch {torch_loss:.6f}  "
-                  f"(relative difference {abs(nnc_loss - torch_loss) / abs(torch_loss):.1e})")
+            print(f"{kind}: {check}; first-epoch loss nnc {nnc_loss:.6f} torch {torch_loss:.6f} "
+                  f"(relative difference {abs(nnc_loss - torch_loss) / abs(torch_loss):.1e})", flush=True)
+            del torch_run
         else:
             torch_s = None
-            print(f"{kind}: first-epoch loss  nnc {nnc_loss:.6f}")
-        mem = (peak_mib("nnc", kind), peak_mib("torch", kind) if torch is not None else None) \
-            if args.memory else (None, None)
-        rows.append((cfg["title"], cfg["n"], nnc_s, torch_s, 3 * cfg["flops"] * cfg["n"], mem))
+            print(f"{kind}: first-epoch loss  nnc {nnc_loss:.6f}", flush=True)
+        del nnc_run
+        mem = (peak_mib("nnc", kind, args.threads), peak_mib("torch", kind, args.threads) if torch is not None
+               else None) if args.memory else (None, None)
+        rows.append((kind, cfg["title"], cfg["batch"], nnc_s, torch_s, flops, mem))
 
     def num(v, fmt, width):
         return f"{v:{width}{fmt}}" if v is not None else f"{'-':>{width}}"
 
     print()
-    header = (f"{'model':<26} {'batch':>5} {'nnc s/ep':>9} {'torch s/ep':>10} {'torch/nnc':>9} "
+    header = (f"{'row':<12} {'model':<26} {'batch':>5} {'nnc s/ep':>9} {'torch s/ep':>10} {'torch/nnc':>9} "
               f"{'nnc GF/s':>8} {'torch GF/s':>10} {'nnc MiB':>8} {'torch MiB':>9}")
     print(header)
     print("-" * len(header))
-    for title, n, nnc_s, torch_s, flops, (nnc_m, torch_m) in rows:
+    for kind, title, batch, nnc_s, torch_s, flops, (nnc_m, torch_m) in rows:
         ratio = torch_s / nnc_s if torch_s is not None else None
-        print(f"{title:<26} {64:>5} {nnc_s:9.3f} {num(torch_s, '.3f', 10)} {num(ratio, '.2f', 9)} "
+        print(f"{kind:<12} {title:<26} {batch:>5} {nnc_s:9.3f} {num(torch_s, '.3f', 10)} {num(ratio, '.2f', 9)} "
               f"{flops / nnc_s / 1e9:8.2f} {num(torch_s and flops / torch_s / 1e9, '.2f', 10)} "
               f"{num(nnc_m, '.0f', 8)} {num(torch_m, '.0f', 9)}")
-    print(f"(GF/s: the epoch's matrix-product FLOPs per second; the machine's NumPy limit is {limit:.1f})")
+    print(f"(GF/s: nnc's catalogue FLOPs x 3 (forward + backward) per {'CPU ' if args.cpu_time else ''}second; "
+          f"NumPy's float32 matrix product: {limit:.1f} GF/s; {args.threads} thread(s))")
     return 0
 
 

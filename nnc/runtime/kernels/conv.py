@@ -13,6 +13,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .base import Kernel, register
+from .depthwise import (DepthwiseCache, PointwiseCache, depthwise_backward, depthwise_forward, is_depthwise,
+                        is_pointwise, pointwise_backward, pointwise_forward)
 
 
 def _wx(wm, cols, groups):
@@ -76,7 +78,17 @@ class ConvCache:
 def _conv2d_forward(x, weight, bias, stride, dilation, pads, groups=1):
     """x: (N, C, H, W); weight: (F, C/groups, kh, kw); bias: (F,) or None; pads: (top, left, bottom, right).
 
-    Returns y: (N, F, Ho, Wo) and the cache for :func:`_conv2d_backward`."""
+    Returns y: (N, F, Ho, Wo) and the cache for :func:`_conv2d_backward`. Depthwise (groups == C ==
+    F) and 1x1 convolutions take the paths of ``depthwise.py`` (no im2col), the rest im2col."""
+    if is_depthwise(x.shape, weight.shape, groups):
+        return depthwise_forward(x, weight, bias, tuple(stride), tuple(dilation), tuple(pads))
+    if is_pointwise(weight.shape, pads, groups):
+        return pointwise_forward(x, weight, bias, tuple(stride))
+    return _conv2d_forward_im2col(x, weight, bias, stride, dilation, pads, groups)
+
+
+def _conv2d_forward_im2col(x, weight, bias, stride, dilation, pads, groups=1):
+    """The general path of :func:`_conv2d_forward`: one im2col GEMM (batched over the groups)."""
     if tuple(stride) == (1, 1):
         return _conv2d_forward_s1(x, weight, bias, dilation, pads, groups)
     N, C, H, W = x.shape
@@ -313,6 +325,10 @@ def _conv2d_backward_s1_chunked(dy, cache: ConvCache, need_dx: bool = True):
 def _conv2d_backward(dy, cache: ConvCache, need_dx: bool = True):
     """dy: (N, F, Ho, Wo). Returns dx: (N, C, H, W) (None unless need_dx), dweight: (F, C/groups, kh, kw),
     dbias: (F,) | None."""
+    if isinstance(cache, DepthwiseCache):
+        return depthwise_backward(dy, cache, need_dx)
+    if isinstance(cache, PointwiseCache):
+        return pointwise_backward(dy, cache, need_dx)
     if cache.wide:
         return _conv2d_backward_s1(dy, cache, need_dx)
     cols, weight, xshape, xpshape, pads, has_bias = (cache.cols, cache.weight, cache.xshape, cache.xpshape,
@@ -396,14 +412,13 @@ class Conv1D(Kernel):
 class ConvTransposeCache:
     """What a conv2d_transpose forward keeps for its backward.
 
-    xf: the input as columns (C, N*H*W); weight: (C, F/groups, kh, kw); xshape: (N, C, H, W);
+    x: the input (N, C, H, W) (the forward's own array, not a copy); weight: (C, F/groups, kh, kw);
     buf_hw: the uncropped output buffer (Hb, Wb); out_hw: (Ho, Wo); stride, dilation: (sh, sw),
     (dh, dw); padding: (ph, pw), cropped from the buffer's top and left; groups; has_bias.
     """
 
-    xf: np.ndarray
+    x: np.ndarray
     weight: np.ndarray
-    xshape: tuple
     buf_hw: tuple
     out_hw: tuple
     stride: tuple
@@ -413,62 +428,214 @@ class ConvTransposeCache:
     has_bias: bool
 
 
+# NOTE: conv2d_transpose runs sample-major: its GEMMs are batched over the samples (np.matmul on
+# (N, groups, rows, H*W) stacks), so the input, the output buffer, dy and dx all stay in the
+# (N, C, H, W) layout and no transposed copy of any of them is made (the channel-major layout,
+# one (F*kh*kw, N*H*W) GEMM, copied x, the output and dy across to channel-major and dx back).
+
+# NOTE: the sub-pixel ("phase") form. With dilation 1, output row o = i*sh + p of the uncropped
+# buffer has phase rh = o mod sh, and only the taps p = rh + sh*t (t = 0..Kh-1, Kh = ceil(kh / sh))
+# reach it, from input rows m - t (m = o // sh). So each phase (rh, rw) is a stride-1 convolution of
+# x, padded by Kh-1 / Kw-1, with a (Kh, Kw) sub-kernel (flipped; taps past kh are zeros), and all
+# sh*sw phases share the input windows: ONE stride-1 conv2d (the wide im2col path) whose output
+# channels are (group, rh, rw, f) computes them all; the GEMM sums the taps, and the phases are
+# copied into the interleaved output rows and columns (each output value written once) instead
+# of kh*kw scatter-adds. The backward is that convolution's backward, on dy de-interleaved.
+
+def _use_phases(C, F, kh, kw, stride, dilation):
+    """The phase form when its im2col (C*Kh*Kw rows) is at most twice the scatter form's column
+    matrix (F*kh*kw rows, each added into the output: read and written), dilation 1."""
+    if tuple(dilation) != (1, 1):
+        return False
+    Kh, Kw = -(-kh // stride[0]), -(-kw // stride[1])
+    return C * Kh * Kw <= 2 * F * kh * kw
+
+
+def _phase_weight(weight, G, sh, sw):
+    """(C, Fg, kh, kw) -> the phase convolution's weight (G*sh*sw*Fg, C/G, Kh, Kw): output channel
+    (g, rh, rw, f), tap (u, v) = weight[c, f, rh + sh*(Kh-1-u), rw + sw*(Kw-1-v)] (zero past kh, kw)."""
+    C, Fg, kh, kw = weight.shape
+    Kh, Kw = -(-kh // sh), -(-kw // sw)
+    wp = np.zeros((C, Fg, Kh * sh, Kw * sw), dtype=weight.dtype)
+    wp[:, :, :kh, :kw] = weight
+    w6 = wp.reshape(C, Fg, Kh, sh, Kw, sw)[:, :, ::-1, :, ::-1, :]
+    return np.ascontiguousarray(w6.reshape(G, C // G, Fg, Kh, sh, Kw, sw).transpose(0, 4, 6, 2, 1, 3, 5)
+                                ).reshape(G * sh * sw * Fg, C // G, Kh, Kw)
+
+
+def _phase_weight_grad(dwc, wshape, G, sh, sw):
+    """The inverse map of :func:`_phase_weight`, for its gradient: -> (C, Fg, kh, kw)."""
+    C, Fg, kh, kw = wshape
+    Kh, Kw = dwc.shape[2], dwc.shape[3]
+    d7 = dwc.reshape(G, sh, sw, Fg, C // G, Kh, Kw).transpose(0, 4, 3, 5, 1, 6, 2)
+    d6 = d7.reshape(C, Fg, Kh, sh, Kw, sw)[:, :, ::-1, :, ::-1, :]
+    return np.ascontiguousarray(d6.reshape(C, Fg, Kh * sh, Kw * sw)[:, :, :kh, :kw])
+
+
+def _phase_slices(sh, ph, Ho, Hm):
+    """Per phase rh: (rh, first output row a0, first phase row m0, rows taken, rows wanted)."""
+    out = []
+    for rh in range(sh):
+        a0 = (rh - ph) % sh
+        m0 = (a0 + ph - rh) // sh
+        want = len(range(a0, Ho, sh))
+        out.append((rh, a0, m0, max(0, min(want, Hm - m0)), want))
+    return out
+
+
+@dataclass
+class ConvTransposePhaseCache:
+    """The phase form's cache: conv: the phase convolution's ConvCache; wshape: (C, F/groups, kh, kw);
+    the output geometry (Ho, Wo), stride (sh, sw), padding (ph, pw); groups; has_bias."""
+
+    conv: ConvCache
+    wshape: tuple
+    out_hw: tuple
+    stride: tuple
+    padding: tuple
+    groups: int
+    has_bias: bool
+
+
+def _convt_phase_geometry(H, W, wshape, stride, padding, out_hw):
+    _, _, kh, kw = wshape
+    (sh, sw), (ph, pw), (Ho, Wo) = stride, padding, out_hw
+    Kh, Kw = -(-kh // sh), -(-kw // sw)
+    Hm, Wm = H + Kh - 1, W + Kw - 1
+    return Kh, Kw, Hm, Wm, _phase_slices(sh, ph, Ho, Hm), _phase_slices(sw, pw, Wo, Wm)
+
+
+def _conv2d_transpose_forward_phases(x, weight, bias, stride, padding, out_hw, groups):
+    """x: (N, C, H, W); weight: (C, F/groups, kh, kw); bias: (F,) or None -> y: (N, F, Ho, Wo), cache."""
+    N, C, H, W = x.shape
+    _, Fg, kh, kw = weight.shape
+    G, (sh, sw), (Ho, Wo) = groups, stride, out_hw
+    Kh, Kw, Hm, Wm, rows, cols = _convt_phase_geometry(H, W, weight.shape, stride, padding, out_hw)
+    pbias = None
+    if bias is not None:
+        pbias = np.broadcast_to(bias.reshape(G, 1, 1, Fg), (G, sh, sw, Fg)).reshape(-1)
+    yp, conv = _conv2d_forward_s1(x, _phase_weight(weight, G, sh, sw), pbias, (1, 1),
+                                  (Kh - 1, Kw - 1, Kh - 1, Kw - 1), G)
+    yp = yp.reshape(N, G, sh, sw, Fg, Hm, Wm)
+    covered = all(t == w for *_, t, w in rows) and all(t == w for *_, t, w in cols)
+    if covered:
+        y = np.empty((N, G * Fg, Ho, Wo), dtype=x.dtype)
+    else:                                   # output_padding past the buffer: zeros (and the bias) there
+        y = np.zeros((N, G * Fg, Ho, Wo), dtype=x.dtype)
+        if bias is not None:
+            y += bias.astype(y.dtype, copy=False)[:, None, None]
+    y5 = y.reshape(N, G, Fg, Ho, Wo)
+    for rh, a0, m0, th, _ in rows:
+        for rw, b0, n0, tw, _ in cols:
+            if th and tw:
+                y5[:, :, :, a0:a0 + sh * (th - 1) + 1:sh, b0:b0 + sw * (tw - 1) + 1:sw] = \
+                    yp[:, :, rh, rw, :, m0:m0 + th, n0:n0 + tw]
+    return y, ConvTransposePhaseCache(conv, weight.shape, out_hw, (sh, sw), tuple(padding), G, bias is not None)
+
+
+def _conv2d_transpose_backward_phases(dy, cache: ConvTransposePhaseCache, need_dx: bool = True):
+    """dy: (N, F, Ho, Wo) -> dx: (N, C, H, W) | None, dweight: (C, F/groups, kh, kw), dbias: (F,) | None."""
+    N, C, H, W = cache.conv.xshape
+    _, Fg, kh, kw = cache.wshape
+    G, (sh, sw), (Ho, Wo) = cache.groups, cache.stride, cache.out_hw
+    Kh, Kw, Hm, Wm, rows, cols = _convt_phase_geometry(H, W, cache.wshape, cache.stride, cache.padding,
+                                                       cache.out_hw)
+    # every phase row and column of dyp is written when each phase's slice spans all of it
+    full = all(m0 == 0 and t == Hm for _, _, m0, t, _ in rows) and all(n0 == 0 and t == Wm for _, _, n0, t, _ in cols)
+    dyp = (np.empty if full else np.zeros)((N, G, sh, sw, Fg, Hm, Wm), dtype=dy.dtype)
+    dy5 = dy.reshape(N, G, Fg, Ho, Wo)
+    for rh, a0, m0, th, _ in rows:
+        for rw, b0, n0, tw, _ in cols:
+            if th and tw:
+                dyp[:, :, rh, rw, :, m0:m0 + th, n0:n0 + tw] = \
+                    dy5[:, :, :, a0:a0 + sh * (th - 1) + 1:sh, b0:b0 + sw * (tw - 1) + 1:sw]
+    dx, dwc, _ = _conv2d_backward_s1(dyp.reshape(N, G * sh * sw * Fg, Hm, Wm), cache.conv, need_dx)
+    dweight = _phase_weight_grad(dwc, cache.wshape, G, sh, sw)
+    dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    return dx, dweight, dbias
+
+
 def _conv2d_transpose_forward(x, weight, bias, stride, dilation, padding, output_padding, groups):
     """x: (N, C, H, W); weight: (C, F/groups, kh, kw); bias: (F,) or None.
 
     Input pixel (i, j) spreads weight[c, f] over the output rows i*sh + p*dh - ph and columns
-    j*sw + q*dw - pw: one GEMM gives every (f, p, q) contribution as columns (F*kh*kw, N*H*W), and
-    col2im adds them into the uncropped output, one strided slice per kernel position. The
-    output is that buffer without `padding` rows/columns at each start, Ho rows long; an
-    output_padding larger than the padding reaches past the buffer's end (zeros there)."""
+    j*sw + q*dw - pw. Two forms: the phase form (dilation 1, where its columns are not much larger:
+    one stride-1 convolution, see the note above) and the scatter form: per sample one GEMM (per
+    group) gives every (f, p, q) contribution as (F*kh*kw, H*W) columns, and col2im adds them into
+    the uncropped output, one strided slice per kernel position. The output is that buffer
+    without `padding` rows/columns at each start, Ho rows long; an output_padding larger than the
+    padding reaches past the buffer's end (zeros there)."""
     N, C, H, W = x.shape
     _, Fg, kh, kw = weight.shape
-    F = Fg * groups
+    G = groups
+    F = Fg * G
     (sh, sw), (dh, dw), (ph, pw), (oph, opw) = stride, dilation, padding, output_padding
     Ho = (H - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
     Wo = (W - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
     if Ho <= 0 or Wo <= 0:
         raise ValueError(f"conv2d_transpose: output size ({Ho}, {Wo}) is not positive")
+    if _use_phases(C, F, kh, kw, stride, dilation):
+        return _conv2d_transpose_forward_phases(x, weight, bias, (sh, sw), (ph, pw), (Ho, Wo), groups)
+    return _conv2d_transpose_forward_scatter(x, weight, bias, stride, dilation, padding, (Ho, Wo), groups)
+
+
+def _conv2d_transpose_forward_scatter(x, weight, bias, stride, dilation, padding, out_hw, groups):
+    """The scatter form of :func:`_conv2d_transpose_forward` (any dilation)."""
+    N, C, H, W = x.shape
+    _, Fg, kh, kw = weight.shape
+    G = groups
+    F = Fg * G
+    (sh, sw), (dh, dw), (ph, pw), (Ho, Wo) = stride, dilation, padding, out_hw
     Hb = max((H - 1) * sh + dh * (kh - 1) + 1, ph + Ho)
     Wb = max((W - 1) * sw + dw * (kw - 1) + 1, pw + Wo)
-    xf = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(C, N * H * W)
-    cols = _wT_dy(weight.reshape(C, Fg * kh * kw), xf, groups).reshape(F, kh, kw, N, H, W)
-    buf = np.zeros((F, N, Hb, Wb), dtype=x.dtype)
+    wT = weight.reshape(G, C // G, Fg * kh * kw).transpose(0, 2, 1)            # (G, Fg*kh*kw, C/G)
+    cols = np.matmul(wT, x.reshape(N, G, C // G, H * W)).reshape(N, F, kh, kw, H, W)
+    buf = np.zeros((N, F, Hb, Wb), dtype=x.dtype)
     for p in range(kh):
         r0 = p * dh
         for q in range(kw):
             c0 = q * dw
-            buf[:, :, r0:r0 + sh * (H - 1) + 1:sh, c0:c0 + sw * (W - 1) + 1:sw] += cols[:, p, q]
-    y = buf[:, :, ph:ph + Ho, pw:pw + Wo].transpose(1, 0, 2, 3)
+            buf[:, :, r0:r0 + sh * (H - 1) + 1:sh, c0:c0 + sw * (W - 1) + 1:sw] += cols[:, :, p, q]
+    if (Hb, Wb) == (Ho, Wo):
+        y = buf
+    else:
+        y = np.ascontiguousarray(buf[:, :, ph:ph + Ho, pw:pw + Wo])
     if bias is not None:
-        y = y + bias[:, None, None]
-    y = np.ascontiguousarray(y)
-    return y, ConvTransposeCache(xf, weight, x.shape, (Hb, Wb), (Ho, Wo), (sh, sw), (dh, dw), (ph, pw),
-                                 groups, bias is not None)
+        y += bias.astype(y.dtype, copy=False)[:, None, None]
+    return y, ConvTransposeCache(x, weight, (Hb, Wb), (Ho, Wo), (sh, sw), (dh, dw), (ph, pw), groups,
+                                 bias is not None)
 
 
-def _conv2d_transpose_backward(dy, cache: ConvTransposeCache):
-    """dy: (N, F, Ho, Wo). Returns dx: (N, C, H, W), dweight: (C, F/groups, kh, kw), dbias: (F,) | None.
+def _conv2d_transpose_backward(dy, cache: ConvTransposeCache, need_dx: bool = True):
+    """dy: (N, F, Ho, Wo). Returns dx: (N, C, H, W) (None unless need_dx), dweight: (C, F/groups, kh, kw),
+    dbias: (F,) | None.
 
     The gradient columns are an im2col of dy placed back into the uncropped buffer (the gather
-    that mirrors the forward's scatter); dx and dweight are then one GEMM each."""
-    xf, weight, G = cache.xf, cache.weight, cache.groups
-    N, C, H, W = cache.xshape
+    that mirrors the forward's scatter); dx and dweight are then one GEMM each per sample."""
+    if isinstance(cache, ConvTransposePhaseCache):
+        return _conv2d_transpose_backward_phases(dy, cache, need_dx)
+    x, weight, G = cache.x, cache.weight, cache.groups
+    N, C, H, W = x.shape
     _, Fg, kh, kw = weight.shape
     F = Fg * G
     (Hb, Wb), (Ho, Wo), (sh, sw), (dh, dw), (ph, pw) = (cache.buf_hw, cache.out_hw, cache.stride,
                                                         cache.dilation, cache.padding)
-    dyb = np.zeros((F, N, Hb, Wb), dtype=dy.dtype)
-    dyb[:, :, ph:ph + Ho, pw:pw + Wo] = dy.transpose(1, 0, 2, 3)
+    if (Hb, Wb) == (Ho, Wo):
+        dyb = dy
+    else:
+        dyb = np.zeros((N, F, Hb, Wb), dtype=dy.dtype)
+        dyb[:, :, ph:ph + Ho, pw:pw + Wo] = dy
     ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     win = sliding_window_view(dyb, (ekh, ekw), axis=(2, 3))[:, :, :sh * (H - 1) + 1:sh, :sw * (W - 1) + 1:sw,
                                                             ::dh, ::dw]
-    dcols = win.transpose(0, 4, 5, 1, 2, 3).reshape(F * kh * kw, N * H * W)
-    wm = weight.reshape(C, Fg * kh * kw)
-    dx = _wx(wm, dcols, G).reshape(C, N, H, W)
-    dweight = _dy_colsT(xf, dcols, G).reshape(weight.shape)
+    dcols = win.transpose(0, 1, 4, 5, 2, 3).reshape(N, G, Fg * kh * kw, H * W)
+    xg = x.reshape(N, G, C // G, H * W)
+    dweight = np.matmul(xg, dcols.transpose(0, 1, 3, 2)).sum(axis=0).reshape(weight.shape)
     dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
-    return np.ascontiguousarray(dx.transpose(1, 0, 2, 3)), dweight, dbias
+    if not need_dx:
+        return None, dweight, dbias
+    dx = np.matmul(weight.reshape(G, C // G, Fg * kh * kw), dcols).reshape(N, C, H, W)
+    return dx, dweight, dbias
 
 
 @register("conv2d_transpose")
@@ -489,3 +656,7 @@ class Conv2DTranspose(Kernel):
         if dbias is not None:
             grads["bias"] = dbias
         return [dx], grads
+
+    def weight_backward(self, dy, cache):
+        _, dweight, dbias = _conv2d_transpose_backward(dy, cache, need_dx=False)
+        return {"weight": dweight} if dbias is None else {"weight": dweight, "bias": dbias}
