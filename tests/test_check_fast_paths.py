@@ -18,7 +18,7 @@ from nnc.compiler import parse as P
 from nnc.compiler.lower import Lowerer
 from nnc.compiler.lowering.model import ModelPass
 from nnc.errors import NncError
-from nnc.grammar import get_parser, lalr
+from nnc.grammar import get_parser, lalr, lex
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("**/*.nnspec")) + sorted((ROOT / "tests").glob("**/*.nnspec"))
@@ -58,7 +58,7 @@ def lark_tokens(text: str) -> list | None:
     from lark.exceptions import UnexpectedInput
     try:
         toks = [(t.type, (str(t), t.line, t.column, t.end_line, t.end_column))
-                for t in P.lex(text) if t.type not in ("WS", "COMMENT")]
+                for t in lex(text) if t.type not in ("WS", "COMMENT")]
     except UnexpectedInput:
         return None
     return toks + [("$END", None)]

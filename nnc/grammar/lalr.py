@@ -233,6 +233,22 @@ def tokens(text: str, t: dict) -> list | None:
     return out
 
 
+def _chain(states: list, plan: list, below: int, state: int, typ: str) -> tuple[int, int]:
+    """Where the unit reductions (plan kinds 0 and 4) that ``typ`` makes from ``state`` (above
+    ``below``) end: ``(the top state then, how many times the value was wrapped in a list)``."""
+    wraps = 0
+    while True:
+        a = states[state].get(typ)
+        if a is None or a >= 0:
+            return state, wraps
+        step = plan[~a]
+        if step[0] == 4:
+            wraps += 1
+        elif step[0] != 0:
+            return state, wraps
+        state = states[below][step[1]]
+
+
 def run(text: str, builders: dict):
     """Parse ``text``; the start rule's value, or :data:`FAILED` where lark must decide."""
     t = tables()
@@ -241,6 +257,9 @@ def run(text: str, builders: dict):
     plan = t.get(key)
     if plan is None:
         plan = t[key] = _plan(t["rules"], builders)
+    chains = t.get((key, "chains"))
+    if chains is None:
+        chains = t[key, "chains"] = {}
     stream = tokens(text, t)
     if stream is None:
         return FAILED
@@ -265,6 +284,23 @@ def run(text: str, builders: dict):
                 push_ext(tok)  # a token is its own extent
                 break
             kind, lhs, size, fn, simple, include, append_none, expand1 = plan[~a]
+            if (kind == 0 or kind == 4) and tok is not None:
+                # a chain of unit reductions (`NUMBER` up to an argument: atom, factor, term, expr,
+                # value, arg, arglist) only replaces the top state and wraps the value in lists: its
+                # end, by the state below, the top state and the token, is worked out once
+                below = stack[-2]
+                hit = chains.get((below, state, typ))
+                if hit is None:
+                    hit = chains[below, state, typ] = _chain(states, plan, below, state, typ)
+                state, wraps = hit
+                stack[-1] = state
+                if wraps:
+                    value = vals[-1]
+                    for _ in range(wraps):
+                        value = [value]
+                    vals[-1] = value
+                row = states[state]
+                continue
             if kind == 0:  # the child is the value: only the state changes
                 state = stack[-1] = states[stack[-2]][lhs]
                 row = states[state]

@@ -72,7 +72,10 @@ class ModelPass:
                                  "use a smaller `repeat` count, or fewer block uses")
                 self.too_big = True
                 return
-            if isinstance(st, A.LetStmt):
+            if type(st) is A.Pipeline:  # (the most common statement first)
+                self.prev = self.pipeline(st, scope)
+                self.last_binding = None
+            elif isinstance(st, A.LetStmt):
                 self.ctx.define_const(st, scope)
             elif isinstance(st, A.InputDecl):
                 self.input_decl(st, scope)
@@ -196,11 +199,19 @@ class ModelPass:
         else:
             current = self.implicit_source(first, scope) if self._is_op_stage(first, scope) else None
         poisoned = current is None or current.shape is None
+        nodes, produced, blocks = self.nodes, self.produced, self.ctx.blocks
         for st in stages:
-            if len(self.nodes) > MAX_NODES:
+            if len(nodes) > MAX_NODES:
                 self.ctx.err("E402", f"the model expands to more than {MAX_NODES:,} layers", st.span,
                              "split the model, or use fewer stages")
                 return _poison(pipe.span)
+            op = OPS.get(st.name)
+            if op is not None and st.name not in blocks and not op.merge:
+                # an op that is not a merge (what resolve_stage_const and _is_merge below conclude)
+                current = self.apply(st, None if poisoned else [current], scope)
+                produced.append((st.span, current))
+                poisoned = poisoned or current.shape is None
+                continue
             st = self.resolve_stage_const(st, scope)
             if st.name in self.ctx.blocks:
                 current = self.block_use(st, None if poisoned else current, scope)
@@ -292,7 +303,7 @@ class ModelPass:
         else:
             self.counters[op] = self.counters.get(op, 0) + 1
             name, span = f"{prefix}{op}_{self.counters[op]}", stage_span
-        if any(i.name == name for i in self.inputs):
+        if name in [i.name for i in self.inputs]:
             self.ctx.err("E308", f"layer name `{name}` is also the name of an input", span,
                          "give the layer another `name=`")
         elif name in self.node_ids:
