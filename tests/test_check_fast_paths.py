@@ -133,3 +133,46 @@ def test_stage_cache_is_used_and_its_lists_are_fresh():
     assert len(lowerer.model.stages) < len(program.model.nodes) // 4
     convs = [n for n in program.model.nodes if n.op == "conv2d"]
     assert convs[1].attrs == convs[2].attrs and convs[1].attrs["pads"] is not convs[2].attrs["pads"]
+
+
+def _records():
+    import nnc.compiler.irtypes as I
+    import nnc.compiler.lowering.blocks as B
+    import nnc.compiler.lowering.context as C
+    import nnc.lang.ast as AST
+    import nnc.lang.types as T
+    seen = []
+    for mod in (AST, T, I, B, C):
+        for obj in vars(mod).values():
+            if isinstance(obj, type) and obj.__module__ == mod.__name__ and "__dataclass_fields__" in vars(obj):
+                seen.append(obj)
+    return seen
+
+
+@pytest.mark.parametrize("cls", _records(), ids=lambda c: f"{c.__module__}.{c.__name__}")
+def test_record_init_is_the_dataclass_init(cls):
+    """``nnc.lang.record`` writes each ``__init__`` itself: the signature ``@dataclass`` would give,
+    and the same instance from the same arguments (defaults and fresh default factories included)."""
+    import dataclasses
+    import inspect
+    spec = []
+    for f in dataclasses.fields(cls):
+        kw = {"kw_only": f.kw_only}
+        if f.default is not dataclasses.MISSING:
+            kw["default"] = f.default
+        if f.default_factory is not dataclasses.MISSING:
+            kw["default_factory"] = f.default_factory
+        spec.append((f.name, f.type, dataclasses.field(**kw)))
+    ref = dataclasses.make_dataclass(cls.__name__, spec, eq=False, repr=False)
+    assert str(inspect.signature(cls.__init__)) == str(inspect.signature(ref.__init__))
+    required = {f.name: object() for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    post = getattr(cls, "__post_init__", None)
+    if post is not None:
+        return  # (Signature checks its parameters: its constructor runs in every other test)
+    a, b = cls(**required), ref(**required)
+    assert {f.name: getattr(a, f.name) for f in dataclasses.fields(cls)} == \
+        {f.name: getattr(b, f.name) for f in dataclasses.fields(cls)}
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING:
+            assert getattr(cls(**required), f.name) is not getattr(a, f.name)
