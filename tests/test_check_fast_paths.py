@@ -68,15 +68,21 @@ def lark_tokens(text: str) -> list | None:
 def test_line_lexer_gives_the_whole_text_lexers_tokens(name):
     text = TEXTS[name]
     fast = lalr.tokens(text, lalr.tables())
+    whole = lalr.tokens(text, {**lalr.tables(), "line_safe": False})  # the whole text at once
     slow = lark_tokens(text)
     if slow is None:
-        assert fast is None
+        assert fast is None and whole is None
     else:
-        assert fast == slow
+        assert fast == slow and whole == slow
 
 
 def test_the_grammar_may_be_lexed_by_lines():
-    assert lalr._line_safe(lalr.tables())
+    tables = {k: v for k, v in lalr.tables().items() if k != "line_safe"}
+    assert lalr._line_safe(dict(tables)) and lalr.tables()["line_safe"]
+    # a string that may hold a newline would make a token span lines: the whole text's lexer then
+    multiline = tables["pattern"].replace("(?P<STRING>\"[^\"\n]*\"", "(?P<STRING>\"[^\"]*\"")
+    assert multiline != tables["pattern"]
+    assert not lalr._line_safe({**tables, "pattern": multiline})
 
 
 @pytest.mark.parametrize("name", sorted(TEXTS))
