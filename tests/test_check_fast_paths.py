@@ -18,7 +18,7 @@ from nnc.compiler import parse as P
 from nnc.compiler.lower import Lowerer
 from nnc.compiler.lowering.model import ModelPass
 from nnc.errors import NncError
-from nnc.grammar import get_parser, lalr
+from nnc.grammar import get_parser, lalr, lex
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("**/*.nnspec")) + sorted((ROOT / "tests").glob("**/*.nnspec"))
@@ -58,7 +58,7 @@ def lark_tokens(text: str) -> list | None:
     from lark.exceptions import UnexpectedInput
     try:
         toks = [(t.type, (str(t), t.line, t.column, t.end_line, t.end_column))
-                for t in P.lex(text) if t.type not in ("WS", "COMMENT")]
+                for t in lex(text) if t.type not in ("WS", "COMMENT")]
     except UnexpectedInput:
         return None
     return toks + [("$END", None)]
@@ -68,15 +68,21 @@ def lark_tokens(text: str) -> list | None:
 def test_line_lexer_gives_the_whole_text_lexers_tokens(name):
     text = TEXTS[name]
     fast = lalr.tokens(text, lalr.tables())
+    whole = lalr.tokens(text, {**lalr.tables(), "line_safe": False})  # the whole text at once
     slow = lark_tokens(text)
     if slow is None:
-        assert fast is None
+        assert fast is None and whole is None
     else:
-        assert fast == slow
+        assert fast == slow and whole == slow
 
 
 def test_the_grammar_may_be_lexed_by_lines():
-    assert lalr._line_safe(lalr.tables())
+    tables = {k: v for k, v in lalr.tables().items() if k != "line_safe"}
+    assert lalr._line_safe(dict(tables)) and lalr.tables()["line_safe"]
+    # a string that may hold a newline would make a token span lines: the whole text's lexer then
+    multiline = tables["pattern"].replace("(?P<STRING>\"[^\"\n]*\"", "(?P<STRING>\"[^\"]*\"")
+    assert multiline != tables["pattern"]
+    assert not lalr._line_safe({**tables, "pattern": multiline})
 
 
 @pytest.mark.parametrize("name", sorted(TEXTS))
@@ -133,3 +139,46 @@ def test_stage_cache_is_used_and_its_lists_are_fresh():
     assert len(lowerer.model.stages) < len(program.model.nodes) // 4
     convs = [n for n in program.model.nodes if n.op == "conv2d"]
     assert convs[1].attrs == convs[2].attrs and convs[1].attrs["pads"] is not convs[2].attrs["pads"]
+
+
+def _records():
+    import nnc.compiler.irtypes as I
+    import nnc.compiler.lowering.blocks as B
+    import nnc.compiler.lowering.context as C
+    import nnc.lang.ast as AST
+    import nnc.lang.types as T
+    seen = []
+    for mod in (AST, T, I, B, C):
+        for obj in vars(mod).values():
+            if isinstance(obj, type) and obj.__module__ == mod.__name__ and "__dataclass_fields__" in vars(obj):
+                seen.append(obj)
+    return seen
+
+
+@pytest.mark.parametrize("cls", _records(), ids=lambda c: f"{c.__module__}.{c.__name__}")
+def test_record_init_is_the_dataclass_init(cls):
+    """``nnc.lang.record`` writes each ``__init__`` itself: the signature ``@dataclass`` would give,
+    and the same instance from the same arguments (defaults and fresh default factories included)."""
+    import dataclasses
+    import inspect
+    spec = []
+    for f in dataclasses.fields(cls):
+        kw = {"kw_only": f.kw_only}
+        if f.default is not dataclasses.MISSING:
+            kw["default"] = f.default
+        if f.default_factory is not dataclasses.MISSING:
+            kw["default_factory"] = f.default_factory
+        spec.append((f.name, f.type, dataclasses.field(**kw)))
+    ref = dataclasses.make_dataclass(cls.__name__, spec, eq=False, repr=False)
+    assert str(inspect.signature(cls.__init__)) == str(inspect.signature(ref.__init__))
+    required = {f.name: object() for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    post = getattr(cls, "__post_init__", None)
+    if post is not None:
+        return  # (Signature checks its parameters: its constructor runs in every other test)
+    a, b = cls(**required), ref(**required)
+    assert {f.name: getattr(a, f.name) for f in dataclasses.fields(cls)} == \
+        {f.name: getattr(b, f.name) for f in dataclasses.fields(cls)}
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING:
+            assert getattr(cls(**required), f.name) is not getattr(a, f.name)

@@ -146,6 +146,11 @@ def _block_def(c, x):
     return A.BlockDef(name[0], _ts(name), params, body, _sp(x))
 
 
+def _stage_bare(c, x):
+    span = _ts(c[0])  # (a span is immutable: the name's span is the stage's)
+    return A.Call(c[0][0], span, None, span)
+
+
 def _first(c, x):
     return c[0]
 
@@ -165,7 +170,7 @@ BUILDERS = {
     "arglist": lambda c, x: list(c),
     "arg_pos": _first,
     "arg_kw": lambda c, x: A.KwArg(c[0][0], _ts(c[0]), c[1], _sp(x)),
-    "stage_bare": lambda c, x: A.Call(c[0][0], _ts(c[0]), None, _ts(c[0])),
+    "stage_bare": _stage_bare,
     "stage_call": _call,
     "pipeline": lambda c, x: A.Pipeline(list(c), _sp(x)),
     "binding": lambda c, x: A.Binding(c[0][0], _ts(c[0]), c[1], _sp(x)),

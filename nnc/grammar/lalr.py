@@ -25,7 +25,7 @@ import marshal
 import os
 import re
 
-FORMAT = 1
+FORMAT = 2  # 2: line_safe
 FAILED = object()  # run()'s answer when lark must decide
 
 
@@ -38,54 +38,6 @@ def _cache_dir() -> str:
         if os.environ.get(name):
             return os.path.join(os.environ[name], "nnc-cache")
     return os.path.join("/tmp" if os.name == "posix" else os.getcwd(), "nnc-cache")
-
-
-def _build(grammar: str) -> dict:
-    """The tables, from lark (imported here only)."""
-    from . import get_parser
-    parser = get_parser()[0]
-    frontend = parser.parser
-    table = frontend.parser.parser.parse_table
-    root = frontend.lexer.root_lexer
-    scanner = root.scanner
-    if len(scanner._mres) != 1 or root.callback:
-        raise RuntimeError("the grammar's lexer needs lark's own scanner")  # pragma: no cover
-    rules = []
-    index = {}
-    for rule in parser.rules:
-        index[rule] = len(rules)
-        opts = rule.options
-        empty = opts.empty_indices
-        if empty:
-            s = "".join(str(int(b)) for b in empty)
-            nones = [len(ones) for ones in s.split("0")]
-        else:
-            nones = [0] * (len(rule.expansion) + 1)
-        include, pending = [], 0
-        for i, sym in enumerate(rule.expansion):
-            pending += nones[i]
-            if not (sym.is_term and sym.filter_out):
-                include.append((i, bool((not sym.is_term) and sym.name.startswith("_")), pending))
-                pending = 0
-        pending += nones[len(rule.expansion)]
-        simple = (not empty and len(include) == len(rule.expansion)
-                  and not any(expand for _, expand, _ in include))
-        # NOTE: str(): lark names are often its Token class, which marshal refuses
-        name = str(rule.alias or opts.template_source or rule.origin.name)
-        rules.append((str(rule.origin.name), len(rule.expansion), name, bool(opts.expand1 and not rule.alias),
-                      name.startswith("_"), simple, tuple(include), pending))
-    states = []
-    from lark.parsers.lalr_analysis import Shift
-    for s in range(len(table.states)):
-        row = {}
-        for sym, (action, arg) in table.states[s].items():
-            row[str(sym)] = int(arg) if action is Shift else -1 - index[arg]
-        states.append(row)
-    mre = scanner._mres[0]
-    return {"format": FORMAT, "grammar": grammar, "pattern": str(mre.pattern), "flags": int(mre.flags),
-            "ignore": sorted(map(str, root.ignore_types)), "newline": sorted(map(str, root.newline_types)),
-            "states": states, "start": int(table.start_states["start"]), "end": int(table.end_states["start"]),
-            "rules": rules}
 
 
 _TABLES: dict | None = None
@@ -109,7 +61,8 @@ def tables() -> dict:
     except Exception:  # NOTE: a missing, corrupt or foreign cache file: build the tables again
         data = None
     if data is None:
-        data = _build(grammar)
+        from .build import build  # (lark, imported there only)
+        data = build(grammar)
         tmp = f"{path}.{os.getpid()}.tmp"
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -154,12 +107,18 @@ def _line_safe(t: dict) -> bool:
     ignored white space spans lines), so each line's tokens are those of the whole text's lexer."""
     safe = t.get("line_safe")
     if safe is None:
-        # NOTE: the pattern of each terminal lark thinks may hold a newline, negated classes
-        # (`[^"\n]`) removed: what is left must not name a newline
+        # NOTE: the pattern of each terminal lark thinks may hold a newline: each negated class must
+        # refuse a newline (`[^"\n]`), and what is left must not name one
         safe = True
         for name in set(t["newline"]) - set(t["ignore"]):
             m = re.search(r"\(\?P<%s>(.*?)\)(?:\|\(\?P<|$)" % re.escape(name), t["pattern"], re.S)
-            body = re.sub(r"\[\^(?:\\.|[^\]])*\]", "", m.group(1)) if m else "\n"
+            if m is None:
+                safe = False
+                continue
+            negated = re.findall(r"\[\^(?:\\.|[^\]])*\]", m.group(1))
+            if any("\n" not in c and "\\n" not in c for c in negated):
+                safe = False
+            body = re.sub(r"\[\^(?:\\.|[^\]])*\]", "", m.group(1))
             if any(x in body for x in ("\n", "\\n", "\\s", "\\S", "\\W", "\\D", "[^", ".")):
                 safe = False
         t["line_safe"] = safe
@@ -208,7 +167,7 @@ def tokens(text: str, t: dict) -> list | None:
                 push((typ, (val, line, col, line, end)))
         push(("$END", None))
         return out
-    newline = frozenset(t["newline"])  # pragma: no cover - a grammar whose tokens span lines
+    newline = frozenset(t["newline"])  # a grammar whose tokens may span lines: the whole text at once
     n = len(text)
     pos, line, line_start = 0, 1, 0
     while pos < n:
@@ -233,6 +192,22 @@ def tokens(text: str, t: dict) -> list | None:
     return out
 
 
+def _chain(states: list, plan: list, below: int, state: int, typ: str) -> tuple[int, int]:
+    """Where the unit reductions (plan kinds 0 and 4) that ``typ`` makes from ``state`` (above
+    ``below``) end: ``(the top state then, how many times the value was wrapped in a list)``."""
+    wraps = 0
+    while True:
+        a = states[state].get(typ)
+        if a is None or a >= 0:
+            return state, wraps
+        step = plan[~a]
+        if step[0] == 4:
+            wraps += 1
+        elif step[0] != 0:
+            return state, wraps
+        state = states[below][step[1]]
+
+
 def run(text: str, builders: dict):
     """Parse ``text``; the start rule's value, or :data:`FAILED` where lark must decide."""
     t = tables()
@@ -241,6 +216,9 @@ def run(text: str, builders: dict):
     plan = t.get(key)
     if plan is None:
         plan = t[key] = _plan(t["rules"], builders)
+    chains = t.get((key, "chains"))
+    if chains is None:
+        chains = t[key, "chains"] = {}
     stream = tokens(text, t)
     if stream is None:
         return FAILED
@@ -265,6 +243,23 @@ def run(text: str, builders: dict):
                 push_ext(tok)  # a token is its own extent
                 break
             kind, lhs, size, fn, simple, include, append_none, expand1 = plan[~a]
+            if (kind == 0 or kind == 4) and tok is not None:
+                # a chain of unit reductions (`NUMBER` up to an argument: atom, factor, term, expr,
+                # value, arg, arglist) only replaces the top state and wraps the value in lists: its
+                # end, by the state below, the top state and the token, is worked out once
+                below = stack[-2]
+                hit = chains.get((below, state, typ))
+                if hit is None:
+                    hit = chains[below, state, typ] = _chain(states, plan, below, state, typ)
+                state, wraps = hit
+                stack[-1] = state
+                if wraps:
+                    value = vals[-1]
+                    for _ in range(wraps):
+                        value = [value]
+                    vals[-1] = value
+                row = states[state]
+                continue
             if kind == 0:  # the child is the value: only the state changes
                 state = stack[-1] = states[stack[-2]][lhs]
                 row = states[state]

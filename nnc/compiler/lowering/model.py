@@ -72,7 +72,10 @@ class ModelPass:
                                  "use a smaller `repeat` count, or fewer block uses")
                 self.too_big = True
                 return
-            if isinstance(st, A.LetStmt):
+            if type(st) is A.Pipeline:  # (the most common statement first)
+                self.prev = self.pipeline(st, scope)
+                self.last_binding = None
+            elif isinstance(st, A.LetStmt):
                 self.ctx.define_const(st, scope)
             elif isinstance(st, A.InputDecl):
                 self.input_decl(st, scope)
@@ -196,11 +199,19 @@ class ModelPass:
         else:
             current = self.implicit_source(first, scope) if self._is_op_stage(first, scope) else None
         poisoned = current is None or current.shape is None
+        nodes, produced, blocks = self.nodes, self.produced, self.ctx.blocks
         for st in stages:
-            if len(self.nodes) > MAX_NODES:
+            if len(nodes) > MAX_NODES:
                 self.ctx.err("E402", f"the model expands to more than {MAX_NODES:,} layers", st.span,
                              "split the model, or use fewer stages")
                 return _poison(pipe.span)
+            op = OPS.get(st.name)
+            if op is not None and st.name not in blocks and not op.merge:
+                # an op that is not a merge (what resolve_stage_const and _is_merge below conclude)
+                current = self.apply(st, None if poisoned else [current], scope)
+                produced.append((st.span, current))
+                poisoned = poisoned or current.shape is None
+                continue
             st = self.resolve_stage_const(st, scope)
             if st.name in self.ctx.blocks:
                 current = self.block_use(st, None if poisoned else current, scope)
@@ -292,7 +303,7 @@ class ModelPass:
         else:
             self.counters[op] = self.counters.get(op, 0) + 1
             name, span = f"{prefix}{op}_{self.counters[op]}", stage_span
-        if any(i.name == name for i in self.inputs):
+        if name in [i.name for i in self.inputs]:
             self.ctx.err("E308", f"layer name `{name}` is also the name of an input", span,
                          "give the layer another `name=`")
         elif name in self.node_ids:
@@ -312,6 +323,25 @@ class ModelPass:
         if key is None:
             call = self.ctx.subst(A.Call(st.name, st.name_span, args if args is not None else [], st.span), scope)
             key = _bind_key(op.name, call.args)
+        stage_key = None
+        if key is not None and sources is not None and self.stage_cache:
+            # the same stage on inputs of the same shapes and dtypes as one that checked before
+            if len(sources) == 1:
+                stage_key = (key, sources[0].shape, sources[0].dtype)
+            else:
+                stage_key = (key, tuple(s.shape for s in sources), tuple(s.dtype for s in sources))
+            try:
+                done = self.stages.get(stage_key)
+            except TypeError:  # pragma: no cover - a shape that is not a tuple
+                done = stage_key = None
+            if done is not None:
+                node_id = self.next_id(op.name, explicit, st.span)
+                out_shape, dtype, params, flops, done_attrs = done
+                # NOTE: infer() completes the attributes (conv2d's `pads`): its result is taken
+                # whole, each list fresh (as infer() makes them for every stage)
+                attrs = {k: list(v) if type(v) is list else v for k, v in done_attrs.items()}
+                shapes = [s.shape for s in sources]
+                return self._node(op, st, node_id, sources, shapes, attrs, out_shape, dtype, params, flops)
         attrs = self.bound.get(key) if key is not None else None
         if attrs is not None:
             attrs = dict(attrs)
@@ -331,44 +361,38 @@ class ModelPass:
         shapes = [s.shape for s in sources]
         if None in shapes:
             return _poison(st.span)
-        shapes = [tuple(s) for s in shapes]  # (the catalogue's functions read them, never change them)
-        # a stage of literal arguments on inputs of the same shapes and dtypes as one before: the same
-        # output shape, dtype, parameter count and FLOPs (the checks below passed for it)
-        done = None
-        if key is not None and self.stage_cache:
-            stage_key = (key, tuple(shapes), tuple(s.dtype for s in sources))
-            done = self.stages.get(stage_key)
-        if done is not None:
-            # NOTE: infer() completes the attributes (conv2d's `pads`): its result is taken whole,
-            # each list fresh (as infer() makes them for every stage)
-            out_shape, dtype, params, flops, done_attrs = done
-            attrs = {k: list(v) if type(v) is list else v for k, v in done_attrs.items()}
-            weights = op.weights(shapes, attrs)
-        else:
-            for src in sources:
-                if op.input_dtype != "any" and src.dtype != op.input_dtype:
-                    if src.dtype == "int64":
-                        self.ctx.err("E208", f"{op.name} expects float input, got int64 token ids from `{src.id}`",
-                                     st.span, "turn token ids into vectors first with `embedding(vocab, dim)`")
-                    else:
-                        self.ctx.err("E207", f"{op.name} expects int64 token ids, got float32 values from `{src.id}`",
-                                     st.span, "declare the input with its dtype: `input tokens: int64 [T]`")
-                    return _poison(st.span)
-            try:
-                out_shape = tuple(op.infer(list(shapes), attrs))
-            except ShapeError as e:
-                self.ctx.err(e.code, e.message, st.span, e.hint)
+        for src in sources:
+            if op.input_dtype != "any" and src.dtype != op.input_dtype:
+                if src.dtype == "int64":
+                    self.ctx.err("E208", f"{op.name} expects float input, got int64 token ids from `{src.id}`",
+                                 st.span, "turn token ids into vectors first with `embedding(vocab, dim)`")
+                else:
+                    self.ctx.err("E207", f"{op.name} expects int64 token ids, got float32 values from `{src.id}`",
+                                 st.span, "declare the input with its dtype: `input tokens: int64 [T]`")
                 return _poison(st.span)
-            dtype = sources[0].dtype if op.input_dtype == "any" else op.output_dtype
+        try:
+            out_shape = tuple(op.infer([tuple(s) for s in shapes], attrs))
+        except ShapeError as e:
+            self.ctx.err(e.code, e.message, st.span, e.hint)
+            return _poison(st.span)
+        dtype = sources[0].dtype if op.input_dtype == "any" else op.output_dtype
+        shapes = [tuple(s) for s in shapes]  # (the catalogue's functions read them, never change them)
+        weights = op.weights(shapes, attrs)
+        params = 0
+        for w in weights:
+            if w.trainable:
+                params += numel(w.shape)
+        flops = op.flops(shapes, out_shape, attrs)
+        if stage_key is not None:
+            self.stages[stage_key] = (out_shape, dtype, params, flops,
+                                      {k: list(v) if type(v) is list else v for k, v in attrs.items()})
+        return self._node(op, st, node_id, sources, shapes, attrs, out_shape, dtype, params, flops, weights)
+
+    def _node(self, op, st: A.Call, node_id: str, sources: list[Value], shapes: list, attrs: dict,
+              out_shape: tuple, dtype: str, params: int, flops: int, weights: list | None = None) -> Value:
+        """The layer of a stage that checked (its weights made here unless given), and its value."""
+        if weights is None:
             weights = op.weights(shapes, attrs)
-            params = 0
-            for w in weights:
-                if w.trainable:
-                    params += numel(w.shape)
-            flops = op.flops(shapes, out_shape, attrs)
-            if key is not None and self.stage_cache:
-                self.stages[stage_key] = (out_shape, dtype, params, flops,
-                                          {k: list(v) if type(v) is list else v for k, v in attrs.items()})
         uses = self.uses
         node = Node(id=node_id, op=op.name, inputs=[s.id for s in sources], attrs=attrs,
                     shape=list(out_shape), dtype=dtype, weights=weights, params=params, flops=flops,
