@@ -180,7 +180,9 @@ def make_data(cfg: dict) -> tuple[np.ndarray, np.ndarray]:
     """x: (n, *x_shape) float32 standard normal; y: class ids (n,) int64, or targets (n, 1) for
     the LSTM, (n, 1, 32, 32) for the transposed convolution, float32."""
     rng = np.random.default_rng(42)
-    x = rng.standard_normal((cfg["n"], *cfg["x_shape"])).astype(np.float32)
+    # NOTE: drawn as float32, not float64 then converted: the float64 temporary (twice the data)
+    # would be the peak of every --memory child
+    x = rng.standard_normal((cfg["n"], *cfg["x_shape"]), dtype=np.float32)
     if cfg["target"] == "class":
         y = rng.integers(0, cfg["classes"], cfg["n"]).astype(np.int64)
     elif cfg["target"] == "lstm":
@@ -193,6 +195,12 @@ def make_data(cfg: dict) -> tuple[np.ndarray, np.ndarray]:
 
 # ----------------------------------------------------------------------------------------------
 # nnc
+
+def initial_weights(cfg: dict) -> dict[str, np.ndarray]:
+    """nnc's initial weights of the row's model (the train block's seed)."""
+    program = compile_source(cfg["spec"], "<bench>")
+    return Graph(program.model, "float32").init_weights(program.seed)
+
 
 class NncRun:
     def __init__(self, cfg: dict, x: np.ndarray, y: np.ndarray):
@@ -302,14 +310,12 @@ def child(which: str, threads: int) -> int:
     fw, kind = which.split(":")
     cfg = MODELS[kind]
     x, y = make_data(cfg)
-    nnc_run = NncRun(cfg, x, y)
     if fw == "nnc":
-        run = nnc_run
+        run = NncRun(cfg, x, y)
     else:
         import torch
         torch.set_num_threads(threads)
-        run = TorchRun(kind, cfg, x, y, nnc_run.initial)
-        del nnc_run
+        run = TorchRun(kind, cfg, x, y, initial_weights(cfg))
     run.epoch()
     run.epoch()
     # NOTE: VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec

@@ -148,16 +148,21 @@ def depthwise_backward(dy, cache: DepthwiseCache, need_dx: bool = True):
     nb = _chunk(C, Ho, Wv)
     dw = np.zeros((C, kh, kw), dtype=dy.dtype)
     dyw = np.zeros((nb, C, Ho, Wv), dtype=dy.dtype)     # the discarded wide columns stay zero
+    win = None if wide else np.empty((nb, C, Ho, Wo), dtype=dy.dtype)
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
         d = dyw[:m]
         d[..., :Wo] = dy[n0:n0 + m]
-        if wide:
-            d = d.reshape(m, C, Ho * Wv)
+        d = d.reshape(m, C, 1, Ho * Wv)
         for p in range(kh):
             for q in range(kw):
-                v = np.vecdot(d, taps(n0, m, p, q))     # (m, C) or (m, C, Ho)
-                dw[:, p, q] += v.sum(axis=0) if wide else v.sum(axis=(0, 2))
+                t = taps(n0, m, p, q)
+                if not wide:                              # strided windows: one copy, then long rows
+                    np.copyto(win[:m], t)
+                    t = win[:m]
+                # (m, C) dot products of rows of Ho*Wv values (as np.vecdot, which needs NumPy 2)
+                v = np.matmul(d, t.reshape(m, C, Ho * Wv, 1))
+                dw[:, p, q] += v.sum(axis=0)[:, 0, 0]
     dweight = dw.reshape(weight.shape)
     dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     if not need_dx:
