@@ -1,12 +1,19 @@
 """Per-op kernel speed: nnc's NumPy kernels against PyTorch's CPU ops (2 threads), forward and
 backward, at realistic sizes, in one run.
 
-    .venv/bin/python benchmarks/op_speed.py [--repeat 5] [--only multihead_attention,conv2d]
+    .venv/bin/python benchmarks/op_speed.py [--repeat 5] [--only multihead_attention,conv2d] [--threads 2]
 
 Each op is compiled from a one-line spec (so its attributes are the compiler's), run on float32
 arrays, and timed as the median of ``--repeat`` runs of forward and of backward (the gradient of
-sum(y * R)) as forward plus backward (``f+b``). torch runs the same computation with autograd. The last column is torch's time over
-nnc's (above 1: nnc is faster). The attention case is the issue's T = 128, E = 128, 4 heads, batch 32.
+sum(y * R)) as forward plus backward (``f+b``). torch runs the same computation with autograd. The
+four timings of a case (nnc forward, torch forward, nnc f+b, torch f+b) are taken round-robin, one
+run of each per round, so a change in the machine's load affects all four alike. The last column
+is torch's time over nnc's (above 1: nnc is faster). The attention case is the issue's T = 128,
+E = 128, 4 heads, batch 32; gelu [128, 512] is a Transformer feed-forward's hidden layer.
+
+``--threads N`` sets torch's thread count and limits NumPy's BLAS to N threads (through
+threadpoolctl, when installed): ``--threads 1`` compares the arithmetic and memory traffic of the
+kernels without thread hand-offs, which dominate on a machine whose other core is busy.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import numpy as np
 import torch
 
 from nnc.compiler.lower import compile_source
+from nnc.runtime.alloc import keep_freed_memory
 from nnc.runtime.kernels import KERNELS, Ctx
 
 F = torch.nn.functional
@@ -75,8 +83,11 @@ CASES = [
     ("lstm bidirectional", "[32, 64]", "lstm(64, bidirectional=true, return_sequences=true)", _lstm),
     ("multihead_attention", "[128, 128]", "multihead_attention(4)", _mha),
     ("multihead_attention causal", "[128, 128]", "multihead_attention(4, causal=true)", _mha),
+    ("batchnorm1d", "[512]", "batchnorm", lambda x, w, a: F.batch_norm(
+        x, w["running_mean"].detach().clone(), w["running_var"].detach().clone(), w["weight"], w["bias"], True, 0.1)),
     ("softmax", "[128, 128]", "softmax", lambda x, w, a: F.softmax(x, -1)),
     ("gelu", "[128, 128]", "gelu", lambda x, w, a: F.gelu(x)),
+    ("gelu [128, 512]", "[128, 512]", "gelu", lambda x, w, a: F.gelu(x)),
     ("hardswish", "[128, 128]", "hardswish", lambda x, w, a: F.hardswish(x)),
     ("transpose", "[128, 128]", "transpose([1, 0])", lambda x, w, a: x.transpose(1, 2).contiguous()),
     ("mean(0)", "[128, 128]", "mean(0)", lambda x, w, a: x.mean(1)),
@@ -84,14 +95,18 @@ CASES = [
 BATCH = 32
 
 
-def _median(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
+def _medians(fns, repeat: int) -> list[float]:
+    """Median seconds of each of ``fns``, timed round-robin (one call of each per round) after one
+    warm-up call of each."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, ts in zip(fns, times):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+    return [statistics.median(ts) for ts in times]
 
 
 def run(label, decl, stage, tfn, repeat):
@@ -105,23 +120,26 @@ def run(label, decl, stage, tfn, repeat):
     ctx = Ctx(training=True)
     y, cache = kernel.forward([x], w, a, ctx)
     r = rng.standard_normal(y.shape).astype(np.float32)
-    nnc_f = _median(lambda: kernel.forward([x], w, a, ctx), repeat)
+
+    def nnc_f():
+        kernel.forward([x], w, a, ctx)
 
     def nnc_step():
         _, c = kernel.forward([x], w, a, ctx)
         kernel.backward(r, c)
-    nnc_fb = _median(nnc_step, repeat)
 
     tx = torch.from_numpy(x).requires_grad_(True)
     tw = {k: torch.from_numpy(v).requires_grad_(k not in ("running_mean", "running_var")) for k, v in w.items()}
     tr = torch.from_numpy(r)
-    with torch.no_grad():
-        torch_f = _median(lambda: tfn(tx, tw, a), repeat)
+
+    def torch_f():
+        with torch.no_grad():
+            tfn(tx, tw, a)
 
     def torch_step():
         tx.grad = None
         (tfn(tx, tw, a) * tr).sum().backward()
-    torch_fb = _median(torch_step, repeat)
+    nnc_f, torch_f, nnc_fb, torch_fb = _medians([nnc_f, torch_f, nnc_step, torch_step], repeat)
     return label, nnc_f, torch_f, nnc_fb, torch_fb
 
 
@@ -129,10 +147,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--only", default="")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads and NumPy BLAS threads")
     args = ap.parse_args()
+    keep_freed_memory()           # as the Trainer does: freed buffers are reused, not page-faulted in again
+    torch.set_num_threads(args.threads)
+    limit = None
+    try:
+        from threadpoolctl import threadpool_limits
+        limit = threadpool_limits(limits=args.threads, user_api="blas")
+    except ImportError:
+        print("threadpoolctl is not installed: NumPy's BLAS keeps its own thread count")
     only = {s.strip() for s in args.only.split(",") if s.strip()}
-    print(f"batch {BATCH}, float32, torch {torch.__version__} with {torch.get_num_threads()} threads; "
-          "milliseconds (median); ratio = torch / nnc")
+    print(f"batch {BATCH}, float32, torch {torch.__version__} with {torch.get_num_threads()} threads, NumPy's "
+          f"BLAS with {args.threads if limit is not None else 'its default'}; milliseconds (median, round-robin); "
+          "ratio = torch / nnc")
     print(f"{'op':<28} {'fwd nnc':>9} {'fwd torch':>10} {'ratio':>6} {'f+b nnc':>9} {'f+b torch':>10} {'ratio':>6}")
     for case in CASES:
         if only and case[0] not in only and case[2].split("(")[0] not in only:

@@ -153,3 +153,29 @@ def test_attention_eval_is_deterministic_and_draws_nothing():
     y2, _ = k.forward(xs, wc, a, Ctx(training=False, rng=gen))
     assert gen.bit_generator.state == state
     np.testing.assert_array_equal(y1, y2)
+
+
+# ----------------------------------------------------------------------------------------------
+# the feed-forward's gelu: float32 runs its erf passes in blocks of GELU_BLOCK elements
+
+@pytest.mark.parametrize("shape, transpose", [((3, 70001), False), ((2, 300, 257), True), ((5, 7), False)])
+def test_gelu_float32_blocks_are_bitwise_the_whole_array_formula(shape, transpose):
+    from nnc.runtime.kernels import activations
+    from nnc.runtime.kernels.special import erf_float32
+    rng = np.random.default_rng(6)
+    x = (3 * rng.standard_normal(shape)).astype(np.float32)
+    if transpose:
+        x = x.transpose(0, 2, 1)                                   # not contiguous
+    assert x.size <= activations.GELU_BLOCK or x.size % activations.GELU_BLOCK
+    cdf = erf_float32(x * np.float32(1 / math.sqrt(2)))
+    cdf *= np.float32(0.5)
+    cdf += np.float32(0.5)
+    k = KERNELS["gelu"]
+    y, saved = k.forward([x], {}, {}, Ctx())
+    assert y.dtype == np.float32 and y.shape == x.shape
+    np.testing.assert_array_equal(y, x * cdf)
+    np.testing.assert_array_equal(saved[1], cdf)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    (dx,), _ = k.backward(dy, saved)
+    want = np.exp(-0.5 * x * x, dtype=np.float32) * np.float32(1 / math.sqrt(2 * math.pi)) * x + cdf
+    np.testing.assert_allclose(dx, want * dy, rtol=1e-6, atol=1e-6)

@@ -65,16 +65,28 @@ def _selu(x, a):
     return np.where(pos, _SELU_SCALE * x, neg), (pos, neg)
 
 
+#: elements per block of gelu's float32 passes: a block's four temporaries (256 KiB each) stay in
+#: a core's L2 cache, where the ~25 passes of the erf polynomial run about 2x faster than over
+#: arrays that do not fit. Blocks never change a value: every pass is elementwise.
+GELU_BLOCK = 1 << 16
+
+
 def _gelu(x, a):
     if x.dtype == np.float32:
         # NOTE: Phi(x) = (1 + erf(x / sqrt 2)) / 2 with the float32 erf (as PyTorch's float32
         # gelu): absolute error of Phi about 2e-7; the relative accuracy of the far left tail
         # (Phi below ~1e-4) is float32 cancellation, as in PyTorch
-        cdf = erf_float32(x * np.float32(_INV_SQRT2))
-        cdf *= np.float32(0.5)
-        cdf += np.float32(0.5)
-    else:
-        cdf = 0.5 * erfc(x * -_INV_SQRT2)      # Phi(x) = erfc(-x / sqrt 2) / 2: accurate for very negative x
+        xf = np.ascontiguousarray(x).reshape(-1)
+        y, cdf = np.empty_like(xf), np.empty_like(xf)
+        for s in range(0, xf.size, GELU_BLOCK):
+            xb = xf[s:s + GELU_BLOCK]
+            c = erf_float32(xb * np.float32(_INV_SQRT2))
+            c *= np.float32(0.5)
+            c += np.float32(0.5)
+            cdf[s:s + GELU_BLOCK] = c
+            np.multiply(xb, c, out=y[s:s + GELU_BLOCK])
+        return y.reshape(x.shape), (x, cdf.reshape(x.shape))
+    cdf = 0.5 * erfc(x * -_INV_SQRT2)      # Phi(x) = erfc(-x / sqrt 2) / 2: accurate for very negative x
     return x * cdf, (x, cdf)
 
 

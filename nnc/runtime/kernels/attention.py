@@ -45,6 +45,17 @@ class MultiheadAttention(Kernel):
 
     The softmax is fused and stable (max-shifted; causal scores are -inf before the exp). The
     dropout mask is ``ctx.rng.random(P.shape) >= dropout``, as nnc's dropout kernel draws it.
+
+    How it runs (tests/test_kernels_attention_paths.py checks it against the formulas above):
+    the projection takes weights (and bias) whose query rows are scaled by 1/sqrt(d), so it yields
+    Q / sqrt(d); Q, K and V are copied once, the bias added by that pass, into contiguous
+    (N, H, T, d) stacks, which NumPy's matmul hands to the BLAS (strided views of the projections
+    take a much slower path);
+    the softmax stays unnormalised, u = exp(s - max s) with r = 1 / rowsum(u), and r scales the
+    (Tq, d) products u V instead of the (Tq, Tk) probabilities; the products write the merged
+    (N*T, E) layouts directly (``out=`` views), so no head is merged by a copy; the per-head
+    products run on one BLAS thread (:func:`~nnc.runtime.kernels.blas.small_products`). The cache
+    holds Q, K, V, u, r, the mask and the merged heads.
     """
 
     def forward(self, xs, w, a, ctx):
@@ -55,30 +66,39 @@ class MultiheadAttention(Kernel):
         W = w["in_proj_weight"]
         b = w["in_proj_bias"] if a["bias"] else None
         scale = 1 / math.sqrt(d)
+        # NOTE: the scaling folded into the query rows of the weights (an (E, E) pass), so the
+        # projection yields Q / sqrt(d) and the backward needs no pass to scale dQ
+        Ws = W.copy()
+        Ws[:e] *= scale
+        bs = None
+        if b is not None:
+            bs = b.copy()
+            bs[:e] *= scale
         xq2, xkv2 = xq.reshape(-1, e), xkv.reshape(-1, e)        # (N*Tq, E), (N*Tk, E)
+        # heads as contiguous (N, H, T, d) stacks, the bias added by the pass that copies them
+        # (NumPy's matmul hands contiguous stacks to the BLAS; strided views take its slow loop)
         if len(xs) == 1:
-            qkv = xq2 @ W.T                                        # (N*T, 3E): one product for all three
-            if b is not None:
-                qkv += b
-            q2, kv2 = qkv[:, :e], qkv[:, e:]
+            qkv = xq2 @ Ws.T                                       # (N*T, 3E): one product for all three
+            heads = qkv.reshape(n, tq, 3, h, d).transpose(2, 0, 3, 1, 4)          # (3, N, H, T, d) view
+            QKV = (np.ascontiguousarray(heads) if bs is None else
+                   np.add(heads, bs.reshape(3, 1, h, 1, d), order="C"))
+            Q, K, V = QKV[0], QKV[1], QKV[2]
         else:
-            q2 = xq2 @ W[:e].T
-            kv2 = xkv2 @ W[e:].T                                   # (N*Tk, 2E)
-            if b is not None:
-                q2 += b[:e]
-                kv2 += b[e:]
-        # heads as contiguous (N, H, T, d) stacks (NumPy's matmul hands those to the BLAS; strided
-        # views of the projections take its slow loop), the scaling folded into the copy of Q
-        Q = np.multiply(_split_heads(q2, n, tq, h, d), scale, order="C")
-        KV = np.ascontiguousarray(kv2.reshape(n, tk, 2, h, d).transpose(2, 0, 3, 1, 4))   # (2, N, H, Tk, d)
-        K, V = KV[0], KV[1]
+            qh = _split_heads(xq2 @ Ws[:e].T, n, tq, h, d)
+            kvh = (xkv2 @ Ws[e:].T).reshape(n, tk, 2, h, d).transpose(2, 0, 3, 1, 4)   # (2, N, H, Tk, d)
+            if bs is None:
+                Q, KV = np.ascontiguousarray(qh), np.ascontiguousarray(kvh)
+            else:
+                Q = np.add(qh, bs[:e].reshape(h, 1, d), order="C")
+                KV = np.add(kvh, bs[e:].reshape(2, 1, h, 1, d), order="C")
+            K, V = KV[0], KV[1]
         with small_products(tq * tk * d):
             s = Q @ K.transpose(0, 1, 3, 2)                        # (N, H, Tq, Tk), already scaled
             if a["causal"]:
                 np.copyto(s, -np.inf, where=_future(tq, tk))      # a broadcast pass, not a boolean gather
             s -= s.max(axis=-1, keepdims=True)
             u = np.exp(s, out=s)                                   # unnormalised: P = u * r
-            r = u.sum(axis=-1, keepdims=True)
+            r = np.einsum("...i->...", u)[..., None]                # row sums (3x faster than u.sum(-1))
             np.divide(1, r, out=r)                                 # (N, H, Tq, 1)
             rate = float(a["dropout"])
             keep = None
@@ -93,11 +113,11 @@ class MultiheadAttention(Kernel):
         y = o2 @ Wo.T
         if b is not None:
             y += w["out_proj.bias"]
-        cache = (xq2, xkv2, xs[0].shape, xs[-1].shape, len(xs), Q, K, V, u, ud, r, keep, o2, W, Wo, a["bias"], scale)
+        cache = (xq2, xkv2, xs[0].shape, xs[-1].shape, len(xs), Q, K, V, u, ud, r, keep, o2, Ws, Wo, a["bias"], scale)
         return y.reshape(n, tq, e), cache
 
     def backward(self, dy, cache):
-        xq2, xkv2, qshape, kvshape, n_in, Q, K, V, u, ud, r, keep, o2, W, Wo, has_bias, scale = cache
+        xq2, xkv2, qshape, kvshape, n_in, Q, K, V, u, ud, r, keep, o2, Ws, Wo, has_bias, scale = cache
         n, h, tq, d = Q.shape
         tk = K.shape[2]
         e = h * d
@@ -120,20 +140,28 @@ class MultiheadAttention(Kernel):
             c = np.einsum("...i,...i->...", dp, u)[..., None]      # the row sums in one pass
             c *= r
             ds = np.subtract(dp, c, out=dp)
-            ds *= u                                                # d loss / d scores (Q already scaled)
+            ds *= u                                                # d loss / d scores
             np.matmul(ds.transpose(0, 1, 3, 2), Q, out=dkv5[:, :, 0].transpose(0, 2, 1, 3))     # dK
-            dq = _split_heads(dq2, n, tq, h, d)
-            np.matmul(ds, K, out=dq)
-            dq *= scale                                            # dQ = scale ds K
+            np.matmul(ds, K, out=_split_heads(dq2, n, tq, h, d))  # d loss / d (Q / sqrt d)
+        # the query block of dqkv is the gradient of the scaled projection x Ws_q^T + bs_q: the
+        # weight and bias gradients take the scale on their (E, E) and (E,) blocks
         if n_in == 1:
-            grads["in_proj_weight"] = dqkv.T @ xq2
+            dW = dqkv.T @ xq2
+            dW[:e] *= scale
+            grads["in_proj_weight"] = dW
             if has_bias:
-                grads["in_proj_bias"] = dqkv.sum(axis=0)
-            return [(dqkv @ W).reshape(qshape)], grads
-        grads["in_proj_weight"] = np.concatenate([dq2.T @ xq2, dkv.T @ xkv2], axis=0)
+                db = dqkv.sum(axis=0)
+                db[:e] *= scale
+                grads["in_proj_bias"] = db
+            return [(dqkv @ Ws).reshape(qshape)], grads
+        dWq = dq2.T @ xq2
+        dWq *= scale
+        grads["in_proj_weight"] = np.concatenate([dWq, dkv.T @ xkv2], axis=0)
         if has_bias:
-            grads["in_proj_bias"] = np.concatenate([dq2.sum(axis=0), dkv.sum(axis=0)])
-        return [(dq2 @ W[:e]).reshape(qshape), (dkv @ W[e:]).reshape(kvshape)], grads
+            dbq = dq2.sum(axis=0)
+            dbq *= scale
+            grads["in_proj_bias"] = np.concatenate([dbq, dkv.sum(axis=0)])
+        return [(dq2 @ Ws[:e]).reshape(qshape), (dkv @ Ws[e:]).reshape(kvshape)], grads
 
 
 @register("positional_embedding")

@@ -26,9 +26,22 @@ class Dropout(Kernel):
         return [dy if mask is None else dy * mask], {}
 
 
-def _stat_shape(x: np.ndarray) -> tuple[int, ...]:
-    """Broadcast shape of a per-channel vector against x: (1, C, 1, ...)."""
-    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+def _ncl(x: np.ndarray) -> np.ndarray:
+    """x: (N, C, ...) as (N, C, L), L the product of the trailing axes (1 for (N, C)); a view when
+    x is contiguous."""
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _channel_sums(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """Per-channel sums of a (N, C, L), or of a * b: (C,) float64. Each (n, c) row is summed by
+    one einsum pass (no product array), the N partial sums of each channel in float64; with
+    L = 1 one einsum pass over (N, C) sums the columns."""
+    if a.shape[2] == 1:
+        a2 = a[:, :, 0]
+        cols = np.einsum("nc->c", a2) if b is None else np.einsum("nc,nc->c", a2, b[:, :, 0])
+        return cols.astype(np.float64)
+    rows = np.einsum("ncl->nc", a) if b is None else np.einsum("ncl,ncl->nc", a, b)
+    return rows.sum(axis=0, dtype=np.float64)
 
 
 @register("batchnorm")
@@ -42,46 +55,68 @@ class BatchNorm(Kernel):
 
     Training normalises with the batch mean and biased variance and its backward differentiates
     through them. Eval normalises with the running statistics; its backward is exact for that
-    affine map (the running statistics are constants)."""
+    affine map (the running statistics are constants).
+
+    How it runs: x as (N, C, L) (L = H * W); the statistics are two passes (the mean, then the
+    variance of the centred values: exact, no E[x^2] - mean^2 cancellation), each a per-row einsum
+    reduction with the partial sums over N in float64; the cache holds xhat (N, C, L) and the
+    per-channel factors. The backward's reductions are einsum passes too (no dy * xhat array), and
+    dx = weight inv_std (dy - mean(dy) - xhat mean(dy xhat)) takes four passes. Eval runs
+    y = x k + (bias - running_mean k) with k = weight / sqrt(running_var + eps): two passes."""
 
     def forward(self, xs, w, a, ctx):
         x = xs[0]
         eps = float(a["eps"])
-        axes = (0,) + tuple(range(2, x.ndim))
-        shape = _stat_shape(x)
-        if ctx.training:
-            m = x.size // x.shape[1]
-            mean = x.mean(axis=axes)
-            xc = x - mean.reshape(shape)
-            var = np.mean(xc * xc, axis=axes)
-            momentum = float(a["momentum"])
-            rm, rv = w["running_mean"], w["running_var"]
-            unbiased = var * (m / (m - 1)) if m > 1 else var
-            rm *= momentum
-            rm += (1 - momentum) * mean
-            rv *= momentum
-            rv += (1 - momentum) * unbiased
-        else:
-            xc = x - w["running_mean"].astype(x.dtype, copy=False).reshape(shape)
-            var = w["running_var"].astype(x.dtype, copy=False)
-        inv_std = (1 / np.sqrt(var + eps)).reshape(shape)
-        xhat = xc * inv_std
+        x3 = _ncl(x)
+        dt = x.dtype
         weight = w["weight"]
-        y = xhat * weight.reshape(shape) + w["bias"].reshape(shape)
-        return y, (xhat, inv_std, weight, axes, shape, ctx.training)
+        if not ctx.training:
+            inv_std = (1 / np.sqrt(w["running_var"].astype(np.float64) + eps))
+            k = (weight * inv_std).astype(dt)
+            rm = w["running_mean"].astype(dt, copy=False)
+            c = (w["bias"] - rm * k).astype(dt)
+            y = np.multiply(x3, k[:, None])
+            y += c[:, None]
+            return y.reshape(x.shape), (False, x3, rm, inv_std.astype(dt), weight, x.shape)
+        m = x3.shape[0] * x3.shape[2]
+        mean = _channel_sums(x3) / m                             # (C,) float64
+        xhat = np.subtract(x3, mean.astype(dt)[:, None])        # centred, then scaled in place
+        var = _channel_sums(xhat, xhat) / m                      # biased
+        momentum = float(a["momentum"])
+        rm, rv = w["running_mean"], w["running_var"]
+        unbiased = var * (m / (m - 1)) if m > 1 else var
+        rm *= momentum
+        rm += ((1 - momentum) * mean).astype(rm.dtype)
+        rv *= momentum
+        rv += ((1 - momentum) * unbiased).astype(rv.dtype)
+        inv_std = (1 / np.sqrt(var + eps)).astype(dt)
+        xhat *= inv_std[:, None]
+        y = np.multiply(xhat, weight[:, None])
+        y += w["bias"][:, None]
+        return y.reshape(x.shape), (True, xhat, None, inv_std, weight, x.shape)
 
     def backward(self, dy, cache):
-        xhat, inv_std, weight, axes, shape, training = cache
-        dweight = np.sum(dy * xhat, axis=axes)
-        dbias = dy.sum(axis=axes)
-        scale = weight.reshape(shape) * inv_std
+        training, xt, rm, inv_std, weight, shape = cache
+        dy3 = _ncl(dy)
+        dt = dy.dtype
         if training:
-            m = dy.size // dy.shape[1]
-            # dx = g/sigma * (dy - mean(dy) - xhat * mean(dy * xhat)), means over the batch axes
-            dx = scale * (dy - (dbias * (1 / m)).reshape(shape) - xhat * (dweight * (1 / m)).reshape(shape))
+            xhat = xt
         else:
-            dx = dy * scale
-        return [dx], {"weight": dweight, "bias": dbias}
+            xhat = np.subtract(xt, rm[:, None])
+            xhat *= inv_std[:, None]
+        dweight = _channel_sums(dy3, xhat)
+        dbias = _channel_sums(dy3)
+        k = (weight * inv_std).astype(dt)                         # (C,)
+        if training:
+            m = dy3.shape[0] * dy3.shape[2]
+            # dx = k (dy - mean(dy) - xhat * mean(dy * xhat)), means over the batch axes
+            dx = np.multiply(xhat, (dweight / m).astype(dt)[:, None])
+            dx += (dbias / m).astype(dt)[:, None]
+            np.subtract(dy3, dx, out=dx)
+            dx *= k[:, None]
+        else:
+            dx = np.multiply(dy3, k[:, None])
+        return [dx.reshape(shape)], {"weight": dweight.astype(dt), "bias": dbias.astype(dt)}
 
 
 @register("layernorm")
