@@ -208,6 +208,17 @@ CASES = {
     "batchnorm_features": "input x: [5]\nbatchnorm",
     "batchnorm_sequence": "input x: [3, 5]\nbatchnorm(eps=0.001)",
     "batchnorm_image": "input x: [3, 4, 4]\nbatchnorm(momentum=0.8)",
+    # batchnorm folded into the layer it reads (tests/test_onnx_fusions.py: against the unfolded graph)
+    "conv2d_batchnorm": IMG + "conv2d(3, 3, padding=1) -> batchnorm",
+    "conv2d_no_bias_batchnorm_relu": IMG + "conv2d(3, 3, bias=false) -> batchnorm -> relu",
+    "conv2d_depthwise_batchnorm": "input x: [4, 7, 6]\nconv2d(4, 3, groups=4, padding=1, bias=false) -> batchnorm",
+    "conv1d_batchnorm": "input x: [3, 10]\nconv1d(4, 3, stride=2) -> batchnorm(eps=0.001)",
+    "dense_batchnorm": "input x: [5]\ndense(4) -> batchnorm",
+    # ... and not folded: dense on a sequence (the batchnorm's channels are the steps), a layer
+    # whose result is read twice or is an output
+    "dense_sequence_batchnorm": "input x: [3, 5]\ndense(4) -> batchnorm",
+    "conv2d_read_twice_batchnorm": IMG + "c = conv2d(2, 3, padding=1)\nb = c -> batchnorm\nadd(b, c)",
+    "conv2d_output_batchnorm": IMG + "c = conv2d(2, 3)\nb = c -> batchnorm\noutput c, b",
     "layernorm_features": "input x: [5]\nlayernorm",
     "layernorm_sequence": "input x: [3, 5]\nlayernorm(eps=0.001)",
     "layernorm_image": "input x: [2, 3, 4]\nlayernorm",
@@ -244,6 +255,9 @@ CASES = {
     "add3": "input x: [5]\na = dense(4)\nb = x -> dense(4)\nc = x -> dense(4)\nadd(a, b, c) -> relu",
     "multiply2": "input x: [5]\na = dense(4)\nb = x -> dense(4)\nmultiply(a, b)",
     "multiply3": "input x: [5]\na = dense(4)\nb = x -> dense(4)\nc = x -> dense(4)\nmultiply(a, b, c)",
+    "add_layernorm": "input x: [3, 4]\na = dense(4)\nadd(x, a) -> layernorm",
+    "add_layernorm_and_relu": "input x: [3, 4]\na = dense(4)\nh = add(x, a)\nl = h -> layernorm\nr = h -> relu\n"
+    "output l, r",
     "add_broadcast_C11": "input x: [3, 4, 5]\ns = globalavgpool2d -> reshape([3, 1, 1])\nadd(x, s)",
     "add_broadcast_rank1": "input x: [3, 4, 5]\ninput b: [5]\nadd(x, b)",
     "add_broadcast_both": "input a: [1, 4]\ninput b: [3, 1]\nadd(a, b)",
@@ -362,7 +376,18 @@ def test_every_catalogue_op_is_covered_by_a_case():
     ("add_broadcast_both", ["Add"]),
     ("positional_embedding", ["Add"]),
     ("positional_encoding", ["Add"]),
-    ("normalize", ["Add", "Sqrt", "Sub", "Div"]),
+    ("normalize", ["Sub", "Mul"]),
+    ("normalize_axis0", ["Sub", "Mul"]),
+    ("conv2d_batchnorm", ["Conv"]),
+    ("conv2d_no_bias_batchnorm_relu", ["Conv", "Relu"]),
+    ("conv2d_depthwise_batchnorm", ["Conv"]),
+    ("conv1d_batchnorm", ["Conv"]),
+    ("dense_batchnorm", ["Gemm"]),
+    ("dense_sequence_batchnorm", ["MatMul", "Add", "BatchNormalization"]),
+    ("conv2d_read_twice_batchnorm", ["Conv", "BatchNormalization", "Add"]),
+    ("conv2d_output_batchnorm", ["Conv", "BatchNormalization"]),
+    ("add_layernorm", ["MatMul", "Add", "Sum", "LayerNormalization"]),
+    ("add_layernorm_and_relu", ["MatMul", "Add", "Add", "LayerNormalization", "Relu"]),
 ])
 def test_emitted_nodes(case, expected):
     exp = E.build(program_of(CASES[case]))
@@ -437,7 +462,11 @@ l = s -> lstm(5, return_sequences=true)
 g = l -> gru(3) -> silu
 p = img -> globalavgpool2d -> dense(3) -> softmax
 q = h -> log_softmax
-output g, p, q
+c = img -> conv2d(3, 3, padding=1, bias=false) -> batchnorm -> relu -> globalmaxpool2d
+a = x -> dense(4)
+r = add(x, a) -> layernorm
+z = img -> normalize(axis=0)
+output g, p, q, c, r, z
 """
 
 
@@ -460,6 +489,8 @@ def test_every_supported_opset(opset):
     assert ("LayerNormalization" in ops) == (opset >= 17)
     assert ("Gelu" in ops) == (opset >= 20)
     assert ("Erf" in ops) == (opset < 20)
+    # opset-independent forms: batchnorm folded into the conv, the residual before a layernorm a Sum
+    assert "BatchNormalization" not in ops and "Sum" in ops
     assert worst <= 1e-4
 
 

@@ -192,6 +192,10 @@ class Emit:
         self.attrs = node.attrs
         self.opset = b.opset
         self.created: list = []     # the ONNX nodes this emitter added
+        # NOTE: the batchnorm node (and its weights) that reads only this node's result, folded
+        # into this node's weights (:func:`batchnorm_folds`); None otherwise
+        self.fold: tuple[Node, dict[str, np.ndarray]] | None = None
+        self.readers: list[Node] = []   # the IR nodes that read this node's result (not outputs)
         # NOTE: set by an emitter whose ONNX op loses the symbolic batch dimension in shape
         # inference (Resize scales it by 1.0 into an unknown): the result's shape [N, *node.shape]
         # is then written into the graph's value_info, which inference merges with its own
@@ -235,15 +239,68 @@ class Emit:
 
 
 # ----------------------------------------------------------------------------------------------
+# batchnorm folded into the layer before it (inference)
+
+#: ops whose output channel is the first axis of their weight and of their result (per example):
+#: a batchnorm reading only their result folds into their weight and bias. dense only on (N, F).
+FOLDS_BATCHNORM = ("conv2d", "conv1d", "dense")
+
+
+def batchnorm_folds(model: ModelIR) -> dict[str, Node]:
+    """Layer id -> the batchnorm node folded into it: a batchnorm whose input is a conv2d / conv1d
+    (any groups) or a dense on (N, F), when nothing else reads that layer's result (not another
+    node, not a graph output). At inference the batchnorm is an affine map per output channel,
+    y = (z - mean) * gamma / sqrt(var + eps) + beta, so z = W x + b followed by it is one layer with
+    W' = W * s (per output channel, s = gamma / sqrt(var + eps)) and b' = (b - mean) * s + beta."""
+    readers: dict[str, int] = {}
+    for n in model.nodes:
+        for src in n.inputs:
+            readers[src] = readers.get(src, 0) + 1
+    for o in model.outputs:
+        readers[o.source] = readers.get(o.source, 0) + 1
+    by_id = {n.id: n for n in model.nodes}
+    folds: dict[str, Node] = {}
+    for n in model.nodes:
+        src = by_id.get(n.inputs[0]) if n.op == "batchnorm" else None
+        if src is None or src.op not in FOLDS_BATCHNORM or readers.get(src.id) != 1:
+            continue
+        if src.op == "dense" and len(model.shape_of(src.inputs[0])) != 1:
+            continue
+        folds[src.id] = n
+    return folds
+
+
+def _weight_and_bias(e: Emit) -> list[str]:
+    """The initializers of a layer's weight [out, ...] and bias [out] (none without a bias): the
+    contract's, or with the batchnorm of ``e.fold`` folded in (float64 arithmetic, stored as
+    float32), named ``<layer>.weight_bn`` / ``<layer>.bias_bn``."""
+    if e.fold is None:
+        return [e.param("weight")] + ([e.param("bias")] if e.attrs["bias"] else [])
+    bn, bw = e.fold
+    scale = bw["weight"].astype(np.float64) / np.sqrt(bw["running_var"].astype(np.float64) + float(bn.attrs["eps"]))
+    w = e.w["weight"].astype(np.float64)
+    b = e.w["bias"].astype(np.float64) if e.attrs["bias"] else np.zeros(w.shape[0])
+    lid = e.node.id
+    return [e.param("weight_bn", w * scale.reshape(-1, *[1] * (w.ndim - 1)),
+                    doc=f"{lid}.weight with {bn.id} folded in: times {bn.id}.weight / sqrt({bn.id}.running_var + eps) "
+                        "per output channel"),
+            e.param("bias_bn", (b - bw["running_mean"].astype(np.float64)) * scale + bw["bias"].astype(np.float64),
+                    doc=f"({lid}.bias - {bn.id}.running_mean) * {bn.id}.weight / sqrt({bn.id}.running_var + eps) "
+                        f"+ {bn.id}.bias" if e.attrs["bias"] else
+                        f"-{bn.id}.running_mean * {bn.id}.weight / sqrt({bn.id}.running_var + eps) + {bn.id}.bias "
+                        f"({lid} has no bias of its own)")]
+
+
+# ----------------------------------------------------------------------------------------------
 # emitters: layers
 
 @emitter("dense")
 def _dense(e: Emit) -> str:
     """x: (N, F) -> Gemm(x, weight [units, F], bias, transB=1);
     x: (N, T, F) -> MatMul(x, weight^T [F, units]) + bias, applied at every time step."""
-    bias = [e.param("bias")] if e.attrs["bias"] else []
     if len(e.in_shapes[0]) == 1:
-        return e.op("Gemm", [e.x, e.param("weight"), *bias], transB=1)
+        return e.op("Gemm", [e.x, *_weight_and_bias(e)], transB=1)
+    bias = [e.param("bias")] if e.attrs["bias"] else []
     wt = e.param("weight_t", e.w["weight"].T,
                  doc=f"{e.node.id}.weight transposed to [F, units] for MatMul")
     y = e.op("MatMul", [e.x, wt])
@@ -255,7 +312,7 @@ def _conv(e: Emit) -> str:
     """x: (N, C, H, W) or (N, C, L); weight [filters, C/groups, k...]; pads in ONNX order (explicit,
     so `same` with an odd total pads the end, as SAME_UPPER); `group` as PyTorch's groups."""
     a = e.attrs
-    ins = [e.x, e.param("weight")] + ([e.param("bias")] if a["bias"] else [])
+    ins = [e.x, *_weight_and_bias(e)]
     return e.op("Conv", ins, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
                 dilations=list(a["dilation"]), pads=list(a["pads"]), group=int(a["groups"]))
 
@@ -536,9 +593,14 @@ def _aligned(e: Emit) -> list[str]:
 
 @emitter("add")
 def _add(e: Emit) -> str:
-    """Add (two inputs) or Sum, both broadcasting natively once the ranks agree."""
+    """Add (two inputs) or Sum, both broadcasting natively once the ranks agree. A sum that only a
+    layernorm reads (a Transformer's residual) is a Sum even of two inputs: onnxruntime fuses Add +
+    LayerNormalization into its SkipLayerNormalization, which is slower on the CPU than the two
+    (bert_tiny: 14% more time per batch), and leaves Sum + LayerNormalization as they are."""
     xs = _aligned(e)
-    return e.op("Add", xs) if len(xs) == 2 else e.op("Sum", xs)
+    if len(xs) == 2 and not (e.readers and all(r.op == "layernorm" for r in e.readers)):
+        return e.op("Add", xs)
+    return e.op("Sum", xs)
 
 
 @emitter("multiply")
@@ -718,17 +780,23 @@ def _positional_encoding(e: Emit) -> str:
 
 @emitter("normalize")
 def _normalize(e: Emit) -> str:
-    """(x - mean) / sqrt(var + eps), the statistics [K] reshaped to broadcast along `axis`
-    ([K, 1, ..., 1], aligned from the right against (N, ..., K, ...))."""
+    """(x - mean) * inv_std with inv_std = 1 / sqrt(var + eps) computed at export in float32, as
+    the NumPy kernel computes it (so the arithmetic is the runtime's); both statistics [K] are
+    initializers shaped to broadcast along `axis` ([K, 1, ..., 1], aligned from the right against
+    (N, ..., K, ...)): two nodes, Sub and Mul."""
     shape = e.in_shapes[0]
     axis = int(e.attrs["axis"])
     stat = [shape[axis]] + [1] * (len(shape) - 1 - axis)
-    mean, var = e.param("mean"), e.param("var")
+    var = e.w["var"].astype(np.float32)
+    inv_std = (1 / np.sqrt(var + float(e.attrs["eps"]))).astype(np.float32)
+    note = f" as {stat}" if len(stat) > 1 else ""
     if len(stat) > 1:
-        mean = e.op("Reshape", [mean, e.const("stat_shape", stat)])
-        var = e.op("Reshape", [var, e.const("stat_shape", stat)])
-    std = e.op("Sqrt", [e.op("Add", [var, e.scalar("eps", float(e.attrs["eps"]))])])
-    return e.op("Div", [e.op("Sub", [e.x, mean]), std])
+        mean = e.param("mean_bcast", e.w["mean"].reshape(stat), doc=f"{e.node.id}.mean{note}")
+    else:
+        mean = e.param("mean")
+    inv = e.param("inv_std", inv_std.reshape(stat),
+                  doc=f"1 / sqrt({e.node.id}.var + eps), eps = {float(e.attrs['eps']):g}{note}")
+    return e.op("Mul", [e.op("Sub", [e.x, mean]), inv])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -783,14 +851,33 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
     values: dict[str, str] = {name: name for name in input_names}
     shapes: dict[str, list[int]] = {i.name: list(i.shape) for i in model.inputs}
     value_info: list = []
+    folds = batchnorm_folds(model)
+    folded = {bn.id for bn in folds.values()}
+    readers: dict[str, list[Node]] = {}
     for node in model.nodes:
+        for src in node.inputs:
+            readers.setdefault(src, []).append(node)
+
+    def node_weights(node: Node) -> dict[str, np.ndarray]:
+        return {wt.name: weights[f"{node.id}.{wt.name}"] for wt in node.weights}
+
+    for node in model.nodes:
+        if node.id in folded:       # its layer's result is already its own
+            values[node.id] = values[node.inputs[0]]
+            shapes[node.id] = list(node.shape)
+            continue
         xs = [values[s] for s in node.inputs]
-        w = {wt.name: weights[f"{node.id}.{wt.name}"] for wt in node.weights}
-        e = Emit(b, node, xs, [shapes[s] for s in node.inputs], w)
+        e = Emit(b, node, xs, [shapes[s] for s in node.inputs], node_weights(node))
+        e.readers = [r for r in readers.get(node.id, []) if r.id not in folded]
+        bn = folds.get(node.id)
+        if bn is not None:
+            e.fold = (bn, node_weights(bn))
         result = EMITTERS[node.op](e)
         own = {out for n in e.created for out in n.output}
         if result in own:
-            final = claimed.get(node.id) or b.fresh(node.id)
+            # NOTE: with a folded batchnorm the value holds the batchnorm's result: named after it
+            holder = bn.id if bn is not None else node.id
+            final = claimed.get(holder) or b.fresh(holder)
             _rename(e.created, result, final)
             result = final
         if len(e.created) == 1:
