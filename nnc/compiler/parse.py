@@ -172,7 +172,7 @@ BUILDERS = {
     "arg_kw": lambda c, x: A.KwArg(c[0][0], _ts(c[0]), c[1], _sp(x)),
     "stage_bare": _stage_bare,
     "stage_call": _call,
-    "pipeline": lambda c, x: A.Pipeline(list(c), _sp(x)),
+    "pipeline": lambda c, x: A.Pipeline(c, _sp(x)),  # (``c`` is a list of its own, from either parser)
     "binding": lambda c, x: A.Binding(c[0][0], _ts(c[0]), c[1], _sp(x)),
     "dim": _first,
     "count": _first,

@@ -297,13 +297,20 @@ class ModelPass:
     def next_id(self, op: str, explicit: tuple[str, SourceSpan] | None, stage_span: SourceSpan) -> str:
         """The layer name of a stage (or a block use): ``name=`` or ``<op>_<k>``, prefixed by the
         ids of the block uses it is inside (``stage2.conv2d_1``)."""
-        prefix = self.uses[-1][1] + "." if self.uses else ""
+        uses = self.uses
+        prefix = uses[-1][1] + "." if uses else ""
         if explicit is not None:
             name, span = prefix + explicit[0], explicit[1]
         else:
-            self.counters[op] = self.counters.get(op, 0) + 1
-            name, span = f"{prefix}{op}_{self.counters[op]}", stage_span
-        if name in [i.name for i in self.inputs]:
+            counters = self.counters
+            k = counters[op] = counters.get(op, 0) + 1
+            name, span = f"{prefix}{op}_{k}", stage_span
+        for i in self.inputs:
+            if i.name == name:
+                break
+        else:
+            i = None
+        if i is not None:
             self.ctx.err("E308", f"layer name `{name}` is also the name of an input", span,
                          "give the layer another `name=`")
         elif name in self.node_ids:
@@ -315,10 +322,14 @@ class ModelPass:
     def apply(self, st: A.Call, sources: list[Value] | None, scope: Scope) -> Value:
         """Validate one op stage and infer its output; ``sources=None`` when an input is poisoned."""
         op = OPS[st.name]
-        explicit, args = self.split_name(st, scope)
-        # NOTE: arguments that are all literals need no substitution (subst would return them as
-        # they are): their binding is looked up by them, and the call is built only to bind them
-        key = _bind_key(op.name, args)
+        args = st.args
+        if args is None:  # a bare stage (`relu`): no `name=`, no arguments to substitute
+            explicit, key = None, (op.name,)
+        else:
+            explicit, args = self.split_name(st, scope)
+            # NOTE: arguments that are all literals need no substitution (subst would return them
+            # as they are): their binding is looked up by them, and the call is built only to bind them
+            key = _bind_key(op.name, args)
         call = None
         if key is None:
             call = self.ctx.subst(A.Call(st.name, st.name_span, args if args is not None else [], st.span), scope)
