@@ -281,15 +281,17 @@ def run(text: str, builders: dict):
                 popped = vals[-size:]
                 pexts = exts[-size:]
                 del vals[-size:], exts[-size:], stack[-size:]
-                first = last = None
-                for e in pexts:
-                    if e is not None:
-                        first = e
-                        break
-                for e in reversed(pexts):
-                    if e is not None:
-                        last = e
-                        break
+                first, last = pexts[0], pexts[-1]
+                if first is None or last is None:  # an empty first or last child: the next one in
+                    first = last = None
+                    for e in pexts:
+                        if e is not None:
+                            first = e
+                            break
+                    for e in reversed(pexts):
+                        if e is not None:
+                            last = e
+                            break
                 ext = None if first is None else (None, first[1], first[2], last[3], last[4])
             else:
                 popped, ext = [], None
