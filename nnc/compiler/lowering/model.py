@@ -46,8 +46,9 @@ class ModelPass:
         self.asserts: list[tuple[A.AssertStmt, Scope]] = []  # each `assert` with the scope it was written in
         # (op, literal arguments) -> the arguments it bound to: a stage written 10,000 times binds once
         self.bound: dict[tuple, dict] = {}
-        # (that key, the input shapes, the input dtypes) -> (output shape, dtype, params, flops, attributes) of a
-        # stage that checked: the same stage on the same inputs is inferred once
+        # (that key, the input shapes, the input dtypes) -> (output shape, dtype, params, flops,
+        # attributes, the names of those that are lists) of a stage that checked: the same stage on
+        # the same inputs is inferred once
         self.stages: dict[tuple, tuple] = {}
         # for editors: (the span of a stage, or of a binding's name; the value it produced), in
         # expansion order (a stage in `repeat` or a block body appears once per expansion; a
@@ -347,10 +348,12 @@ class ModelPass:
                 done = stage_key = None
             if done is not None:
                 node_id = self.next_id(op.name, explicit, st.span)
-                out_shape, dtype, params, flops, done_attrs = done
+                out_shape, dtype, params, flops, done_attrs, lists = done
                 # NOTE: infer() completes the attributes (conv2d's `pads`): its result is taken
                 # whole, each list fresh (as infer() makes them for every stage)
-                attrs = {k: list(v) if type(v) is list else v for k, v in done_attrs.items()}
+                attrs = dict(done_attrs)
+                for k in lists:
+                    attrs[k] = list(attrs[k])
                 shapes = [s.shape for s in sources]
                 return self._node(op, st, node_id, sources, shapes, attrs, out_shape, dtype, params, flops)
         attrs = self.bound.get(key) if key is not None else None
@@ -395,8 +398,9 @@ class ModelPass:
                 params += numel(w.shape)
         flops = op.flops(shapes, out_shape, attrs)
         if stage_key is not None:
+            lists = tuple(k for k, v in attrs.items() if type(v) is list)
             self.stages[stage_key] = (out_shape, dtype, params, flops,
-                                      {k: list(v) if type(v) is list else v for k, v in attrs.items()})
+                                      {k: list(v) if k in lists else v for k, v in attrs.items()}, lists)
         return self._node(op, st, node_id, sources, shapes, attrs, out_shape, dtype, params, flops, weights)
 
     def _node(self, op, st: A.Call, node_id: str, sources: list[Value], shapes: list, attrs: dict,
