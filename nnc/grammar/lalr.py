@@ -3,7 +3,13 @@
 lark builds the tables (states, actions, rules, the lexer's terminals in its priority order) from
 the grammar; :func:`tables` stores them as plain data (``marshal``) in the cache directory, keyed
 by the grammar's text, so that ``nnc check`` loads them in about a millisecond and never imports
-lark. :func:`run` is lark's shift/reduce loop over those tables with the lexer inlined.
+lark (``build.py`` makes them, with lark). :func:`run` is lark's shift/reduce loop over those tables,
+fed by :func:`tokens`.
+
+Two shortcuts, both exact (``tests/test_check_fast_paths.py`` pins them against the general way):
+the text is lexed line by line where no token the parser sees can hold a newline (each distinct
+line is matched once: generated specs repeat theirs thousands of times), and a chain of unit
+reductions (``NUMBER`` up to an argument) is followed once per (state below, state, token).
 
 It is a fast path only. It takes the token that lark's root lexer would take (the same regular
 expression, built by lark from the grammar's terminals); where that token is not one the parser
@@ -281,15 +287,17 @@ def run(text: str, builders: dict):
                 popped = vals[-size:]
                 pexts = exts[-size:]
                 del vals[-size:], exts[-size:], stack[-size:]
-                first = last = None
-                for e in pexts:
-                    if e is not None:
-                        first = e
-                        break
-                for e in reversed(pexts):
-                    if e is not None:
-                        last = e
-                        break
+                first, last = pexts[0], pexts[-1]
+                if first is None or last is None:  # an empty first or last child: the next one in
+                    first = last = None
+                    for e in pexts:
+                        if e is not None:
+                            first = e
+                            break
+                    for e in reversed(pexts):
+                        if e is not None:
+                            last = e
+                            break
                 ext = None if first is None else (None, first[1], first[2], last[3], last[4])
             else:
                 popped, ext = [], None

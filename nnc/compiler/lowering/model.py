@@ -46,8 +46,9 @@ class ModelPass:
         self.asserts: list[tuple[A.AssertStmt, Scope]] = []  # each `assert` with the scope it was written in
         # (op, literal arguments) -> the arguments it bound to: a stage written 10,000 times binds once
         self.bound: dict[tuple, dict] = {}
-        # (that key, the input shapes, the input dtypes) -> (output shape, dtype, params, flops, attributes) of a
-        # stage that checked: the same stage on the same inputs is inferred once
+        # (that key, the input shapes, the input dtypes) -> (output shape, dtype, params, flops,
+        # attributes, the names of those that are lists) of a stage that checked: the same stage on
+        # the same inputs is inferred once
         self.stages: dict[tuple, tuple] = {}
         # for editors: (the span of a stage, or of a binding's name; the value it produced), in
         # expansion order (a stage in `repeat` or a block body appears once per expansion; a
@@ -297,13 +298,20 @@ class ModelPass:
     def next_id(self, op: str, explicit: tuple[str, SourceSpan] | None, stage_span: SourceSpan) -> str:
         """The layer name of a stage (or a block use): ``name=`` or ``<op>_<k>``, prefixed by the
         ids of the block uses it is inside (``stage2.conv2d_1``)."""
-        prefix = self.uses[-1][1] + "." if self.uses else ""
+        uses = self.uses
+        prefix = uses[-1][1] + "." if uses else ""
         if explicit is not None:
             name, span = prefix + explicit[0], explicit[1]
         else:
-            self.counters[op] = self.counters.get(op, 0) + 1
-            name, span = f"{prefix}{op}_{self.counters[op]}", stage_span
-        if name in [i.name for i in self.inputs]:
+            counters = self.counters
+            k = counters[op] = counters.get(op, 0) + 1
+            name, span = f"{prefix}{op}_{k}", stage_span
+        for i in self.inputs:
+            if i.name == name:
+                break
+        else:
+            i = None
+        if i is not None:
             self.ctx.err("E308", f"layer name `{name}` is also the name of an input", span,
                          "give the layer another `name=`")
         elif name in self.node_ids:
@@ -315,10 +323,14 @@ class ModelPass:
     def apply(self, st: A.Call, sources: list[Value] | None, scope: Scope) -> Value:
         """Validate one op stage and infer its output; ``sources=None`` when an input is poisoned."""
         op = OPS[st.name]
-        explicit, args = self.split_name(st, scope)
-        # NOTE: arguments that are all literals need no substitution (subst would return them as
-        # they are): their binding is looked up by them, and the call is built only to bind them
-        key = _bind_key(op.name, args)
+        args = st.args
+        if args is None:  # a bare stage (`relu`): no `name=`, no arguments to substitute
+            explicit, key = None, (op.name,)
+        else:
+            explicit, args = self.split_name(st, scope)
+            # NOTE: arguments that are all literals need no substitution (subst would return them
+            # as they are): their binding is looked up by them, and the call is built only to bind them
+            key = _bind_key(op.name, args)
         call = None
         if key is None:
             call = self.ctx.subst(A.Call(st.name, st.name_span, args if args is not None else [], st.span), scope)
@@ -336,10 +348,12 @@ class ModelPass:
                 done = stage_key = None
             if done is not None:
                 node_id = self.next_id(op.name, explicit, st.span)
-                out_shape, dtype, params, flops, done_attrs = done
+                out_shape, dtype, params, flops, done_attrs, lists = done
                 # NOTE: infer() completes the attributes (conv2d's `pads`): its result is taken
                 # whole, each list fresh (as infer() makes them for every stage)
-                attrs = {k: list(v) if type(v) is list else v for k, v in done_attrs.items()}
+                attrs = dict(done_attrs)
+                for k in lists:
+                    attrs[k] = list(attrs[k])
                 shapes = [s.shape for s in sources]
                 return self._node(op, st, node_id, sources, shapes, attrs, out_shape, dtype, params, flops)
         attrs = self.bound.get(key) if key is not None else None
@@ -384,8 +398,9 @@ class ModelPass:
                 params += numel(w.shape)
         flops = op.flops(shapes, out_shape, attrs)
         if stage_key is not None:
+            lists = tuple(k for k, v in attrs.items() if type(v) is list)
             self.stages[stage_key] = (out_shape, dtype, params, flops,
-                                      {k: list(v) if type(v) is list else v for k, v in attrs.items()})
+                                      {k: list(v) if k in lists else v for k, v in attrs.items()}, lists)
         return self._node(op, st, node_id, sources, shapes, attrs, out_shape, dtype, params, flops, weights)
 
     def _node(self, op, st: A.Call, node_id: str, sources: list[Value], shapes: list, attrs: dict,
