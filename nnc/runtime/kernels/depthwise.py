@@ -4,8 +4,8 @@ Depthwise: each channel is correlated with its own kh x kw kernel, so the im2col
 GEMM is a (1 x kh*kw) times (kh*kw x N*Ho*Wo) product per channel, bound by writing and reading
 the kh*kw-times-larger columns. Here the output is accumulated over the kh*kw taps instead: tap
 (p, q) multiplies a shifted view of the padded input by that tap's per-channel weight and adds it
-up, a few samples at a time so that the views and the accumulator stay in the CPU cache. The
-padded input (about the input's size) is all the backward keeps, not kh*kw copies of it.
+up, a few samples at a time (padded chunk by chunk) so that the views and the accumulator stay in
+the CPU cache. The backward keeps only the input itself, not kh*kw copies of it.
 
 With stride 1 the taps use "wide" views, as the stride-1 im2col path does: each (sample, channel)
 plane of the padded input is one flat run of Hp*Wp values, and tap (p, q)'s inputs of every output
@@ -31,13 +31,12 @@ CHUNK = 1 << 17
 class DepthwiseCache:
     """What a depthwise forward keeps for its backward.
 
-    xbuf: the zero-padded input, flat: N*C planes of Hp*Wp values (+ ekw - 1 for the last plane's
-    wide runs); weight: (C, 1, kh, kw); xshape: (N, C, H, W); out_hw: (Ho, Wo); stride, dilation,
-    pads: (sh, sw), (dh, dw), (top, left, bottom, right); has_bias."""
+    x: the input (N, C, H, W) (the forward's own array: inputs are never modified in place);
+    weight: (C, 1, kh, kw); out_hw: (Ho, Wo); stride, dilation, pads: (sh, sw), (dh, dw),
+    (top, left, bottom, right); has_bias."""
 
-    xbuf: np.ndarray
+    x: np.ndarray
     weight: np.ndarray
-    xshape: tuple
     out_hw: tuple
     stride: tuple
     dilation: tuple
@@ -66,8 +65,8 @@ def _geometry(xshape, wshape, stride, dilation, pads):
 
 
 class _Taps:
-    """Views of a flat buffer of N*C planes (Hp*Wp each): tap (p, q) of samples [n0, n0 + nb) is
-    (nb, C, Ho*Wp) in the wide (stride-1) layout, else (nb, C, Ho, Wo)."""
+    """Views of a flat buffer of planes (Hp*Wp values each, C per sample): tap (p, q) of samples
+    [n0, n0 + nb) is (nb, C, Ho*Wp) in the wide (stride-1) layout, else (nb, C, Ho, Wo)."""
 
     def __init__(self, buf, C, Hp, Wp, Ho, Wo, stride, dilation, wide):
         self.buf, self.C, self.plane, self.Wp, self.Ho, self.Wo = buf, C, Hp * Wp, Wp, Ho, Wo
@@ -85,24 +84,39 @@ class _Taps:
                           strides=(self.C * plane * e, plane * e, sh * Wp * e, sw * e))
 
 
-def _padded(x, Hp, Wp, pads, tail):
-    N, C, H, W = x.shape
-    pt, pl = pads[0], pads[1]
-    buf = np.zeros(N * C * Hp * Wp + tail, dtype=x.dtype)
-    buf[:N * C * Hp * Wp].reshape(N, C, Hp, Wp)[:, :, pt:pt + H, pl:pl + W] = x
-    return buf
+class _PaddedChunks:
+    """A zero-padded copy of ``nb`` samples at a time: :meth:`load` copies samples [n0, n0 + m)
+    of x into the interior of one reused flat buffer (its border and the wide runs' tail are never
+    written, so they stay zero) and returns the taps of that chunk. Padding chunk by chunk keeps
+    the padded copy in the cache for the taps that read it, and no padded copy of the whole input
+    is ever held."""
+
+    def __init__(self, x, nb, geom, pads, stride, dilation):
+        N, C, H, W, kh, kw, Hp, Wp, Ho, Wo, wide, tail = geom
+        self.x, self.H, self.W, self.pt, self.pl = x, H, W, pads[0], pads[1]
+        self.buf = np.zeros(nb * C * Hp * Wp + tail, dtype=x.dtype)
+        self.planes = self.buf[:nb * C * Hp * Wp].reshape(nb, C, Hp, Wp)
+        self.taps = _Taps(self.buf, C, Hp, Wp, Ho, Wo, stride, dilation, wide)
+
+    def load(self, n0, m) -> _Taps:
+        self.planes[:m, :, self.pt:self.pt + self.H, self.pl:self.pl + self.W] = self.x[n0:n0 + m]
+        return self.taps
 
 
 def _chunk(C, Ho, Wv):
     return max(1, CHUNK // (C * Ho * Wv))
 
 
-def _correlate(xbuf, weight, bias, geom, stride, dilation):
-    """The depthwise correlation of the padded flat input: y (N, C, Ho, Wo)."""
+def depthwise_forward(x, weight, bias, stride, dilation, pads):
+    """x: (N, C, H, W); weight: (C, 1, kh, kw); bias: (C,) or None; pads: (top, left, bottom, right).
+
+    Returns y: (N, C, Ho, Wo) and the cache for :func:`depthwise_backward`."""
+    stride, dilation, pads = tuple(stride), tuple(dilation), tuple(pads)
+    geom = _geometry(x.shape, weight.shape, stride, dilation, pads)
     N, C, H, W, kh, kw, Hp, Wp, Ho, Wo, wide, _ = geom
-    taps = _Taps(xbuf, C, Hp, Wp, Ho, Wo, stride, dilation, wide)
     Wv = Wp if wide else Wo
-    nb = _chunk(C, Ho, Wv)
+    nb = min(N, _chunk(C, Ho, Wv))
+    chunks = _PaddedChunks(x, nb, geom, pads, stride, dilation)
     wt = [[np.ascontiguousarray(weight[:, 0, p, q]).reshape(C, 1, *(() if wide else (1,)))
            for q in range(kw)] for p in range(kh)]
     b = bias.astype(weight.dtype, copy=False).reshape(wt[0][0].shape) if bias is not None else None
@@ -111,41 +125,30 @@ def _correlate(xbuf, weight, bias, geom, stride, dilation):
     tmp = np.empty_like(acc)
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
+        taps = chunks.load(n0, m)
         a, t = acc[:m], tmp[:m]
         for p in range(kh):
             for q in range(kw):
                 if p == 0 and q == 0:
-                    np.multiply(taps(n0, m, 0, 0), wt[0][0], out=a)
+                    np.multiply(taps(0, m, 0, 0), wt[0][0], out=a)
                 else:
-                    np.multiply(taps(n0, m, p, q), wt[p][q], out=t)
+                    np.multiply(taps(0, m, p, q), wt[p][q], out=t)
                     a += t
         if b is not None:
             a += b
         y[n0:n0 + m] = a.reshape(m, C, Ho, Wv)[..., :Wo] if wide else a
-    return y
-
-
-def depthwise_forward(x, weight, bias, stride, dilation, pads):
-    """x: (N, C, H, W); weight: (C, 1, kh, kw); bias: (C,) or None; pads: (top, left, bottom, right).
-
-    Returns y: (N, C, Ho, Wo) and the cache for :func:`depthwise_backward`."""
-    geom = _geometry(x.shape, weight.shape, stride, dilation, pads)
-    Hp, Wp, Ho, Wo, tail = geom[6], geom[7], geom[8], geom[9], geom[11]
-    xbuf = _padded(x, Hp, Wp, pads, tail)
-    y = _correlate(xbuf, weight, bias, geom, tuple(stride), tuple(dilation))
-    return y, DepthwiseCache(xbuf, weight, x.shape, (Ho, Wo), tuple(stride), tuple(dilation), tuple(pads),
-                             bias is not None)
+    return y, DepthwiseCache(x, weight, (Ho, Wo), stride, dilation, pads, bias is not None)
 
 
 def depthwise_backward(dy, cache: DepthwiseCache, need_dx: bool = True):
     """dy: (N, C, Ho, Wo). Returns dx: (N, C, H, W) (None unless need_dx), dweight: (C, 1, kh, kw),
     dbias: (C,) | None."""
     weight, stride, dilation, pads = cache.weight, cache.stride, cache.dilation, cache.pads
-    geom = _geometry(cache.xshape, weight.shape, stride, dilation, pads)
+    geom = _geometry(cache.x.shape, weight.shape, stride, dilation, pads)
     N, C, H, W, kh, kw, Hp, Wp, Ho, Wo, wide, tail = geom
-    taps = _Taps(cache.xbuf, C, Hp, Wp, Ho, Wo, stride, dilation, wide)
     Wv = Wp if wide else Wo
-    nb = _chunk(C, Ho, Wv)
+    nb = min(N, _chunk(C, Ho, Wv))
+    chunks = _PaddedChunks(cache.x, nb, geom, pads, stride, dilation)
     dw = np.zeros((C, kh, kw), dtype=dy.dtype)
     dyw = np.zeros((nb, C, Ho, Wv), dtype=dy.dtype)     # the discarded wide columns stay zero
     win = None if wide else np.empty((nb, C, Ho, Wo), dtype=dy.dtype)
@@ -154,9 +157,10 @@ def depthwise_backward(dy, cache: DepthwiseCache, need_dx: bool = True):
         d = dyw[:m]
         d[..., :Wo] = dy[n0:n0 + m]
         d = d.reshape(m, C, 1, Ho * Wv)
+        taps = chunks.load(n0, m)
         for p in range(kh):
             for q in range(kw):
-                t = taps(n0, m, p, q)
+                t = taps(0, m, p, q)
                 if not wide:                              # strided windows: one copy, then long rows
                     np.copyto(win[:m], t)
                     t = win[:m]
