@@ -11,14 +11,8 @@ from .blas import small_products
 
 
 def _split_heads(z: np.ndarray, n: int, t: int, h: int, d: int) -> np.ndarray:
-    """(N*T, H*d) -> (N, H, T, d)."""
+    """(N*T, H*d) -> (N, H, T, d), a view (written through when z is an output buffer)."""
     return z.reshape(n, t, h, d).transpose(0, 2, 1, 3)
-
-
-def _merge_heads(z: np.ndarray) -> np.ndarray:
-    """(N, H, T, d) -> (N*T, H*d)."""
-    n, h, t, d = z.shape
-    return z.transpose(0, 2, 1, 3).reshape(n * t, h * d)
 
 
 @functools.lru_cache(maxsize=32)
