@@ -11,14 +11,8 @@ from .blas import small_products
 
 
 def _split_heads(z: np.ndarray, n: int, t: int, h: int, d: int) -> np.ndarray:
-    """(N*T, H*d) -> (N, H, T, d)."""
+    """(N*T, H*d) -> (N, H, T, d), a view (written through when z is an output buffer)."""
     return z.reshape(n, t, h, d).transpose(0, 2, 1, 3)
-
-
-def _merge_heads(z: np.ndarray) -> np.ndarray:
-    """(N, H, T, d) -> (N*T, H*d)."""
-    n, h, t, d = z.shape
-    return z.transpose(0, 2, 1, 3).reshape(n * t, h * d)
 
 
 @functools.lru_cache(maxsize=32)
@@ -48,14 +42,14 @@ class MultiheadAttention(Kernel):
 
     How it runs (tests/test_kernels_attention_paths.py checks it against the formulas above):
     the projection takes weights (and bias) whose query rows are scaled by 1/sqrt(d), so it yields
-    Q / sqrt(d); Q, K and V are copied once, the bias added by that pass, into contiguous
-    (N, H, T, d) stacks, which NumPy's matmul hands to the BLAS (strided views of the projections
-    take a much slower path);
-    the softmax stays unnormalised, u = exp(s - max s) with r = 1 / rowsum(u), and r scales the
-    (Tq, d) products u V instead of the (Tq, Tk) probabilities; the products write the merged
-    (N*T, E) layouts directly (``out=`` views), so no head is merged by a copy; the per-head
-    products run on one BLAS thread (:func:`~nnc.runtime.kernels.blas.small_products`). The cache
-    holds Q, K, V, u, r, the mask and the merged heads.
+    Q / sqrt(d); Q, K and V are copied once into contiguous (N, H, T, d) stacks, read by five
+    products; the softmax stays unnormalised, u = exp(s - max s) with r = 1 / rowsum(u), and r
+    scales the (Tq, d) products u V instead of the (Tq, Tk) probabilities; the products write the
+    merged (N*T, E) layouts directly (``out=`` views), so no head is merged by a copy; the
+    per-head products run on one BLAS thread (:func:`~nnc.runtime.kernels.blas.small_products`:
+    OpenBLAS hands each 128 x 128 x 32 product to both threads, which costs several times the
+    arithmetic when the other core is busy). The cache holds Q, K, V, u, r, the mask and the
+    merged heads.
     """
 
     def forward(self, xs, w, a, ctx):
@@ -75,22 +69,23 @@ class MultiheadAttention(Kernel):
             bs = b.copy()
             bs[:e] *= scale
         xq2, xkv2 = xq.reshape(-1, e), xkv.reshape(-1, e)        # (N*Tq, E), (N*Tk, E)
-        # heads as contiguous (N, H, T, d) stacks, the bias added by the pass that copies them
-        # (NumPy's matmul hands contiguous stacks to the BLAS; strided views take its slow loop)
+        # heads copied once into contiguous (N, H, T, d) stacks: the five products of the forward
+        # and backward then read contiguous matrices (a bias pass over the 2-D projection and a
+        # copy measured faster than one broadcast add into the 5-D transposed layout)
         if len(xs) == 1:
             qkv = xq2 @ Ws.T                                       # (N*T, 3E): one product for all three
-            heads = qkv.reshape(n, tq, 3, h, d).transpose(2, 0, 3, 1, 4)          # (3, N, H, T, d) view
-            QKV = (np.ascontiguousarray(heads) if bs is None else
-                   np.add(heads, bs.reshape(3, 1, h, 1, d), order="C"))
+            if bs is not None:
+                qkv += bs
+            QKV = np.ascontiguousarray(qkv.reshape(n, tq, 3, h, d).transpose(2, 0, 3, 1, 4))   # (3, N, H, T, d)
             Q, K, V = QKV[0], QKV[1], QKV[2]
         else:
-            qh = _split_heads(xq2 @ Ws[:e].T, n, tq, h, d)
-            kvh = (xkv2 @ Ws[e:].T).reshape(n, tk, 2, h, d).transpose(2, 0, 3, 1, 4)   # (2, N, H, Tk, d)
-            if bs is None:
-                Q, KV = np.ascontiguousarray(qh), np.ascontiguousarray(kvh)
-            else:
-                Q = np.add(qh, bs[:e].reshape(h, 1, d), order="C")
-                KV = np.add(kvh, bs[e:].reshape(2, 1, h, 1, d), order="C")
+            q2 = xq2 @ Ws[:e].T
+            kv2 = xkv2 @ Ws[e:].T                                  # (N*Tk, 2E)
+            if bs is not None:
+                q2 += bs[:e]
+                kv2 += bs[e:]
+            Q = np.ascontiguousarray(_split_heads(q2, n, tq, h, d))
+            KV = np.ascontiguousarray(kv2.reshape(n, tk, 2, h, d).transpose(2, 0, 3, 1, 4))   # (2, N, H, Tk, d)
             K, V = KV[0], KV[1]
         with small_products(tq * tk * d):
             s = Q @ K.transpose(0, 1, 3, 2)                        # (N, H, Tq, Tk), already scaled
