@@ -13,7 +13,7 @@ onnxruntime's CPU provider with the same session options: default graph optimisa
 `--threads` intra-op threads (default 2), one inter-op thread, sequential execution.
 
 Timing, per batch size (1 and 256): one warm-up run of each session, then single runs taking
-turns (nnc, torch, nnc, torch, ...) until the model's share of `--budget` seconds is spent (at
+turns (nnc, torch, torch, nnc, nnc, torch, ...: the order flips every round) until the model's share of `--budget` seconds is spent (at
 least `--min-pairs` pairs); each side's time is the median of its runs. Because the two sessions
 alternate, a load swing of the machine falls on both alike: trust the ratio, not the
 microseconds. `--clock cpu` measures the process' CPU time instead of wall time (steadier when
@@ -108,14 +108,17 @@ def session(proto: onnx.ModelProto, threads: int, optimized: str | None = None, 
 def interleaved(sessions, inputs, budget: float, min_pairs: int, clock=time.perf_counter) -> tuple[list[float], int]:
     """Median seconds per run of each session (by ``clock``) and the number of rounds: one warm-up
     run each, then rounds of one run per session in turn, until ``budget`` seconds of wall time
-    are spent (at least ``min_pairs`` rounds)."""
+    are spent (at least ``min_pairs`` rounds). Every other round runs them in reverse order (A B,
+    B A, A B, ...): the session that runs second finds the caches warmer, and two sessions of one
+    graph in a fixed order differ by up to 1% for that alone."""
     for sess in sessions:
         sess.run(None, inputs)
     times: list[list[float]] = [[] for _ in sessions]
     start = time.perf_counter()
     rounds = 0
     while rounds < min_pairs or time.perf_counter() - start < budget:
-        for sess, ts in zip(sessions, times):
+        pairs = list(zip(sessions, times))
+        for sess, ts in (pairs if rounds % 2 == 0 else pairs[::-1]):
             t = clock()
             sess.run(None, inputs)
             ts.append(clock() - t)

@@ -18,7 +18,11 @@ Conventions of the exported graph (section 7 of the language reference):
   ``lstm_1.W`` / ``.R`` / ``.B`` with the gate blocks reordered); small constants are
   ``<node>.<what>`` (``reshape_1.shape``);
 - inference semantics: dropout, identity and linear are elided (an Identity node is added only
-  where such a value is a graph output), batchnorm uses the running statistics;
+  where such a value is a graph output), batchnorm uses the running statistics and is folded into
+  the conv2d / conv1d / dense on (N, F) whose result only it reads (``<layer>.weight_bn`` /
+  ``.bias_bn``, :func:`batchnorm_folds`); normalize is Sub + Mul by ``<layer>.inv_std``;
+- forms chosen for onnxruntime's CPU kernels: a sum that only layernorms read is a ``Sum`` (an
+  ``Add`` there becomes onnxruntime's slower SkipLayerNormalization);
 - the graph's ``value_info`` holds the shape of a result only where the emitter sets
   ``Emit.declare_shape`` (ONNX shape inference would lose the symbolic batch dimension there:
   Resize).
