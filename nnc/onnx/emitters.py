@@ -600,7 +600,7 @@ def _add(e: Emit) -> str:
     """Add (two inputs) or Sum, both broadcasting natively once the ranks agree. A sum that only a
     layernorm reads (a Transformer's residual) is a Sum even of two inputs: onnxruntime fuses Add +
     LayerNormalization into its SkipLayerNormalization, which is slower on the CPU than the two
-    (bert_tiny: 14% more time per batch), and leaves Sum + LayerNormalization as they are."""
+    (bert_tiny: 16% more time per batch), and leaves Sum + LayerNormalization as they are."""
     xs = _aligned(e)
     if len(xs) == 2 and not (e.readers and all(r.op == "layernorm" for r in e.readers)):
         return e.op("Add", xs)
