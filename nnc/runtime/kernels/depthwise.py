@@ -171,7 +171,7 @@ def depthwise_backward(dy, cache: DepthwiseCache, need_dx: bool = True):
     dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     if not need_dx:
         return None, dweight, dbias
-    (dh, dw_), (ekh, ekw) = dilation, (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    ekh, ekw = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
     full = tuple(e - 1 - pad for e, pad in zip((ekh, ekw, ekh, ekw), pads))
     if wide and min(full) >= 0:
         # dx is the correlation of dy, padded by the kernel's extent less the forward's padding,
