@@ -1,9 +1,13 @@
 """Convolution: conv2d, conv1d (run as conv2d with H = 1) and conv2d_transpose.
 
-Each is one im2col GEMM each way; with ``groups > 1`` the GEMM is batched over the groups
-(``np.matmul`` on (groups, rows, cols) stacks), so a grouped or depthwise convolution costs one call,
-not a loop over channels. Group g owns input channels [g*C/groups, (g+1)*C/groups) and output
-channels [g*F/groups, (g+1)*F/groups), as in PyTorch.
+A convolution is an im2col GEMM each way: stride 1 with "wide" columns (long contiguous runs),
+built and multiplied a range of samples at a time when they are large (``COLS_CHUNK_BYTES``), any
+other stride by a per-window gather; with ``groups > 1`` the GEMM is batched over the groups
+(``np.matmul`` on (groups, rows, cols) stacks). Depthwise (groups == C == F) and 1x1 convolutions
+take the paths of ``depthwise.py`` (no im2col). conv2d_transpose with dilation 1 runs as one
+stride-1 convolution over its sub-pixel phases where that pays, else by a col2im scatter. Group g
+owns input channels [g*C/groups, (g+1)*C/groups) and output channels [g*F/groups, (g+1)*F/groups),
+as in PyTorch.
 """
 from __future__ import annotations
 
