@@ -34,7 +34,6 @@ import statistics
 import sys
 import tempfile
 import time
-import types
 import warnings
 from pathlib import Path
 
@@ -58,16 +57,8 @@ BATCHES = (1, 256)
 
 def torch_twin(program, weights):
     """The emitted standalone module of ``program``'s model with ``weights``, in eval mode."""
-    from nnc.torch.emit import class_name, emit_torch
-    source = emit_torch(program)
-    namespace = types.ModuleType(f"twin_{program.model.name}")
-    exec(compile(source, f"<{program.model.name}.py>", "exec"), namespace.__dict__)
-    module = getattr(namespace, class_name(program))()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "weights.npz"
-        np.savez(path, **weights)
-        namespace.load_weights(module, path)
-    return module.eval()
+    from nnc.torch.emit import emit_torch, load_module
+    return load_module(program, emit_torch(program), weights)
 
 
 def torch_export(program, weights) -> onnx.ModelProto:

@@ -433,16 +433,13 @@ def _random_inputs(model: ModelIR, batch: int = 5, seed: int = 0) -> dict[str, n
     return out
 
 
-def verify(program: Program, source: str, weights: dict[str, np.ndarray]) -> float:
-    """Run the emitted module (eval, float32, a seeded random batch) against the NumPy runtime:
-    the largest difference, or E806."""
+def load_module(program: Program, source: str, weights: dict[str, np.ndarray]):
+    """The emitted module ``source`` (from :func:`emit_torch`) built, with ``weights`` loaded by
+    its own ``load_weights``, in eval mode."""
     import tempfile
     import types
     from pathlib import Path
 
-    import torch
-
-    from ..runtime.graph import Graph
     model = program.model
     namespace = types.ModuleType(f"nnc_emitted_{model.name}")
     exec(compile(source, f"<{model.name}.py>", "exec"), namespace.__dict__)
@@ -451,7 +448,17 @@ def verify(program: Program, source: str, weights: dict[str, np.ndarray]) -> flo
         path = Path(tmp) / "weights.npz"
         np.savez(path, **weights)
         namespace.load_weights(module, path)
-    module.eval()
+    return module.eval()
+
+
+def verify(program: Program, source: str, weights: dict[str, np.ndarray]) -> float:
+    """Run the emitted module (eval, float32, a seeded random batch) against the NumPy runtime:
+    the largest difference, or E806."""
+    import torch
+
+    from ..runtime.graph import Graph
+    model = program.model
+    module = load_module(program, source, weights)
     inputs = _random_inputs(model)
     with torch.no_grad():
         got = module(*(torch.from_numpy(inputs[i.name]) for i in model.inputs))
