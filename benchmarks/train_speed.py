@@ -23,6 +23,9 @@ it loads), and torch uses N threads. ``--cpu-time`` times CPU seconds of the pro
 Timing: one warm-up epoch, then the median of ``--epochs`` epochs, in the same process: all of nnc's
 epochs, then all of torch's. (Interleaving them is worse, not fairer: OpenBLAS's worker threads keep
 spinning for a while after a matrix product and slow down torch's OpenMP threads, and vice versa.)
+``--rounds R`` repeats the pair R times per row (nnc's epochs, then torch's) and prints the median
+of the rounds' ratios with each round's ratio after the row: the machine's speed drifts from
+minute to minute, and a ratio is only as good as the two medians it divides.
 nnc's epoch also computes the training metric (accuracy) per batch, as ``nnc train`` does; the torch
 loop computes only the loss. Other processes on the machine skew the numbers: the load average is
 printed first; run it on a quiet machine.
@@ -341,6 +344,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads and BLAS threads (default 2)")
     ap.add_argument("--cpu-time", action="store_true",
                     help="CPU seconds of the process instead of wall-clock seconds (steadier with --threads 1)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="per row, nnc's and torch's epochs take turns this many times: medians, and "
+                         "each round's ratio (the machine's speed drifts between minutes)")
     ap.add_argument("--memory", action="store_true", help="also measure peak memory (child processes)")
     ap.add_argument("--verify", action="store_true",
                     help="only check that each torch model is nnc's (parameters, forward outputs)")
@@ -397,11 +403,19 @@ def main() -> int:
         if torch is not None:
             check = verify(kind, cfg, nnc_run, x)
         nnc_s, nnc_loss = measure(nnc_run, args.epochs)
+        ratios = []
         if torch is not None:
             torch_run = TorchRun(kind, cfg, x, y, nnc_run.initial)
             torch_s, torch_loss = measure(torch_run, args.epochs)
             print(f"{kind}: {check}; first-epoch loss nnc {nnc_loss:.6f} torch {torch_loss:.6f} "
                   f"(relative difference {abs(nnc_loss - torch_loss) / abs(torch_loss):.1e})", flush=True)
+            # --rounds: the two take turns again, a round's ratio from its own pair of medians
+            nnc_all, torch_all, ratios = [nnc_s], [torch_s], [torch_s / nnc_s]
+            for _ in range(args.rounds - 1):
+                nnc_all.append(statistics.median(nnc_run.epoch()[0] for _ in range(args.epochs)))
+                torch_all.append(statistics.median(torch_run.epoch()[0] for _ in range(args.epochs)))
+                ratios.append(torch_all[-1] / nnc_all[-1])
+            nnc_s, torch_s = statistics.median(nnc_all), statistics.median(torch_all)
             del torch_run
         else:
             torch_s = None
@@ -409,7 +423,7 @@ def main() -> int:
         del nnc_run
         mem = (peak_mib("nnc", kind, args.threads), peak_mib("torch", kind, args.threads) if torch is not None
                else None) if args.memory else (None, None)
-        rows.append((kind, cfg["title"], cfg["batch"], nnc_s, torch_s, flops, mem))
+        rows.append((kind, cfg["title"], cfg["batch"], nnc_s, torch_s, flops, mem, ratios))
 
     def num(v, fmt, width):
         return f"{v:{width}{fmt}}" if v is not None else f"{'-':>{width}}"
@@ -419,11 +433,13 @@ def main() -> int:
               f"{'nnc GF/s':>8} {'torch GF/s':>10} {'nnc MiB':>8} {'torch MiB':>9}")
     print(header)
     print("-" * len(header))
-    for kind, title, batch, nnc_s, torch_s, flops, (nnc_m, torch_m) in rows:
-        ratio = torch_s / nnc_s if torch_s is not None else None
+    for kind, title, batch, nnc_s, torch_s, flops, (nnc_m, torch_m), ratios in rows:
+        # with --rounds, the median of the rounds' ratios; each round's after the row
+        ratio = statistics.median(ratios) if ratios else None
+        each = "  " + " ".join(f"{r:.2f}" for r in ratios) if len(ratios) > 1 else ""
         print(f"{kind:<12} {title:<26} {batch:>5} {nnc_s:9.3f} {num(torch_s, '.3f', 10)} {num(ratio, '.2f', 9)} "
               f"{flops / nnc_s / 1e9:8.2f} {num(torch_s and flops / torch_s / 1e9, '.2f', 10)} "
-              f"{num(nnc_m, '.0f', 8)} {num(torch_m, '.0f', 9)}")
+              f"{num(nnc_m, '.0f', 8)} {num(torch_m, '.0f', 9)}{each}")
     print(f"(GF/s: nnc's catalogue FLOPs x 3 (forward + backward) per {'CPU ' if args.cpu_time else ''}second; "
           f"NumPy's float32 matrix product: {limit:.1f} GF/s; {args.threads} thread(s))")
     return 0
