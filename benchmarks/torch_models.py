@@ -10,6 +10,7 @@ nnc spec ends in ``softmax`` (``nn.CrossEntropyLoss`` applies the softmax itself
     wide         784-1024-1024-10, relu
     cnn          conv(16,3,same)-relu-maxpool(2)-conv(32,3,same)-relu-maxpool(2)-flatten-dense(10); (1, 28, 28)
     lstm         lstm(64) over (32 steps, 8 features), the last hidden state -> dense(1)
+    gru          the same with gru(64)
     transformer  one post-norm encoder layer on (128, 128): 4-head self-attention, add, layernorm,
                  dense(512)-relu-dense(128), add, layernorm; mean over the steps -> dense(10)
     dwsep        (32, 32, 32): depthwise conv 3x3 (groups 32, no bias)-batchnorm-relu,
@@ -61,6 +62,19 @@ class Lstm(nn.Module):
         return self.dense_1(h[-1])
 
 
+class Gru(nn.Module):
+    """s: (N, 32, 8) -> (N, 1): the last hidden state of gru(64), then dense(1)."""
+
+    def __init__(self, features=8, units=64):
+        super().__init__()
+        self.gru_1 = nn.GRU(features, units, batch_first=True)
+        self.dense_1 = nn.Linear(units, 1)
+
+    def forward(self, s):
+        _, h = self.gru_1(s)
+        return self.dense_1(h[-1])
+
+
 class Transformer(nn.Module):
     """x: (N, T, E) -> (N, classes) logits. One post-norm encoder layer (as nn.TransformerEncoderLayer
     with norm_first=False, relu, no dropout), then the mean over T and a linear classifier."""
@@ -109,6 +123,7 @@ BUILDERS = {
     "wide": lambda: mlp((1024, 1024)),
     "cnn": cnn,
     "lstm": Lstm,
+    "gru": Gru,
     "transformer": Transformer,
     "dwsep": dwsep,
     "convt": convt,

@@ -38,6 +38,7 @@ printed first; run it on a quiet machine.
   cnn256       the same, batch 256
   lstm         lstm(64) over 32 steps of 8 features, dense(1), mse, batch 64, 1,280 examples
   lstm256      the same, batch 256
+  gru          gru(64) over 32 steps of 8 features, dense(1), mse, batch 64, 1,280 examples
   transformer  one post-norm Transformer encoder layer on T=128 steps of E=128 features: 4-head
                self-attention, add + layernorm, dense(512)-relu-dense(128), add + layernorm; the mean
                over the steps -> dense(10), softmax + cross_entropy, batch 64, 256 examples
@@ -125,6 +126,13 @@ model seq {
     dense(1)
 }
 """,
+    "gru": """
+model seq {
+    input s: [32, 8]
+    gru(64)
+    dense(1)
+}
+""",
     "transformer": """
 model encoder {
     input x: [128, 128]
@@ -171,6 +179,7 @@ MODELS = {
     "cnn256": _row("CNN 28x28 conv16-conv32", "cnn", 1280, (1, 28, 28), "class", batch=256),
     "lstm": _row("LSTM 64 x 32 steps", "lstm", 1280, (32, 8), "lstm"),
     "lstm256": _row("LSTM 64 x 32 steps", "lstm", 1280, (32, 8), "lstm", batch=256),
+    "gru": _row("GRU 64 x 32 steps", "gru", 1280, (32, 8), "lstm"),
     "transformer": _row("Transformer T128 E128 h4", "transformer", 256, (128, 128), "class"),
     "dwsep": _row("depthwise-sep 32x32x32", "dwsep", 1280, (32, 32, 32), "class"),
     "convt": _row("conv-transpose 8->32", "convt", 1280, (32, 8, 8), "image"),
