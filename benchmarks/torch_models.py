@@ -49,29 +49,18 @@ def cnn() -> nn.Module:
                 ("flatten_1", nn.Flatten()), ("dense_1", nn.Linear(32 * 7 * 7, 10)))
 
 
-class Lstm(nn.Module):
-    """s: (N, 32, 8) -> (N, 1): the last hidden state of lstm(64), then dense(1)."""
+class Recurrent(nn.Module):
+    """s: (N, 32, 8) -> (N, 1): the last hidden state of lstm(64) or gru(64), then dense(1)."""
 
-    def __init__(self, features=8, units=64):
+    def __init__(self, cell="lstm", features=8, units=64):
         super().__init__()
-        self.lstm_1 = nn.LSTM(features, units, batch_first=True)
+        self.cell = f"{cell}_1"                            # nnc's layer name, the weights' prefix
+        setattr(self, self.cell, {"lstm": nn.LSTM, "gru": nn.GRU}[cell](features, units, batch_first=True))
         self.dense_1 = nn.Linear(units, 1)
 
     def forward(self, s):
-        _, (h, _) = self.lstm_1(s)
-        return self.dense_1(h[-1])
-
-
-class Gru(nn.Module):
-    """s: (N, 32, 8) -> (N, 1): the last hidden state of gru(64), then dense(1)."""
-
-    def __init__(self, features=8, units=64):
-        super().__init__()
-        self.gru_1 = nn.GRU(features, units, batch_first=True)
-        self.dense_1 = nn.Linear(units, 1)
-
-    def forward(self, s):
-        _, h = self.gru_1(s)
+        _, state = getattr(self, self.cell)(s)
+        h = state[0] if isinstance(state, tuple) else state     # LSTM: (h, c); GRU: h
         return self.dense_1(h[-1])
 
 
@@ -122,8 +111,8 @@ BUILDERS = {
     "mlp": mlp,
     "wide": lambda: mlp((1024, 1024)),
     "cnn": cnn,
-    "lstm": Lstm,
-    "gru": Gru,
+    "lstm": Recurrent,
+    "gru": lambda: Recurrent("gru"),
     "transformer": Transformer,
     "dwsep": dwsep,
     "convt": convt,

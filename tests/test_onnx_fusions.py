@@ -38,7 +38,7 @@ def outputs(proto, program, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def unfolded(program, weights, monkeypatch, opset=None):
     with monkeypatch.context() as m:
-        m.setattr(EM, "batchnorm_folds", lambda model: {})
+        m.setattr(EM, "batchnorm_folds", lambda model, readers=None: {})
         return E.build(program, weights, opset)
 
 

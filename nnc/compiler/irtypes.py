@@ -28,11 +28,6 @@ def _span(span: SourceSpan | None) -> dict | None:
     return span.as_dict() if span is not None else None
 
 
-def _span_dict(s: SourceSpan) -> dict:
-    """``s.as_dict()``, written out (it runs for every node of a 100,000-layer spec)."""
-    return {"line": s.line, "column": s.column, "end_line": s.end_line, "end_column": s.end_column}
-
-
 # NOTE: keyword-only (ir.py puts some defaulted fields before required ones), slotted, and without a
 # generated __eq__ (nothing compares IR objects; each generated method costs `nnc check` start-up)
 _ir = record(kw_only=True, slots=True, eq=False)  # (a dataclass; see nnc.lang.record)
@@ -83,7 +78,7 @@ class Node:
     def to_dict(self) -> dict:
         return {"id": self.id, "op": self.op, "inputs": self.inputs, "attrs": self.attrs, "shape": self.shape,
                 "dtype": self.dtype, "weights": [w.to_dict() for w in self.weights], "params": self.params,
-                "flops": self.flops, "span": _span_dict(self.span), "block": self.block}
+                "flops": self.flops, "span": self.span.as_dict(), "block": self.block}
 
 
 @_ir

@@ -250,23 +250,28 @@ class Emit:
 FOLDS_BATCHNORM = ("conv2d", "conv1d", "dense")
 
 
-def batchnorm_folds(model: ModelIR) -> dict[str, Node]:
+def readers_of(model: ModelIR) -> dict[str, list[Node]]:
+    """Value id -> the nodes that read it, in model order (graph outputs not included)."""
+    readers: dict[str, list[Node]] = {}
+    for node in model.nodes:
+        for src in node.inputs:
+            readers.setdefault(src, []).append(node)
+    return readers
+
+
+def batchnorm_folds(model: ModelIR, readers: dict[str, list[Node]] | None = None) -> dict[str, Node]:
     """Layer id -> the batchnorm node folded into it: a batchnorm whose input is a conv2d / conv1d
     (any groups) or a dense on (N, F), when nothing else reads that layer's result (not another
     node, not a graph output). At inference the batchnorm is an affine map per output channel,
     y = (z - mean) * gamma / sqrt(var + eps) + beta, so z = W x + b followed by it is one layer with
     W' = W * s (per output channel, s = gamma / sqrt(var + eps)) and b' = (b - mean) * s + beta."""
-    readers: dict[str, int] = {}
-    for n in model.nodes:
-        for src in n.inputs:
-            readers[src] = readers.get(src, 0) + 1
-    for o in model.outputs:
-        readers[o.source] = readers.get(o.source, 0) + 1
+    readers = readers_of(model) if readers is None else readers
+    outputs = {o.source for o in model.outputs}
     by_id = {n.id: n for n in model.nodes}
     folds: dict[str, Node] = {}
     for n in model.nodes:
         src = by_id.get(n.inputs[0]) if n.op == "batchnorm" else None
-        if src is None or src.op not in FOLDS_BATCHNORM or readers.get(src.id) != 1:
+        if src is None or src.op not in FOLDS_BATCHNORM or len(readers[src.id]) != 1 or src.id in outputs:
             continue
         if src.op == "dense" and len(model.shape_of(src.inputs[0])) != 1:
             continue
@@ -855,12 +860,9 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
     values: dict[str, str] = {name: name for name in input_names}
     shapes: dict[str, list[int]] = {i.name: list(i.shape) for i in model.inputs}
     value_info: list = []
-    folds = batchnorm_folds(model)
+    readers = readers_of(model)
+    folds = batchnorm_folds(model, readers)
     folded = {bn.id for bn in folds.values()}
-    readers: dict[str, list[Node]] = {}
-    for node in model.nodes:
-        for src in node.inputs:
-            readers.setdefault(src, []).append(node)
 
     def node_weights(node: Node) -> dict[str, np.ndarray]:
         return {wt.name: weights[f"{node.id}.{wt.name}"] for wt in node.weights}

@@ -6,7 +6,7 @@ collects its ``output`` and ``assert`` statements for :mod:`.outputs`.
 """
 from __future__ import annotations
 
-from ...errors import NO_SPAN, Note, SourceSpan, did_you_mean
+from ...errors import Note, SourceSpan, did_you_mean
 from ...lang import ast as A
 from ...lang.types import ArgErrors, Int, show
 from ..builtin_names import describe, is_builtin_value
@@ -411,7 +411,7 @@ class ModelPass:
         uses = self.uses
         node = Node(id=node_id, op=op.name, inputs=[s.id for s in sources], attrs=attrs,
                     shape=list(out_shape), dtype=dtype, weights=weights, params=params, flops=flops,
-                    span=st.span or NO_SPAN, block=uses[-1][1] if uses else None)
+                    span=ir_span(st.span), block=uses[-1][1] if uses else None)
         self.nodes.append(node)
         self.by_id[node_id] = node
         if op.warn is not None:

@@ -17,8 +17,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .base import Kernel, register
-from .depthwise import (DepthwiseCache, PointwiseCache, depthwise_backward, depthwise_forward, is_depthwise,
-                        is_pointwise, pointwise_backward, pointwise_forward)
+from .depthwise import (DepthwiseCache, PointwiseCache, correlation_pads, depthwise_backward, depthwise_forward,
+                        is_depthwise, is_pointwise, pointwise_backward, pointwise_forward)
 
 
 def _wx(wm, cols, groups):
@@ -179,6 +179,41 @@ def _chunk_cols(buf, runs, n0, n1, K, L, bias_row):
     return cols
 
 
+def _bias_column(wm, bias):
+    """The weight matrix (F, K) with the bias as a last column (F, K + 1): with a row of ones under
+    the columns, the GEMM adds the bias (forward) and sums its gradient (backward)."""
+    return np.concatenate([wm, bias[:, None].astype(wm.dtype, copy=False)], axis=1)
+
+
+def _wide_dy(dy, Wp):
+    """dy: (N, F, Ho, Wo) -> (F, N*Ho*Wp) in the wide columns' order, zeros in the Wp - Wo discarded
+    columns of each row (so they add nothing to the weight gradient and give zero dcols)."""
+    N, F, Ho, Wo = dy.shape
+    dyf = np.empty((F, N, Ho, Wp), dtype=dy.dtype)
+    dyf[:, :, :, :Wo] = dy.transpose(1, 0, 2, 3)
+    dyf[:, :, :, Wo:] = 0
+    return dyf.reshape(F, N * Ho * Wp)
+
+
+def _dx_by_correlation(dy, weight, groups, dilation, full):
+    """dx (N, C, H, W) as the correlation of dy (N, F, Ho, Wo), padded by ``full``
+    (:func:`correlation_pads`), with the kernel flipped and its channels swapped: one more wide
+    GEMM, whose K sums over (filter, p, q) at once."""
+    F, Cg, kh, kw = weight.shape
+    G = groups
+    wf = weight.reshape(G, F // G, Cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    dx, _ = _conv2d_forward_s1(dy, wf.reshape(G * Cg, F // G, kh, kw), None, dilation, full, G)
+    return dx
+
+
+def _crop_dx(dxbuf, xshape, Hp, Wp, pads):
+    """The (C, size) col2im buffer of the padded input -> dx (N, C, H, W) without the padding."""
+    N, C, H, W = xshape
+    pt, pl = pads[0], pads[1]
+    dx = dxbuf[:, :N * Hp * Wp].reshape(C, N, Hp, Wp)[:, :, pt:pt + H, pl:pl + W]
+    return np.ascontiguousarray(dx.transpose(1, 0, 2, 3))
+
+
 def _conv2d_forward_s1(x, weight, bias, dilation, pads, groups=1):
     N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = _wide_geometry(x.shape, weight.shape, dilation, pads)
     pt, pl, pb, pr = pads
@@ -200,7 +235,7 @@ def _conv2d_forward_s1(x, weight, bias, dilation, pads, groups=1):
     wm = weight.reshape(F, K // groups)
     if bias_row:
         cols[K] = 1
-        wm = np.concatenate([wm, bias[:, None].astype(wm.dtype, copy=False)], axis=1)
+        wm = _bias_column(wm, bias)
     y = _wx(wm, cols, groups)                            # (F, N*Ho*Wp)
     if has_bias and not bias_row:
         y += bias[:, None]
@@ -216,9 +251,7 @@ def _conv2d_forward_s1_chunked(x, xbuf, weight, bias, dilation, pads, chunks):
     L = Ho * Wp
     K = C * kh * kw
     bias_row = bias is not None
-    wm = weight.reshape(F, K)
-    if bias_row:
-        wm = np.concatenate([wm, bias[:, None].astype(wm.dtype, copy=False)], axis=1)
+    wm = _bias_column(weight.reshape(F, K), bias) if bias_row else weight.reshape(F, K)
     runs = _wide_runs(xbuf, kh, kw, dilation[0], dilation[1], N, Hp, Wp, L)
     most = max(n1 - n0 for n0, n1 in chunks)
     buf = np.empty((K + bias_row, most * L), dtype=x.dtype)
@@ -238,12 +271,8 @@ def _conv2d_backward_s1(dy, cache: ConvCache, need_dx: bool = True):
     cols, weight, xshape, pads, has_bias = cache.cols, cache.weight, cache.xshape, cache.pads, cache.has_bias
     dh, dw = cache.dilation
     N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = _wide_geometry(xshape, weight.shape, (dh, dw), pads)
-    pt, pl, _, _ = pads
     L = Ho * Wp
-    dyf = np.empty((F, N, Ho, Wp), dtype=dy.dtype)
-    dyf[:, :, :, :Wo] = dy.transpose(1, 0, 2, 3)
-    dyf[:, :, :, Wo:] = 0
-    dyf = dyf.reshape(F, N * L)
+    dyf = _wide_dy(dy, Wp)
     K = C * kh * kw
     G = cache.groups
     if cache.bias_row:
@@ -261,20 +290,16 @@ def _conv2d_backward_s1(dy, cache: ConvCache, need_dx: bool = True):
     # a (C*kh*kw, N*L) product and its kh*kw col2im scatter-adds (measured 1.1-1.2x faster for
     # 3x3 with F = C, 1.2x for depthwise; slower for 16 -> 32 channels). A padding beyond the
     # kernel's extent needs the scatter (a negative padding would crop).
-    ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    full = tuple(e - 1 - pad for e, pad in zip((ekh, ekw, ekh, ekw), pads))
-    if F <= C and min(full) >= 0:
-        wf = weight.reshape(G, F // G, C // G, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
-        dx, _ = _conv2d_forward_s1(dy, wf.reshape(C, F // G, kh, kw), None, (dh, dw), full, G)
-        return dx, dweight, dbias
+    full = correlation_pads((kh, kw), (dh, dw), pads)
+    if F <= C and full is not None:
+        return _dx_by_correlation(dy, weight, G, (dh, dw), full), dweight, dbias
     dcols = _wT_dy(weight.reshape(F, K // G), dyf, G).reshape(C, kh, kw, N, L)
     dxbuf = np.zeros((C, size), dtype=dy.dtype)
     runs = _wide_runs(dxbuf, kh, kw, dh, dw, N, Hp, Wp, L)
     for p in range(kh):
         for q in range(kw):
             runs[:, p, q] += dcols[:, p, q]             # runs of one (p, q) never overlap
-    dx = dxbuf[:, :N * Hp * Wp].reshape(C, N, Hp, Wp)[:, :, pt:pt + H, pl:pl + W]
-    return np.ascontiguousarray(dx.transpose(1, 0, 2, 3)), dweight, dbias
+    return _crop_dx(dxbuf, xshape, Hp, Wp, pads), dweight, dbias
 
 
 def _conv2d_backward_s1_chunked(dy, cache: ConvCache, need_dx: bool = True):
@@ -284,16 +309,11 @@ def _conv2d_backward_s1_chunked(dy, cache: ConvCache, need_dx: bool = True):
     weight, xshape, pads, bias_row, xbuf = cache.weight, cache.xshape, cache.pads, cache.bias_row, cache.xbuf
     dh, dw = cache.dilation
     N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = _wide_geometry(xshape, weight.shape, (dh, dw), pads)
-    pt, pl, _, _ = pads
     L = Ho * Wp
     K = C * kh * kw
-    dyf = np.empty((F, N, Ho, Wp), dtype=dy.dtype)
-    dyf[:, :, :, :Wo] = dy.transpose(1, 0, 2, 3)
-    dyf[:, :, :, Wo:] = 0                                # the discarded columns add nothing
-    dyf = dyf.reshape(F, N * L)
-    ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    full = tuple(e - 1 - pad for e, pad in zip((ekh, ekw, ekh, ekw), pads))
-    corr = F <= C and min(full) >= 0                     # dx by correlation, as the unchunked path
+    dyf = _wide_dy(dy, Wp)
+    full = correlation_pads((kh, kw), (dh, dw), pads)
+    corr = F <= C and full is not None                   # dx by correlation, as the unchunked path
     scatter = need_dx and not corr
     runs = _wide_runs(xbuf, kh, kw, dh, dw, N, Hp, Wp, L)
     most = max(n1 - n0 for n0, n1 in cache.chunks)
@@ -319,11 +339,8 @@ def _conv2d_backward_s1_chunked(dy, cache: ConvCache, need_dx: bool = True):
     if not need_dx:
         return None, dweight, dbias
     if corr:
-        wf = weight.transpose(1, 0, 2, 3)[..., ::-1, ::-1]
-        dx, _ = _conv2d_forward_s1(dy, np.ascontiguousarray(wf), None, (dh, dw), full, 1)
-        return dx, dweight, dbias
-    dx = dxbuf[:, :N * Hp * Wp].reshape(C, N, Hp, Wp)[:, :, pt:pt + H, pl:pl + W]
-    return np.ascontiguousarray(dx.transpose(1, 0, 2, 3)), dweight, dbias
+        return _dx_by_correlation(dy, weight, 1, (dh, dw), full), dweight, dbias
+    return _crop_dx(dxbuf, xshape, Hp, Wp, pads), dweight, dbias
 
 
 def _conv2d_backward(dy, cache: ConvCache, need_dx: bool = True):

@@ -50,6 +50,17 @@ def is_depthwise(xshape, wshape, groups) -> bool:
     return groups > 1 and groups == xshape[1] == wshape[0] and wshape[1] == 1
 
 
+def correlation_pads(kernel, dilation, pads) -> tuple | None:
+    """The padding (top, left, bottom, right) under which dx of a stride-1 convolution is the
+    correlation of dy with the flipped kernel: the kernel's extent less one, less the forward's
+    padding; None where the forward padded beyond the kernel's extent (the correlation would need a
+    negative padding, a crop: dx is then a scatter)."""
+    (kh, kw), (dh, dw) = kernel, dilation
+    ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    full = tuple(e - 1 - pad for e, pad in zip((ekh, ekw, ekh, ekw), pads))
+    return full if min(full) >= 0 else None
+
+
 def _geometry(xshape, wshape, stride, dilation, pads):
     N, C, H, W = xshape
     _, _, kh, kw = wshape
@@ -171,9 +182,8 @@ def depthwise_backward(dy, cache: DepthwiseCache, need_dx: bool = True):
     dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     if not need_dx:
         return None, dweight, dbias
-    ekh, ekw = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
-    full = tuple(e - 1 - pad for e, pad in zip((ekh, ekw, ekh, ekw), pads))
-    if wide and min(full) >= 0:
+    full = correlation_pads((kh, kw), dilation, pads)
+    if wide and full is not None:
         # dx is the correlation of dy, padded by the kernel's extent less the forward's padding,
         # with the flipped kernel: the forward again
         dx, _ = depthwise_forward(dy, weight[:, :, ::-1, ::-1], None, (1, 1), dilation, full)

@@ -18,7 +18,6 @@ import numpy as np
 
 from .base import Kernel, register
 from .blas import small_products
-from .special import sigmoid
 
 
 class RNNCache(NamedTuple):
@@ -84,6 +83,20 @@ def _dh_at(dseq, dlast, t, T):
     if dlast is not None and t == T - 1:
         g = dlast if g is None else g + dlast
     return g
+
+
+def _feature_major(dseq):
+    """dseq (N, T, u) | None -> (T, u, N) contiguous | None: the feature-major cells' layout."""
+    return None if dseq is None else np.ascontiguousarray(dseq.transpose(1, 2, 0))
+
+
+def _add_output_grad(dh, dsT, dlast, t, T):
+    """The feature-major :func:`_dh_at`: adds the output gradient reaching h_t to dh (u, N) in
+    place; dsT: (T, u, N) or None for every step, dlast: (N, u) or None at the last step."""
+    if dsT is not None:
+        dh += dsT[t]
+    if dlast is not None and t == T - 1:
+        dh += dlast.T
 
 
 class RNNCell:
@@ -227,16 +240,13 @@ class LSTMCell:
         D3 = D[:, :3 * u].reshape(T, 3, u, N)
         dZ = np.empty((T, 4 * u, N), dtype=A.dtype)
         dZ3 = dZ[:, :3 * u].reshape(T, 3, u, N)
-        dsT = None if dseq is None else np.ascontiguousarray(dseq.transpose(1, 2, 0))   # (T, u, N)
+        dsT = _feature_major(dseq)
         dh = np.zeros((u, N), dtype=A.dtype)
         dc = np.zeros((u, N), dtype=A.dtype)
         tmp = np.empty((u, N), dtype=A.dtype)
         with small_products(N * u * u * 4):            # the per-step products: one BLAS thread
             for t in range(T - 1, -1, -1):
-                if dsT is not None:
-                    dh += dsT[t]
-                if dlast is not None and t == T - 1:
-                    dh += dlast.T
+                _add_output_grad(dh, dsT, dlast, t, T)
                 np.multiply(dh, P[t], out=tmp)
                 dc += tmp
                 np.multiply(D3[t], dc, out=dZ3[t])
@@ -328,15 +338,12 @@ class GRUCell:
         Zz *= tmp                                      # z (1 - z) (h - n)
         dGI = np.empty((T, 3 * u, N), dtype=H.dtype)   # grad of W_ih x + b_ih, gate order (r, z, n)
         dGH = np.empty((T, 3 * u, N), dtype=H.dtype)   # grad of W_hh h + b_hh
-        dsT = None if dseq is None else np.ascontiguousarray(dseq.transpose(1, 2, 0))   # (T, u, N)
+        dsT = _feature_major(dseq)
         dh = np.zeros((u, N), dtype=H.dtype)
         back = np.empty((u, N), dtype=H.dtype)
         with small_products(N * u * u * 3):            # the per-step products: one BLAS thread
             for t in range(T - 1, -1, -1):
-                if dsT is not None:
-                    dh += dsT[t]
-                if dlast is not None and t == T - 1:
-                    dh += dlast.T
+                _add_output_grad(dh, dsT, dlast, t, T)
                 dgi, dgh = dGI[t], dGH[t]
                 dn = np.multiply(dh, Zn[t], out=dgi[2 * u:])
                 np.multiply(dn, Rr[t], out=dgi[:u])
