@@ -15,7 +15,7 @@ character of the span, as in lark and most editors' ranges.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from .record import field, record
 from typing import Iterable, Sequence
 
 
@@ -42,7 +42,7 @@ def fmt_shape(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SourceSpan:
     """A range in a source file: 1-based lines and columns, ``end_column`` exclusive."""
 
@@ -74,7 +74,7 @@ class SourceSpan:
 NO_SPAN = SourceSpan()
 
 
-@dataclass
+@record
 class Diagnostic:
     """One error (or warning) with its location, stable code, message and hint."""
 
@@ -104,7 +104,7 @@ class Diagnostic:
         return out
 
 
-@dataclass
+@record
 class Note:
     """A secondary location of a diagnostic: ``note: in the use of block `basic` at line 12 ...``."""
 
@@ -144,7 +144,7 @@ class NncError(Exception):
         return self
 
 
-@dataclass
+@record
 class DiagnosticSink:
     """Collects diagnostics across passes; raises them all at once (sqlglot's ErrorLevel.RAISE)."""
 

@@ -9,11 +9,11 @@ an error about a built-in name given to a parameter that does not take it says w
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..record import record
 from functools import lru_cache
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Use:
     """Where a built-in name means something: ``Use("padding", "conv2d", "padding")``."""
 

@@ -15,7 +15,7 @@ so a weight has one representation from the catalogue to the IR.
 """
 from __future__ import annotations
 
-from dataclasses import field
+from ..record import field
 from typing import Any, Optional, Union
 
 from ..errors import SourceSpan
@@ -30,7 +30,7 @@ def _span(span: SourceSpan | None) -> dict | None:
 
 # NOTE: keyword-only (ir.py puts some defaulted fields before required ones), slotted, and without a
 # generated __eq__ (nothing compares IR objects; each generated method costs `nnc check` start-up)
-_ir = record(kw_only=True, slots=True, eq=False)  # (a dataclass; see nnc.lang.record)
+_ir = record(kw_only=True, slots=True, eq=False)  # (see nnc.record)
 
 
 @_ir

@@ -29,7 +29,7 @@ Adding an op means, and should mean nothing else than:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from ..record import record
 from typing import Callable
 
 from ..errors import fmt_shape
@@ -50,7 +50,7 @@ class ShapeError(Exception):
         self.code, self.message, self.hint = code, message, hint
 
 
-@dataclass
+@record
 class OpDef:
     name: str
     sig: Signature

@@ -6,7 +6,7 @@ names follow the grammar's rule names (``let_stmt`` -> :class:`LetStmt`, ``stage
 """
 from __future__ import annotations
 
-from dataclasses import field
+from ..record import field
 from typing import Union
 
 from ..errors import SourceSpan

@@ -8,7 +8,7 @@ the offending argument. ``let`` constants are substituted before binding (see ``
 from __future__ import annotations
 
 import math
-from dataclasses import field
+from ..record import field
 from typing import Any, Callable
 
 from . import ast as A, record

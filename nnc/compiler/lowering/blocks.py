@@ -12,7 +12,7 @@ is lowered in; :class:`~.model.ModelPass` expands the body there, as it expands 
 """
 from __future__ import annotations
 
-from dataclasses import field
+from ...record import field
 from typing import Any
 
 from ...errors import did_you_mean

@@ -6,12 +6,11 @@ It also holds the scopes and values the passes build on, and the small helpers o
 from __future__ import annotations
 
 import copy
-import dataclasses
 import operator
-from dataclasses import field
 
 from ...errors import NO_SPAN, DiagnosticSink, SourceSpan, did_you_mean
 from ...lang import ast as A, record
+from ...record import field, replace
 from ...lang.types import ArgError, ArgErrors, kind_of, show
 from ..builtin_names import builtin_values, describe, example, is_builtin_value
 from ..ops import OPS
@@ -176,7 +175,7 @@ class Context:
                 if isinstance(a, A.KwArg):
                     value = self.subst(a.value, scope)
                     if value is not a.value:
-                        a, changed = dataclasses.replace(a, value=value), True
+                        a, changed = replace(a, value=value), True
                 else:
                     new = self.subst(a, scope)
                     a, changed = new, changed or new is not a
