@@ -16,7 +16,7 @@ character of the span, as in lark and most editors' ranges.
 from __future__ import annotations
 
 from .record import field, record
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 
 def did_you_mean(word, choices, *, quote: str = "`") -> str | None:

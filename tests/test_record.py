@@ -191,10 +191,11 @@ def test_the_same_definition_errors(body, error):
 
 
 def test_the_checker_does_not_import_dataclasses():
-    """The point of records: ``nnc check`` runs without :mod:`dataclasses` (and :mod:`inspect`)."""
+    """The point of records: ``nnc check`` runs without :mod:`dataclasses` (and :mod:`inspect`);
+    nor does it import :mod:`typing` (annotations only name it under ``TYPE_CHECKING``)."""
     code = ("import sys\nfrom nnc.cli import main\n"
             "try:\n    main(['check', 'specs/digits_cnn.nnspec'])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('dataclasses', 'inspect', 'numpy', 'pydantic') if m in sys.modules))")
+            "print(sorted(m for m in ('dataclasses', 'inspect', 'typing', 'numpy', 'pydantic') if m in sys.modules))")
     from pathlib import Path
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parent.parent)

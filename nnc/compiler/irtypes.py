@@ -15,11 +15,13 @@ so a weight has one representation from the catalogue to the IR.
 """
 from __future__ import annotations
 
-from ..record import field
-from typing import Any, Optional, Union
-
 from ..errors import SourceSpan
 from ..lang import record
+from ..record import field
+
+TYPE_CHECKING = False  # typing's constant, without importing typing (`nnc check` never does)
+if TYPE_CHECKING:
+    from typing import Any, Optional, Union
 
 IR_VERSION = 2  # 2: nodes know the block use they came from (Node.block, ModelIR.blocks)
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from ..record import record
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import fmt_shape
 from ..vocab import INITIALIZERS, init_value

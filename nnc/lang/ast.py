@@ -6,10 +6,8 @@ names follow the grammar's rule names (``let_stmt`` -> :class:`LetStmt`, ``stage
 """
 from __future__ import annotations
 
-from ..record import field
-from typing import Union
-
 from ..errors import SourceSpan
+from ..record import field
 from . import record
 
 
@@ -80,7 +78,7 @@ class Call:
 
     name: str
     name_span: SourceSpan
-    args: list[Union["Value", KwArg]] | None
+    args: list[Value | KwArg] | None
     span: SourceSpan
 
     @property
@@ -119,7 +117,7 @@ class Paren:
     span: SourceSpan
 
 
-Value = Union[Num, Str, Bool, Name, List, Call, BinOp, Neg, Paren]
+Value = Num | Str | Bool | Name | List | Call | BinOp | Neg | Paren
 EXPRESSIONS = (BinOp, Neg, Paren)
 
 
@@ -199,7 +197,7 @@ class Repeat:
     span: SourceSpan
 
 
-Statement = Union[LetStmt, InputDecl, OutputDecl, AssertStmt, Repeat, Binding, Pipeline]
+Statement = LetStmt | InputDecl | OutputDecl | AssertStmt | Repeat | Binding | Pipeline
 
 
 @_node

@@ -8,11 +8,15 @@ the offending argument. ``let`` constants are substituted before binding (see ``
 from __future__ import annotations
 
 import math
-from ..record import field
-from typing import Any, Callable
+from collections.abc import Callable
 
 from . import ast as A, record
 from ..errors import SourceSpan, did_you_mean
+from ..record import field
+
+TYPE_CHECKING = False  # typing's constant, without importing typing (`nnc check` never does)
+if TYPE_CHECKING:
+    from typing import Any
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 

@@ -12,15 +12,17 @@ is lowered in; :class:`~.model.ModelPass` expands the body there, as it expands 
 """
 from __future__ import annotations
 
-from ...record import field
-from typing import Any
-
 from ...errors import did_you_mean
 from ...lang import ast as A, record
+from ...record import field
 from ...lang.types import REQUIRED, ArgErrors, Param, Signature, Type, show
 from ..builtin_names import describe, is_builtin_value
 from ..ops import OPS
 from .context import Context, Scope, Value, span_key
+
+TYPE_CHECKING = False  # typing's constant, without importing typing (`nnc check` never does)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class _Passed(Type):

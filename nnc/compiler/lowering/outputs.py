@@ -3,14 +3,16 @@
 """
 from __future__ import annotations
 
-from typing import Any
-
 from ...errors import did_you_mean, fmt_shape
 from ...lang import ast as A
 from ...lang.types import show
 from ..irtypes import Assertion, ModelIR, Output
 from .context import Context, Scope, ir_span, numel
 from .model import ModelPass
+
+TYPE_CHECKING = False  # typing's constant, without importing typing (`nnc check` never does)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class OutputsPass:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from ...errors import SourceSpan, did_you_mean, fmt_shape
 from ...lang import ast as A
@@ -13,6 +12,10 @@ from ..irtypes import DataSource, ModelIR, TrainSpec
 from ..ops import embeddings_reading
 from ..trainspec import TRAIN_KEYS, misplaced_key_hint
 from .context import Context, Scope, numel
+
+TYPE_CHECKING = False  # typing's constant, without importing typing (`nnc check` never does)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _typed(inp) -> str:
