@@ -5,13 +5,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-deps run test check bench clean
+.PHONY: setup system-deps bytecode run test check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(MAKE) --no-print-directory bytecode
 	touch $(STAMP)
+
+# Byte-compile nnc, as pip does for a regular (non-editable) install: Python then reads the .pyc
+# files even where PYTHONDONTWRITEBYTECODE=1 (common in containers and CI) forbids writing them, and
+# `nnc check` starts about twice as fast (docs/training.md#speed). Files edited since are compiled
+# again here (the rest are skipped in a few milliseconds); a stale .pyc is never used.
+bytecode:
+	$(BIN)/python -m compileall -q nnc
 
 setup: $(STAMP)
 
@@ -31,7 +39,7 @@ system-deps:
 	fi
 
 # The main job: check every example spec, then train the digits CNN on built-in data.
-run: $(STAMP)
+run: $(STAMP) bytecode
 	$(BIN)/nnc check specs
 	$(BIN)/nnc summary specs/digits_cnn.nnspec
 	$(BIN)/nnc train specs/digits_cnn.nnspec
@@ -39,7 +47,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-check: $(STAMP)
+check: $(STAMP) bytecode
 	$(BIN)/nnc check specs
 	$(BIN)/nnc fmt --check specs
 

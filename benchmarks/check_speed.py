@@ -5,10 +5,10 @@
 Prints one table:
 
 1. Whole-process time of `nnc check specs/digits_cnn.nnspec` against `python -c pass` (medians of
-   alternating runs; goal <= 3x), two ways: with byte-code caches (`.pyc`, what users and CI have: written
-   into a temporary PYTHONPYCACHEPREFIX by a first run, with PYTHONDONTWRITEBYTECODE unset) and as
-   this environment is (a machine with PYTHONDONTWRITEBYTECODE=1 and no `__pycache__` compiles
-   every module from source in every process).
+   alternating runs; goal <= 3x), two ways: with byte-code caches (`.pyc`: what a pip install and
+   `make setup` leave; here written into a temporary PYTHONPYCACHEPREFIX by a first run) and without
+   (a copy of the package without `__pycache__`, run with PYTHONDONTWRITEBYTECODE=1: a source tree
+   that was never byte-compiled, where every process compiles every nnc module from source).
 2. A generated 1,000-layer spec, in-process and whole process (target < 0.5 s).
 3. A spec just under the 1 MiB limit (about 94,000 layers; goal <= 2 s), in-process (the best of
    three), split into parsing and lowering (`--profile` adds the cProfile top of the whole check).
@@ -25,6 +25,7 @@ import argparse
 import gc
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,15 +37,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
-def wall(cmd: list[str], env: dict) -> float:
-    return timed(cmd, env)[0]
+def wall(cmd: list[str], env: dict, cwd: Path = ROOT) -> float:
+    return timed(cmd, env, cwd)[0]
 
 
-def timed(cmd: list[str], env: dict) -> tuple[float, float]:
+def timed(cmd: list[str], env: dict, cwd: Path = ROOT) -> tuple[float, float]:
     """(wall seconds, CPU seconds: user + system) of one run of ``cmd``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env, cwd=ROOT)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env, cwd=cwd)
     elapsed = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -55,14 +56,15 @@ def median_wall(cmd: list[str], env: dict, runs: int) -> float:
     return statistics.median(wall(cmd, env) for _ in range(runs))
 
 
-def paired_walls(a: list[str], b: list[str], env: dict, runs: int) -> tuple[float, float, float, float]:
+def paired_walls(a: list[str], b: list[str], env: dict, runs: int,
+                 cwd: Path = ROOT) -> tuple[float, float, float, float]:
     """Medians of ``a`` and ``b`` run alternately, so that both see the same load (the ratio is
     what the goal is about): wall time of each, then CPU time of each (steadier on a loaded machine)."""
-    wall(a, env), wall(b, env)  # warm up
+    wall(a, env, cwd), wall(b, env, cwd)  # warm up
     ta, tb = [], []
     for _ in range(runs):
-        ta.append(timed(a, env))
-        tb.append(timed(b, env))
+        ta.append(timed(a, env, cwd))
+        tb.append(timed(b, env, cwd))
     return (statistics.median(t[0] for t in ta), statistics.median(t[0] for t in tb),
             statistics.median(t[1] for t in ta), statistics.median(t[1] for t in tb))
 
@@ -96,12 +98,19 @@ def main() -> None:
 
     print("| measurement" + " " * 48 + "|      value |   ratio | goal       |")
     print("|" + "-" * 60 + "|-----------:|--------:|------------|")
-    with tempfile.TemporaryDirectory() as pyc:
-        modes = [("with .pyc", {**{k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"},
-                                "PYTHONPYCACHEPREFIX": pyc}),
-                 ("as is" + (" (no .pyc written)" if env.get("PYTHONDONTWRITEBYTECODE") else ""), env)]
-        for label, menv in modes:
-            base, check, base_cpu, check_cpu = paired_walls([PY, "-c", "pass"], nnc + ["check", small], menv, opts.runs)
+    with tempfile.TemporaryDirectory() as pyc, tempfile.TemporaryDirectory() as bare:
+        plain = {k: v for k, v in env.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+        shutil.copytree(ROOT / "nnc", Path(bare) / "nnc", ignore=shutil.ignore_patterns("__pycache__"))
+        # (run in the copy's folder: `python -m` puts the working directory first on sys.path)
+        modes = [("with .pyc", {**plain, "PYTHONPYCACHEPREFIX": pyc}, ROOT),
+                 ("no .pyc", {**plain, "PYTHONDONTWRITEBYTECODE": "1",
+                              "PYTHONPATH": os.pathsep.join([bare, env["PYTHONPATH"]])}, Path(bare))]
+        where = subprocess.run([PY, "-c", "import nnc.cli, sys; print(nnc.cli.__file__, nnc.cli.__cached__)"],
+                               env=modes[1][1], cwd=bare, capture_output=True, text=True).stdout
+        assert where.startswith(bare), f"the no-.pyc row would import {where}"  # the copy, not the tree
+        for label, menv, cwd in modes:
+            base, check, base_cpu, check_cpu = paired_walls([PY, "-c", "pass"], nnc + ["check", small], menv,
+                                                            opts.runs, cwd)
             row(f"python -c pass, {label}", f"{base * 1000:.1f} ms")
             row(f"nnc check digits_cnn.nnspec, {label}", f"{check * 1000:.1f} ms", f"{check / base:.2f}x", "<= 3x")
             row("  the same in CPU time (user + system)", f"{check_cpu * 1000:.1f} ms", f"{check_cpu / base_cpu:.2f}x")
