@@ -115,15 +115,15 @@ class _Factory:
 _FACTORY = _Factory()
 
 
-def _init(cls, fields_: tuple[Field, ...], frozen: bool, slots: bool):
+def _init(cls, fields_: tuple[Field, ...], frozen: bool):
     """The ``__init__`` that ``@dataclass`` would write for ``fields_``: positional, then keyword-only
     parameters; defaults; default factories called per instance; ``__post_init__`` called last. A
-    frozen record's fields go into its ``__dict__`` directly (``object.__setattr__`` with slots)."""
-    env: dict = {"__factory_missing": _FACTORY, "__setattr": object.__setattr__}
+    frozen record's fields go into its ``__dict__`` directly (past its ``__setattr__``)."""
+    env: dict = {"__factory_missing": _FACTORY}
     params: list[str] = []
     kw_only: list[str] = []
     body: list[str] = []
-    if frozen and not slots:
+    if frozen:
         body.append("__d = self.__dict__")
     seen_default = False
     for f in fields_:
@@ -139,12 +139,10 @@ def _init(cls, fields_: tuple[Field, ...], frozen: bool, slots: bool):
             raise TypeError(f"non-default argument {f.name!r} follows default argument")
         if not f.kw_only and (f.default is not MISSING or f.default_factory is not MISSING):
             seen_default = True
-        if not frozen:
-            body.append(f"self.{f.name} = {value}")
-        elif slots:
-            body.append(f"__setattr(self, {f.name!r}, {value})")
-        else:
+        if frozen:
             body.append(f"__d[{f.name!r}] = {value}")
+        else:
+            body.append(f"self.{f.name} = {value}")
         (kw_only if f.kw_only else params).append(arg)
     if hasattr(cls, "__post_init__"):
         body.append("self.__post_init__()")
@@ -213,7 +211,11 @@ class _AsDataclass:
 def record(cls=None, /, *, eq: bool = True, frozen: bool = False, kw_only: bool = False,
            slots: bool = False):
     """``@dataclass`` with these options (see the module's docstring); ``@record`` or
-    ``@record(kw_only=True, slots=True)``. A class without a docstring gets its name as one."""
+    ``@record(kw_only=True, slots=True)``. A class without a docstring gets its name as one.
+    (``frozen`` with ``slots`` is refused: nnc has no such record, and pickling one would need
+    ``@dataclass``'s ``__getstate__``/``__setstate__``.)"""
+    if frozen and slots:
+        raise TypeError("record: frozen=True with slots=True is not supported")
 
     def wrap(c):
         own = dict(c.__dict__)  # what the class defines itself, which @dataclass would keep
@@ -238,7 +240,7 @@ def record(cls=None, /, *, eq: bool = True, frozen: bool = False, kw_only: bool 
         c.__dataclass_fields__ = _AsDataclass(fields_, c.__name__)
         c.__match_args__ = tuple(f.name for f in fields_ if not f.kw_only)
         if "__init__" not in own:
-            c.__init__ = _init(c, fields_, frozen, slots)
+            c.__init__ = _init(c, fields_, frozen)
         if "__repr__" not in own:
             c.__repr__ = _repr
         if eq:

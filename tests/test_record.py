@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
+import pickle
 import subprocess
 import sys
 from typing import ClassVar
@@ -151,6 +152,8 @@ def test_frozen_refuses_assignment_and_is_hashable():
         assert isinstance(error(), AttributeError)
         assert x.moved() == cls(4, 4) and hash(x) == hash(cls(3, 4))
         assert copy.deepcopy(x) == x and copy.copy(x) == x
+    from nnc.errors import SourceSpan  # a frozen record at module level pickles
+    assert pickle.loads(pickle.dumps(SourceSpan(1, 2, 3, 4))) == SourceSpan(1, 2, 3, 4)
 
 
 def test_slots_have_no_dict():
@@ -188,6 +191,8 @@ def test_the_same_definition_errors(body, error):
             _build(body, record, field)
     with pytest.raises(ValueError):
         R.field(default=1, default_factory=list)
+    with pytest.raises(TypeError):
+        R.record(frozen=True, slots=True)  # (not supported: refused, never half-working)
 
 
 def test_the_checker_does_not_import_dataclasses():
