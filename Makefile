@@ -11,14 +11,14 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
-	$(MAKE) --no-print-directory bytecode
+	$(BIN)/python -m compileall -q nnc
 	touch $(STAMP)
 
 # Byte-compile nnc, as pip does for a regular (non-editable) install: Python then reads the .pyc
 # files even where PYTHONDONTWRITEBYTECODE=1 (common in containers and CI) forbids writing them, and
-# `nnc check` starts about twice as fast (docs/training.md#speed). Files edited since are compiled
+# `nnc check` starts about twice as fast (docs/ci.md, Tips). Files edited since are compiled
 # again here (the rest are skipped in a few milliseconds); a stale .pyc is never used.
-bytecode:
+bytecode: $(STAMP)
 	$(BIN)/python -m compileall -q nnc
 
 setup: $(STAMP)
@@ -39,7 +39,7 @@ system-deps:
 	fi
 
 # The main job: check every example spec, then train the digits CNN on built-in data.
-run: $(STAMP) bytecode
+run: bytecode
 	$(BIN)/nnc check specs
 	$(BIN)/nnc summary specs/digits_cnn.nnspec
 	$(BIN)/nnc train specs/digits_cnn.nnspec
@@ -47,7 +47,7 @@ run: $(STAMP) bytecode
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-check: $(STAMP) bytecode
+check: bytecode
 	$(BIN)/nnc check specs
 	$(BIN)/nnc fmt --check specs
 
