@@ -23,6 +23,8 @@ and ``--nproc 1`` on the CNN (6,400 examples, 1 thread per process) and compares
 time from their ``history.csv`` (process start-up excluded). The same script runs unchanged with
 ``--device cuda`` on a machine with a GPU (not measured here: the machines of this project have none).
 On a busy machine, ``--threads 1 --cpu-time`` (CPU seconds of this process) gives steadier ratios.
+``--threads N`` sets torch's threads and the BLAS's (the script runs itself again with the BLAS's
+thread variables set, as ``train_speed.py`` does).
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch_models  # noqa: E402
-from train_speed import MODELS, TRAIN, make_data  # noqa: E402
+from train_speed import MODELS, TRAIN, make_data, rerun_with_blas_threads  # noqa: E402
 
 from nnc.compiler.lower import compile_source  # noqa: E402
 from nnc.runtime.graph import Graph  # noqa: E402
@@ -154,12 +156,15 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--models", default="mlp,cnn,lstm,zoo,tiny")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads and BLAS threads (CPU; default 2)")
     ap.add_argument("--no-scaling", action="store_true", help="skip the --nproc 2 measurement")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time this process' CPU seconds, not the wall clock (steadier on a busy machine; "
                          "use it with --threads 1)")
     args = ap.parse_args()
+    code = rerun_with_blas_threads(args.threads)  # the NumPy runtime's column, as train_speed's
+    if code is not None:
+        return code
     global CLOCK
     if args.cpu_time:
         CLOCK = time.process_time
@@ -167,7 +172,8 @@ def main() -> int:
     from nnc.torch.engine import engine_factory
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"torch {torch.__version__} on {device}, {torch.get_num_threads()} threads; numpy {np.__version__}; "
+    print(f"torch {torch.__version__} on {device}, {torch.get_num_threads()} threads; numpy {np.__version__}, "
+          f"BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS')}; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"warm-up epoch, then the median of {args.epochs}; {'CPU' if args.cpu_time else 'wall-clock'} seconds\n")
     rows = []

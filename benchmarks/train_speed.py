@@ -346,6 +346,16 @@ def peak_mib(fw: str, kind: str, threads: int) -> float | None:
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def rerun_with_blas_threads(threads: int) -> int | None:
+    """The BLAS reads its thread count when it loads: unless the environment already sets it to
+    ``threads``, run the script that was started again, in a child with ``THREAD_VARS`` set, and
+    give its exit code (None: already set, go on)."""
+    if all(os.environ.get(v) == str(threads) for v in THREAD_VARS):
+        return None
+    env = {**os.environ, **{v: str(threads) for v in THREAD_VARS}}
+    return subprocess.run([sys.executable, sys.argv[0], *sys.argv[1:]], env=env).returncode
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up (median)")
@@ -365,10 +375,9 @@ def main() -> int:
     for k in kinds:
         if k not in MODELS:
             ap.error(f"unknown model {k!r}; choose from {DEFAULT_MODELS}")
-    if any(os.environ.get(v) != str(args.threads) for v in THREAD_VARS):
-        # the BLAS reads its thread count when it loads: run in a child with the environment set
-        env = {**os.environ, **{v: str(args.threads) for v in THREAD_VARS}}
-        return subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env).returncode
+    code = rerun_with_blas_threads(args.threads)
+    if code is not None:
+        return code
     if args.child:
         return child(args.child, args.threads)
     global CLOCK
