@@ -11,7 +11,6 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
-	$(BIN)/python -m compileall -q nnc
 	touch $(STAMP)
 
 # Byte-compile nnc, as pip does for a regular (non-editable) install: Python then reads the .pyc
@@ -21,7 +20,7 @@ $(STAMP): pyproject.toml
 bytecode: $(STAMP)
 	$(BIN)/python -m compileall -q nnc
 
-setup: $(STAMP)
+setup: bytecode
 
 # Graphviz's `dot` draws `nnc graph -o net.svg`; without it those tests skip and say why. Installed
 # with apt-get where that is possible (root on Debian or Ubuntu, as in CI); never fails the build.
@@ -44,14 +43,14 @@ run: bytecode
 	$(BIN)/nnc summary specs/digits_cnn.nnspec
 	$(BIN)/nnc train specs/digits_cnn.nnspec
 
-test: $(STAMP)
+test: bytecode
 	$(BIN)/python -m pytest
 
 check: bytecode
 	$(BIN)/nnc check specs
 	$(BIN)/nnc fmt --check specs
 
-bench: $(STAMP)
+bench: bytecode
 	$(BIN)/python benchmarks/check_speed.py
 
 clean:

@@ -15,8 +15,9 @@ character of the span, as in lark and most editors' ranges.
 """
 from __future__ import annotations
 
-from .record import field, record
 from collections.abc import Iterable, Sequence
+
+from .record import field, record
 
 
 def did_you_mean(word, choices, *, quote: str = "`") -> str | None:

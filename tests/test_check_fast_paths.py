@@ -157,7 +157,7 @@ def _records():
 
 @pytest.mark.parametrize("cls", _records(), ids=lambda c: f"{c.__module__}.{c.__name__}")
 def test_record_init_is_the_dataclass_init(cls):
-    """``nnc.lang.record`` writes each ``__init__`` itself: the signature ``@dataclass`` would give,
+    """``nnc.record.record`` writes each ``__init__`` itself: the signature ``@dataclass`` would give,
     and the same instance from the same arguments (defaults and fresh default factories included)."""
     import dataclasses
     import inspect

@@ -9,8 +9,9 @@ an error about a built-in name given to a parameter that does not take it says w
 """
 from __future__ import annotations
 
-from ..record import record
 from functools import lru_cache
+
+from ..record import record
 
 
 @record(frozen=True)

@@ -16,8 +16,7 @@ so a weight has one representation from the catalogue to the IR.
 from __future__ import annotations
 
 from ..errors import SourceSpan
-from ..lang import record
-from ..record import field
+from ..record import field, record
 
 TYPE_CHECKING = False  # typing's constant, without importing typing (`nnc check` never does)
 if TYPE_CHECKING:

@@ -29,7 +29,6 @@ Adding an op means, and should mean nothing else than:
 from __future__ import annotations
 
 import math
-from ..record import record
 from collections.abc import Callable
 
 from ..errors import fmt_shape
@@ -38,6 +37,7 @@ from .irtypes import Weight
 from ..lang import ast as A
 from ..lang.types import (REQUIRED, ArgError, Bool, Enum, Float, Int, Ints, Padding, Param, ShapeList,
                           Signature, Type, fmt_number)
+from ..record import record
 
 Shape = tuple[int, ...]
 

@@ -4,4 +4,3 @@ that bind and check values (``types``: ``Signature``, ``Param``, ``Catalogue`` a
 The compiler parses into it and binds ops with it; ``nnc.vocab`` declares every train-block
 vocabulary with it; the runtime validates direct API calls with it. No NumPy, no pydantic.
 """
-from ..record import field, record  # noqa: F401 - the records of the tree and the signatures

@@ -7,8 +7,7 @@ names follow the grammar's rule names (``let_stmt`` -> :class:`LetStmt`, ``stage
 from __future__ import annotations
 
 from ..errors import SourceSpan
-from ..record import field
-from . import record
+from ..record import field, record
 
 
 _node = record

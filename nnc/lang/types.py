@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from . import ast as A, record
+from . import ast as A
 from ..errors import SourceSpan, did_you_mean
-from ..record import field
+from ..record import field, record
 
 TYPE_CHECKING = False  # typing's constant, without importing typing (`nnc check` never does)
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ is lowered in; :class:`~.model.ModelPass` expands the body there, as it expands 
 from __future__ import annotations
 
 from ...errors import did_you_mean
-from ...lang import ast as A, record
-from ...record import field
+from ...lang import ast as A
 from ...lang.types import REQUIRED, ArgErrors, Param, Signature, Type, show
+from ...record import field, record
 from ..builtin_names import describe, is_builtin_value
 from ..ops import OPS
 from .context import Context, Scope, Value, span_key

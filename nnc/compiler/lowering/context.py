@@ -9,9 +9,9 @@ import copy
 import operator
 
 from ...errors import NO_SPAN, DiagnosticSink, SourceSpan, did_you_mean
-from ...lang import ast as A, record
-from ...record import field, replace
+from ...lang import ast as A
 from ...lang.types import ArgError, ArgErrors, kind_of, show
+from ...record import field, record, replace
 from ..builtin_names import builtin_values, describe, example, is_builtin_value
 from ..ops import OPS
 
