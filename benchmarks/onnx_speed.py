@@ -55,16 +55,13 @@ BATCHES = (1, 256)
 # ----------------------------------------------------------------------------------------------
 # the torch twin: the module `nnc compile --emit torch` writes
 
-def torch_twin(program, weights):
-    """The emitted standalone module of ``program``'s model with ``weights``, in eval mode."""
-    from nnc.torch.emit import emit_torch, load_module
-    return load_module(program, emit_torch(program), weights)
-
-
 def torch_export(program, weights) -> onnx.ModelProto:
+    """torch.onnx's export of the torch twin: the standalone module `nnc compile --emit torch`
+    writes for ``program``'s model, with ``weights``, in eval mode."""
     import torch
+    from nnc.torch.emit import emit_torch, load_module
     model = program.model
-    module = torch_twin(program, weights)
+    module = load_module(program, emit_torch(program), weights)
     inputs = V.random_inputs(model, 2)
     args = tuple(torch.from_numpy(inputs[i.name]) for i in model.inputs)
     in_names = [i.name for i in model.inputs]
@@ -107,9 +104,9 @@ def interleaved(sessions, inputs, budget: float, min_pairs: int, clock=time.perf
     times: list[list[float]] = [[] for _ in sessions]
     start = time.perf_counter()
     rounds = 0
+    orders = (list(zip(sessions, times)), list(zip(sessions, times))[::-1])
     while rounds < min_pairs or time.perf_counter() - start < budget:
-        pairs = list(zip(sessions, times))
-        for sess, ts in (pairs if rounds % 2 == 0 else pairs[::-1]):
+        for sess, ts in orders[rounds % 2]:
             t = clock()
             sess.run(None, inputs)
             ts.append(clock() - t)
@@ -209,17 +206,19 @@ def main(argv=None) -> None:
     except ImportError:
         have_torch = False
     specs = find_specs(args)
+    spin = not args.no_spin and args.clock == "wall"
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     print(f"onnx {onnx.__version__}, onnxruntime {ort.__version__}, nnc opset {args.opset or E.max_supported_opset()}, "
           f"torch {torch.__version__ + f' (opset {TORCH_OPSET})' if have_torch else 'not installed'}; "
-          f"{args.threads} intra-op thread(s){', no spinning' if args.no_spin or args.clock == 'cpu' else ''}; "
+          f"{args.threads} intra-op thread(s){'' if spin else ', no spinning'}; "
           f"{args.budget:g} s per model; {'CPU times' if args.clock == 'cpu' else 'latencies'} are medians\n", flush=True)
     rows = []
     for spec in specs:
         program = compile_source(spec.read_text(encoding="utf-8"), str(spec))
         weights = E.resolve_weights(program, None)
-        ours = E.build(program, weights, opset=args.opset).proto
-        row = {"spec": spec.stem, "nodes": len(ours.graph.node)}
-        spin = not args.no_spin and args.clock == "wall"
+        exp = E.build(program, weights, opset=args.opset)
+        ours = exp.proto
+        row = {"spec": spec.stem, "nodes": exp.node_count}
         s_ours = session(ours, args.threads, spin=spin)
         row["diff"] = max_diff(s_ours, program, weights)
         s_theirs = theirs = None
@@ -237,10 +236,9 @@ def main(argv=None) -> None:
             print(f"{spec.stem}\n  nnc   {op_counts(ours)}\n        optimised: {optimized_ops(ours, args.threads)}")
             if theirs is not None:
                 print(f"  torch {op_counts(theirs)}\n        optimised: {optimized_ops(theirs, args.threads)}")
+        sessions = [s_ours] + ([s_theirs] if s_theirs is not None else [])
         for batch in BATCHES:
             inputs = V.random_inputs(program.model, batch, seed=batch)
-            sessions = [s_ours] + ([s_theirs] if s_theirs is not None else [])
-            clock = time.perf_counter if args.clock == "wall" else time.process_time
             got, rounds = interleaved(sessions, inputs, args.budget / len(BATCHES), args.min_pairs, clock)
             row[f"nnc b{batch}"] = got[0]
             row[f"rounds b{batch}"] = rounds
@@ -251,7 +249,7 @@ def main(argv=None) -> None:
             f"b{b} {fmt_us(row[f'nnc b{b}'])} / {fmt_us(row[f'torch b{b}'])} µs" if f"torch b{b}" in row
             else f"b{b} {fmt_us(row[f'nnc b{b}'])} µs" for b in BATCHES)
         print(line, file=sys.stderr, flush=True)
-        del s_ours, s_theirs, ours, theirs
+        del s_ours, s_theirs, sessions, exp, ours, theirs
     print()
     print_table(rows)
     print(f"\nnodes: ONNX nodes before onnxruntime's optimisations; µs: median {args.clock} time per run; "

@@ -952,13 +952,20 @@ register(OpDef("normalize", Signature("normalize", [Param("axis", Int(), -1, "th
                example="normalize"))
 
 
-def embeddings_reading(nodes, value: str) -> list:
-    """The nodes (of the IR, either form) that take token ids and read the value ``value`` (an input
-    name or node id), directly or through ops that pass its values on unchanged (``passes_values``)."""
+def readers_of(nodes) -> dict[str, list]:
+    """Value id -> the nodes (of the IR, either form) that read it, in model order (graph outputs
+    not included)."""
     readers: dict[str, list] = {}
     for node in nodes:
         for src in node.inputs:
             readers.setdefault(src, []).append(node)
+    return readers
+
+
+def embeddings_reading(nodes, value: str) -> list:
+    """The nodes (of the IR, either form) that take token ids and read the value ``value`` (an input
+    name or node id), directly or through ops that pass its values on unchanged (``passes_values``)."""
+    readers = readers_of(nodes)
     found, todo, seen = [], [value], set()
     while todo:
         v = todo.pop()

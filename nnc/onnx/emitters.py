@@ -47,6 +47,7 @@ import numpy as np
 
 from ..errors import Diagnostic, NncError, SourceSpan
 from ..compiler.ir import ModelIR, Node, Program
+from ..compiler.ops import readers_of
 
 MIN_OPSET = 11          # the oldest opset nnc exports (every op but softmax over a non-last axis)
 BATCH = "N"             # the symbolic batch dimension of every input and output
@@ -250,32 +251,20 @@ class Emit:
 FOLDS_BATCHNORM = ("conv2d", "conv1d", "dense")
 
 
-def readers_of(model: ModelIR) -> dict[str, list[Node]]:
-    """Value id -> the nodes that read it, in model order (graph outputs not included)."""
-    readers: dict[str, list[Node]] = {}
-    for node in model.nodes:
-        for src in node.inputs:
-            readers.setdefault(src, []).append(node)
-    return readers
-
-
-def batchnorm_folds(model: ModelIR, readers: dict[str, list[Node]] | None = None) -> dict[str, Node]:
+def batchnorm_folds(model: ModelIR, readers: dict[str, list[Node]]) -> dict[str, Node]:
     """Layer id -> the batchnorm node folded into it: a batchnorm whose input is a conv2d / conv1d
     (any groups) or a dense on (N, F), when nothing else reads that layer's result (not another
     node, not a graph output). At inference the batchnorm is an affine map per output channel,
     y = (z - mean) * gamma / sqrt(var + eps) + beta, so z = W x + b followed by it is one layer with
-    W' = W * s (per output channel, s = gamma / sqrt(var + eps)) and b' = (b - mean) * s + beta."""
-    readers = readers_of(model) if readers is None else readers
+    W' = W * s (per output channel, s = gamma / sqrt(var + eps)) and b' = (b - mean) * s + beta.
+    ``readers``: :func:`~nnc.compiler.ops.readers_of` of the model's nodes."""
     outputs = {o.source for o in model.outputs}
-    by_id = {n.id: n for n in model.nodes}
     folds: dict[str, Node] = {}
-    for n in model.nodes:
-        src = by_id.get(n.inputs[0]) if n.op == "batchnorm" else None
-        if src is None or src.op not in FOLDS_BATCHNORM or len(readers[src.id]) != 1 or src.id in outputs:
-            continue
-        if src.op == "dense" and len(model.shape_of(src.inputs[0])) != 1:
-            continue
-        folds[src.id] = n
+    for src in model.nodes:
+        rs = readers.get(src.id, [])
+        if (src.op in FOLDS_BATCHNORM and len(rs) == 1 and rs[0].op == "batchnorm" and src.id not in outputs
+                and (src.op != "dense" or len(model.shape_of(src.inputs[0])) == 1)):
+            folds[src.id] = rs[0]
     return folds
 
 
@@ -797,11 +786,12 @@ def _normalize(e: Emit) -> str:
     axis = int(e.attrs["axis"])
     stat = [shape[axis]] + [1] * (len(shape) - 1 - axis)
     var = e.w["var"].astype(np.float32)
-    inv_std = (1 / np.sqrt(var + float(e.attrs["eps"]))).astype(np.float32)
-    note = f" as {stat}" if len(stat) > 1 else ""
+    inv_std = 1 / np.sqrt(var + float(e.attrs["eps"]))   # float32 throughout
     if len(stat) > 1:
+        note = f" as {stat}"
         mean = e.param("mean_bcast", e.w["mean"].reshape(stat), doc=f"{e.node.id}.mean{note}")
     else:
+        note = ""
         mean = e.param("mean")
     inv = e.param("inv_std", inv_std.reshape(stat),
                   doc=f"1 / sqrt({e.node.id}.var + eps), eps = {float(e.attrs['eps']):g}{note}")
@@ -860,7 +850,7 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
     values: dict[str, str] = {name: name for name in input_names}
     shapes: dict[str, list[int]] = {i.name: list(i.shape) for i in model.inputs}
     value_info: list = []
-    readers = readers_of(model)
+    readers = readers_of(model.nodes)
     folds = batchnorm_folds(model, readers)
     folded = {bn.id for bn in folds.values()}
 
@@ -874,7 +864,7 @@ def build_model(program: Program, weights: dict[str, np.ndarray], opset: int, *,
             continue
         xs = [values[s] for s in node.inputs]
         e = Emit(b, node, xs, [shapes[s] for s in node.inputs], node_weights(node))
-        e.readers = [r for r in readers.get(node.id, []) if r.id not in folded]
+        e.readers = readers.get(node.id, [])
         bn = folds.get(node.id)
         if bn is not None:
             e.fold = (bn, node_weights(bn))
