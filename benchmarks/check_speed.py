@@ -12,10 +12,10 @@ Prints one table:
 2. A generated 1,000-layer spec, in-process and whole process (target < 0.5 s).
 3. A spec just under the 1 MiB limit (about 94,000 layers; goal <= 2 s), in-process (the best of
    three), split into parsing and lowering (`--profile` adds the cProfile top of the whole check).
-
-Rows 1 and 3 also give CPU time (user + system), steadier than wall time on a loaded machine.
 4. The robustness tests' garbage corpus (each input; none may take long). These were wall-clock
    assertions in tests/test_robustness.py once; speed belongs here, never in a test.
+
+Rows 1 and 3 also give CPU time (user + system), steadier than wall time on a loaded machine.
 
 The parser's table cache (NNC_CACHE_DIR or <tmp>/nnc-cache) is warmed by the first run of each row.
 """
