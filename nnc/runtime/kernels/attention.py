@@ -15,6 +15,11 @@ def _split_heads(z: np.ndarray, n: int, t: int, h: int, d: int) -> np.ndarray:
     return z.reshape(n, t, h, d).transpose(0, 2, 1, 3)
 
 
+def _stack_heads(z: np.ndarray, n: int, t: int, k: int, h: int, d: int) -> np.ndarray:
+    """(N*T, k*H*d), k projections side by side -> (k, N, H, T, d), a contiguous copy."""
+    return np.ascontiguousarray(z.reshape(n, t, k, h, d).transpose(2, 0, 3, 1, 4))
+
+
 @functools.lru_cache(maxsize=32)
 def _future(tq: int, tk: int) -> np.ndarray:
     """(Tq, Tk) bool, True where j > i: the steps a causal query i may not attend to."""
@@ -60,8 +65,9 @@ class MultiheadAttention(Kernel):
         W = w["in_proj_weight"]
         b = w["in_proj_bias"] if a["bias"] else None
         scale = 1 / math.sqrt(d)
-        # NOTE: the scaling folded into the query rows of the weights (an (E, E) pass), so the
-        # projection yields Q / sqrt(d) and the backward needs no pass to scale dQ
+        # NOTE: the scaling folded into the query rows of the weights (a copy of the (3E, E)
+        # weights and an (E, E) pass), so the projection yields Q / sqrt(d) and the backward
+        # needs no pass to scale dQ
         Ws = W.copy()
         Ws[:e] *= scale
         bs = None
@@ -76,8 +82,7 @@ class MultiheadAttention(Kernel):
             qkv = xq2 @ Ws.T                                       # (N*T, 3E): one product for all three
             if bs is not None:
                 qkv += bs
-            QKV = np.ascontiguousarray(qkv.reshape(n, tq, 3, h, d).transpose(2, 0, 3, 1, 4))   # (3, N, H, T, d)
-            Q, K, V = QKV[0], QKV[1], QKV[2]
+            Q, K, V = _stack_heads(qkv, n, tq, 3, h, d)             # (3, N, H, T, d)
         else:
             q2 = xq2 @ Ws[:e].T
             kv2 = xkv2 @ Ws[e:].T                                  # (N*Tk, 2E)
@@ -85,8 +90,7 @@ class MultiheadAttention(Kernel):
                 q2 += bs[:e]
                 kv2 += bs[e:]
             Q = np.ascontiguousarray(_split_heads(q2, n, tq, h, d))
-            KV = np.ascontiguousarray(kv2.reshape(n, tk, 2, h, d).transpose(2, 0, 3, 1, 4))   # (2, N, H, Tk, d)
-            K, V = KV[0], KV[1]
+            K, V = _stack_heads(kv2, n, tk, 2, h, d)                # (2, N, H, Tk, d)
         with small_products(tq * tk * d):
             s = Q @ K.transpose(0, 1, 3, 2)                        # (N, H, Tq, Tk), already scaled
             if a["causal"]:
@@ -123,9 +127,12 @@ class MultiheadAttention(Kernel):
         # with P = u r: dV = P^T do = u^T (r do), and dP' = (r do) V^T = r dP, so the softmax backward
         # P (dP - rowsum(dP P)) is u (dP' - r rowsum(dP' u)): no (Tq, Tk) pass for the normalisation
         dor = np.multiply(_split_heads(dy2 @ Wo, n, tq, h, d), r, order="C")   # (N, H, Tq, d): r do
-        dqkv = np.empty((n * tq, 3 * e) if n_in == 1 else (n * tq, e), dtype=dor.dtype)
-        dkv = dqkv[:, e:] if n_in == 1 else np.empty((n * tk, 2 * e), dtype=dor.dtype)
-        dq2 = dqkv[:, :e]
+        if n_in == 1:                                              # dq and dkv: blocks of one (N*T, 3E)
+            dqkv = np.empty((n * tq, 3 * e), dtype=dor.dtype)
+            dq2, dkv = dqkv[:, :e], dqkv[:, e:]
+        else:
+            dq2 = np.empty((n * tq, e), dtype=dor.dtype)
+            dkv = np.empty((n * tk, 2 * e), dtype=dor.dtype)
         dkv5 = dkv.reshape(n, tk, 2, h, d)
         with small_products(tq * tk * d):
             np.matmul(ud.transpose(0, 1, 3, 2), dor, out=dkv5[:, :, 1].transpose(0, 2, 1, 3))   # dV

@@ -77,7 +77,7 @@ class BatchNorm(Kernel):
             c = (w["bias"] - rm * k).astype(dt)
             y = np.multiply(x3, k[:, None])
             y += c[:, None]
-            return y.reshape(x.shape), (False, x3, rm, inv_std.astype(dt), weight, x.shape)
+            return y.reshape(x.shape), (x3, rm, inv_std.astype(dt), weight, x.shape)
         m = x3.shape[0] * x3.shape[2]
         mean = _channel_sums(x3) / m                             # (C,) float64
         xhat = np.subtract(x3, mean.astype(dt)[:, None])        # centred, then scaled in place
@@ -93,13 +93,14 @@ class BatchNorm(Kernel):
         xhat *= inv_std[:, None]
         y = np.multiply(xhat, weight[:, None])
         y += w["bias"][:, None]
-        return y.reshape(x.shape), (True, xhat, None, inv_std, weight, x.shape)
+        return y.reshape(x.shape), (xhat, None, inv_std, weight, x.shape)
 
     def backward(self, dy, cache):
-        training, xt, rm, inv_std, weight, shape = cache
+        # rm: the running mean (eval); None exactly for a training cache, whose xt is xhat itself
+        xt, rm, inv_std, weight, shape = cache
         dy3 = _ncl(dy)
         dt = dy.dtype
-        if training:
+        if rm is None:
             xhat = xt
         else:
             xhat = np.subtract(xt, rm[:, None])
@@ -107,7 +108,7 @@ class BatchNorm(Kernel):
         dweight = _channel_sums(dy3, xhat)
         dbias = _channel_sums(dy3)
         k = (weight * inv_std).astype(dt)                         # (C,)
-        if training:
+        if rm is None:
             m = dy3.shape[0] * dy3.shape[2]
             # dx = k (dy - mean(dy) - xhat * mean(dy * xhat)), means over the batch axes
             dx = np.multiply(xhat, (dweight / m).astype(dt)[:, None])

@@ -76,27 +76,19 @@ def _recurrent_grads(dG, dGh, xt, H, w, xshape):
     return [dx], grads
 
 
-def _dh_at(dseq, dlast, t, T):
-    """The output gradient reaching h_t: dseq (N, T, u) or None for every step, plus dlast (N, u)
-    or None at the last step; None when nothing reaches it."""
-    g = None if dseq is None else dseq[:, t]
-    if dlast is not None and t == T - 1:
-        g = dlast if g is None else g + dlast
-    return g
-
-
 def _feature_major(dseq):
     """dseq (N, T, u) | None -> (T, u, N) contiguous | None: the feature-major cells' layout."""
     return None if dseq is None else np.ascontiguousarray(dseq.transpose(1, 2, 0))
 
 
-def _add_output_grad(dh, dsT, dlast, t, T):
-    """The feature-major :func:`_dh_at`: adds the output gradient reaching h_t to dh (u, N) in
-    place; dsT: (T, u, N) or None for every step, dlast: (N, u) or None at the last step."""
-    if dsT is not None:
-        dh += dsT[t]
+def _add_output_grad(dh, ds, dlast, t, T):
+    """Adds the output gradient reaching h_t to dh in place: ds[t] for every step (ds None: none),
+    plus dlast (None: none) at the last step. dh, ds[t] and dlast share one layout: (N, u) for
+    :class:`RNNCell`, (u, N) for the feature-major cells."""
+    if ds is not None:
+        dh += ds[t]
     if dlast is not None and t == T - 1:
-        dh += dlast.T
+        dh += dlast
 
 
 class RNNCell:
@@ -116,7 +108,7 @@ class RNNCell:
         u = xp.shape[-1]
         whhT = w["weight_hh"].T
         H = np.zeros((T + 1, N, u), dtype=xp.dtype)
-        with small_products(N * u * u):            # the per-step products: one BLAS thread
+        with small_products(N * whhT.size):
             for t in range(T):
                 h = H[t + 1]
                 np.matmul(H[t], whhT, out=h)
@@ -132,14 +124,12 @@ class RNNCell:
         xt, H, w, act, xshape = cache
         N, T, F = xshape
         whh = w["weight_hh"]
-        u = whh.shape[1]
         dA = np.empty_like(H[1:])                      # (T, N, u) grad of pre-activations
+        ds = None if dseq is None else dseq.transpose(1, 0, 2)     # (T, N, u)
         dh = np.zeros_like(H[0])
-        with small_products(N * u * u):            # the per-step products: one BLAS thread
+        with small_products(N * whh.size):
             for t in range(T - 1, -1, -1):
-                g = _dh_at(dseq, dlast, t, T)
-                if g is not None:
-                    dh = dh + g
+                _add_output_grad(dh, ds, dlast, t, T)
                 h = H[t + 1]
                 da = dA[t]
                 if act == "tanh":
@@ -191,8 +181,8 @@ class LSTMCell:
         TC = np.empty((T, u, N), dtype=A.dtype)        # tanh(c_t)
         hw = np.empty((4 * u, N), dtype=A.dtype)
         tmp = np.empty((u, N), dtype=A.dtype)
-        # exp(-z) = inf for z < -88 (float32): sigmoid 0; the per-step products: one BLAS thread
-        with np.errstate(over="ignore"), small_products(N * u * u * 4):
+        # exp(-z) = inf for z < -88 (float32): sigmoid 0
+        with np.errstate(over="ignore"), small_products(N * whh.size):
             for t in range(T):
                 z = A[t]                               # (4u, N): the step's projection, then its gates
                 if t:
@@ -244,9 +234,10 @@ class LSTMCell:
         dh = np.zeros((u, N), dtype=A.dtype)
         dc = np.zeros((u, N), dtype=A.dtype)
         tmp = np.empty((u, N), dtype=A.dtype)
-        with small_products(N * u * u * 4):            # the per-step products: one BLAS thread
+        dlT = None if dlast is None else dlast.T
+        with small_products(N * whhT.size):
             for t in range(T - 1, -1, -1):
-                _add_output_grad(dh, dsT, dlast, t, T)
+                _add_output_grad(dh, dsT, dlT, t, T)
                 np.multiply(dh, P[t], out=tmp)
                 dc += tmp
                 np.multiply(D3[t], dc, out=dZ3[t])
@@ -296,8 +287,8 @@ class GRUCell:
         RZ = np.empty((T, 2 * u, N), dtype=GI.dtype)   # r, z
         NN = np.empty((T, u, N), dtype=GI.dtype)       # n
         GH = np.empty((T, 3 * u, N), dtype=GI.dtype)   # sign * (W_hh h + b_hh); its n rows are W_hn h + b_hn
-        # exp(-z) = inf: sigmoid 0; the per-step products: one BLAS thread
-        with np.errstate(over="ignore"), small_products(N * u * u * 3):
+        # exp(-z) = inf: sigmoid 0
+        with np.errstate(over="ignore"), small_products(N * whh.size):
             for t in range(T):
                 gh = GH[t]
                 np.matmul(whh_s, H[t], out=gh)
@@ -341,9 +332,10 @@ class GRUCell:
         dsT = _feature_major(dseq)
         dh = np.zeros((u, N), dtype=H.dtype)
         back = np.empty((u, N), dtype=H.dtype)
-        with small_products(N * u * u * 3):            # the per-step products: one BLAS thread
+        dlT = None if dlast is None else dlast.T
+        with small_products(N * whhT.size):
             for t in range(T - 1, -1, -1):
-                _add_output_grad(dh, dsT, dlast, t, T)
+                _add_output_grad(dh, dsT, dlT, t, T)
                 dgi, dgh = dGI[t], dGH[t]
                 dn = np.multiply(dh, Zn[t], out=dgi[2 * u:])
                 np.multiply(dn, Rr[t], out=dgi[:u])
