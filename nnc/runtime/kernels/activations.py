@@ -78,13 +78,12 @@ def _gelu(x, a):
         # (Phi below ~1e-4) is float32 cancellation, as in PyTorch
         xf = np.ascontiguousarray(x).reshape(-1)
         y, cdf = np.empty_like(xf), np.empty_like(xf)
+        k = np.float32(_INV_SQRT2)
         for s in range(0, xf.size, GELU_BLOCK):
-            xb = xf[s:s + GELU_BLOCK]
-            c = erf_float32(xb * np.float32(_INV_SQRT2))
-            c *= np.float32(0.5)
-            c += np.float32(0.5)
-            cdf[s:s + GELU_BLOCK] = c
-            np.multiply(xb, c, out=y[s:s + GELU_BLOCK])
+            xb, cb = xf[s:s + GELU_BLOCK], cdf[s:s + GELU_BLOCK]
+            np.multiply(erf_float32(xb * k), np.float32(0.5), out=cb)
+            cb += np.float32(0.5)
+            np.multiply(xb, cb, out=y[s:s + GELU_BLOCK])
         return y.reshape(x.shape), (x, cdf.reshape(x.shape))
     cdf = 0.5 * erfc(x * -_INV_SQRT2)      # Phi(x) = erfc(-x / sqrt 2) / 2: accurate for very negative x
     return x * cdf, (x, cdf)

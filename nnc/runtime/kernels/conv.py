@@ -85,9 +85,9 @@ def _conv2d_forward(x, weight, bias, stride, dilation, pads, groups=1):
     Returns y: (N, F, Ho, Wo) and the cache for :func:`_conv2d_backward`. Depthwise (groups == C ==
     F) and 1x1 convolutions take the paths of ``depthwise.py`` (no im2col), the rest im2col."""
     if is_depthwise(x.shape, weight.shape, groups):
-        return depthwise_forward(x, weight, bias, tuple(stride), tuple(dilation), tuple(pads))
+        return depthwise_forward(x, weight, bias, stride, dilation, pads)
     if is_pointwise(weight.shape, pads, groups):
-        return pointwise_forward(x, weight, bias, tuple(stride))
+        return pointwise_forward(x, weight, bias, stride)
     return _conv2d_forward_im2col(x, weight, bias, stride, dilation, pads, groups)
 
 
@@ -185,6 +185,11 @@ def _bias_column(wm, bias):
     return np.concatenate([wm, bias[:, None].astype(wm.dtype, copy=False)], axis=1)
 
 
+def _split_bias_column(dwm, K, wshape):
+    """The inverse of :func:`_bias_column`, for the gradient: (F, K + 1) -> dweight (wshape), dbias (F,)."""
+    return np.ascontiguousarray(dwm[:, :K]).reshape(wshape), dwm[:, K].copy()
+
+
 def _wide_dy(dy, Wp):
     """dy: (N, F, Ho, Wo) -> (F, N*Ho*Wp) in the wide columns' order, zeros in the Wp - Wo discarded
     columns of each row (so they add nothing to the weight gradient and give zero dcols)."""
@@ -193,6 +198,15 @@ def _wide_dy(dy, Wp):
     dyf[:, :, :, :Wo] = dy.transpose(1, 0, 2, 3)
     dyf[:, :, :, Wo:] = 0
     return dyf.reshape(F, N * Ho * Wp)
+
+
+def _correlation_full(F, C, kernel, dilation, pads):
+    """The padding under which the stride-1 backward takes dx by correlation (:func:`correlation_pads`),
+    or None for a col2im scatter. Its columns have F*kh*kw rows, so it pays where F <= C: it
+    replaces a (C*kh*kw, N*L) product and its kh*kw col2im scatter-adds (measured 1.1-1.2x faster
+    for 3x3 with F = C, 1.2x for depthwise; slower for 16 -> 32 channels). A padding beyond the
+    kernel's extent needs the scatter (a negative padding would crop)."""
+    return correlation_pads(kernel, dilation, pads) if F <= C else None
 
 
 def _dx_by_correlation(dy, weight, groups, dilation, full):
@@ -215,7 +229,8 @@ def _crop_dx(dxbuf, xshape, Hp, Wp, pads):
 
 
 def _conv2d_forward_s1(x, weight, bias, dilation, pads, groups=1):
-    N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = _wide_geometry(x.shape, weight.shape, dilation, pads)
+    geom = _wide_geometry(x.shape, weight.shape, dilation, pads)
+    N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = geom
     pt, pl, pb, pr = pads
     L = Ho * Wp
     K = C * kh * kw
@@ -226,9 +241,11 @@ def _conv2d_forward_s1(x, weight, bias, dilation, pads, groups=1):
     # (backward) for free
     has_bias = bias is not None
     bias_row = has_bias and groups == 1
-    chunks = _sample_chunks(N, (K + bias_row) * L * x.dtype.itemsize) if groups == 1 else ((0, N),)
-    if len(chunks) > 1:
-        return _conv2d_forward_s1_chunked(x, xbuf, weight, bias, dilation, pads, chunks)
+    if groups == 1:
+        chunks = _sample_chunks(N, (K + bias_row) * L * x.dtype.itemsize)
+        if len(chunks) > 1:
+            return _conv2d_forward_s1_chunked(x, xbuf, weight, bias, dilation, pads, chunks, geom, L, K,
+                                              bias_row)
     cols = np.empty((K + bias_row, N * L), dtype=x.dtype)
     np.copyto(cols[:K].reshape(C, kh, kw, N, L),
               _wide_runs(xbuf, kh, kw, dilation[0], dilation[1], N, Hp, Wp, L))
@@ -244,13 +261,12 @@ def _conv2d_forward_s1(x, weight, bias, dilation, pads, groups=1):
                         wide=True, groups=groups, bias_row=bias_row)
 
 
-def _conv2d_forward_s1_chunked(x, xbuf, weight, bias, dilation, pads, chunks):
+def _conv2d_forward_s1_chunked(x, xbuf, weight, bias, dilation, pads, chunks, geom, L, K, bias_row):
     """The stride-1 forward of one group, range of samples by range: x: (N, C, H, W) (its padded
-    copy xbuf: (C, size)); weight: (F, C, kh, kw); bias: (F,) | None -> y: (N, F, Ho, Wo)."""
-    N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = _wide_geometry(x.shape, weight.shape, dilation, pads)
-    L = Ho * Wp
-    K = C * kh * kw
-    bias_row = bias is not None
+    copy xbuf: (C, size)); weight: (F, C, kh, kw); bias: (F,) | None -> y: (N, F, Ho, Wo).
+    geom, L, K, bias_row: :func:`_conv2d_forward_s1`'s (:func:`_wide_geometry`, Ho*Wp, C*kh*kw, and
+    whether the bias rides in the columns: whenever there is one, with one group)."""
+    N, C, H, W, F, kh, kw, Hp, Wp, Ho, Wo, size = geom
     wm = _bias_column(weight.reshape(F, K), bias) if bias_row else weight.reshape(F, K)
     runs = _wide_runs(xbuf, kh, kw, dilation[0], dilation[1], N, Hp, Wp, L)
     most = max(n1 - n0 for n0, n1 in chunks)
@@ -276,9 +292,7 @@ def _conv2d_backward_s1(dy, cache: ConvCache, need_dx: bool = True):
     K = C * kh * kw
     G = cache.groups
     if cache.bias_row:
-        dwm = dyf @ cols.T                               # (F, K + 1 for the bias)
-        dweight = np.ascontiguousarray(dwm[:, :K]).reshape(weight.shape)
-        dbias = dwm[:, K].copy()
+        dweight, dbias = _split_bias_column(dyf @ cols.T, K, weight.shape)    # (F, K + 1 for the bias)
     else:
         dweight = _dy_colsT(dyf, cols, G).reshape(weight.shape)
         dbias = dyf.sum(axis=1) if has_bias else None   # the discarded columns of dyf are zeros
@@ -286,12 +300,9 @@ def _conv2d_backward_s1(dy, cache: ConvCache, need_dx: bool = True):
         return None, dweight, dbias
     # dx is the correlation of dy (padded by the kernel's extent less the forward's padding) with
     # the kernel flipped and its channels swapped: one more wide GEMM, whose K sums over
-    # (filter, p, q) at once. Its columns have F*kh*kw rows, so it pays where F <= C: it replaces
-    # a (C*kh*kw, N*L) product and its kh*kw col2im scatter-adds (measured 1.1-1.2x faster for
-    # 3x3 with F = C, 1.2x for depthwise; slower for 16 -> 32 channels). A padding beyond the
-    # kernel's extent needs the scatter (a negative padding would crop).
-    full = correlation_pads((kh, kw), (dh, dw), pads)
-    if F <= C and full is not None:
+    # (filter, p, q) at once, where that pays (_correlation_full); else a col2im scatter
+    full = _correlation_full(F, C, (kh, kw), (dh, dw), pads)
+    if full is not None:
         return _dx_by_correlation(dy, weight, G, (dh, dw), full), dweight, dbias
     dcols = _wT_dy(weight.reshape(F, K // G), dyf, G).reshape(C, kh, kw, N, L)
     dxbuf = np.zeros((C, size), dtype=dy.dtype)
@@ -312,9 +323,8 @@ def _conv2d_backward_s1_chunked(dy, cache: ConvCache, need_dx: bool = True):
     L = Ho * Wp
     K = C * kh * kw
     dyf = _wide_dy(dy, Wp)
-    full = correlation_pads((kh, kw), (dh, dw), pads)
-    corr = F <= C and full is not None                   # dx by correlation, as the unchunked path
-    scatter = need_dx and not corr
+    full = _correlation_full(F, C, (kh, kw), (dh, dw), pads)    # as the unchunked path
+    scatter = need_dx and full is None
     runs = _wide_runs(xbuf, kh, kw, dh, dw, N, Hp, Wp, L)
     most = max(n1 - n0 for n0, n1 in cache.chunks)
     buf = np.empty((K + bias_row, most * L), dtype=dy.dtype)
@@ -334,11 +344,13 @@ def _conv2d_backward_s1_chunked(dy, cache: ConvCache, need_dx: bool = True):
             for p in range(kh):
                 for q in range(kw):
                     druns[:, p, q, n0:n1] += dc[:, p, q]   # runs of one (p, q) never overlap
-    dweight = np.ascontiguousarray(dwm[:, :K]).reshape(weight.shape)
-    dbias = dwm[:, K].copy() if bias_row else None
+    if bias_row:
+        dweight, dbias = _split_bias_column(dwm, K, weight.shape)
+    else:
+        dweight, dbias = dwm.reshape(weight.shape), None
     if not need_dx:
         return None, dweight, dbias
-    if corr:
+    if full is not None:
         return _dx_by_correlation(dy, weight, 1, (dh, dw), full), dweight, dbias
     return _crop_dx(dxbuf, xshape, Hp, Wp, pads), dweight, dbias
 
@@ -376,6 +388,11 @@ def _conv2d_backward(dy, cache: ConvCache, need_dx: bool = True):
     return dx, dweight, dbias
 
 
+def _grads(dweight, dbias):
+    """A kernel's weight gradients: the weight's, plus the bias's if it has one."""
+    return {"weight": dweight} if dbias is None else {"weight": dweight, "bias": dbias}
+
+
 @register("conv2d")
 class Conv2D(Kernel):
     """Cross-correlation with zero padding (PyTorch Conv2d).
@@ -389,14 +406,11 @@ class Conv2D(Kernel):
 
     def backward(self, dy, cache):
         dx, dweight, dbias = _conv2d_backward(dy, cache)
-        grads = {"weight": dweight}
-        if dbias is not None:
-            grads["bias"] = dbias
-        return [dx], grads
+        return [dx], _grads(dweight, dbias)
 
     def weight_backward(self, dy, cache):
         _, dweight, dbias = _conv2d_backward(dy, cache, need_dx=False)
-        return {"weight": dweight} if dbias is None else {"weight": dweight, "bias": dbias}
+        return _grads(dweight, dbias)
 
 
 @register("conv1d")
@@ -413,17 +427,11 @@ class Conv1D(Kernel):
 
     def backward(self, dy, cache):
         dx, dweight, dbias = _conv2d_backward(dy[:, :, None, :], cache)
-        grads = {"weight": dweight[:, :, 0, :]}
-        if dbias is not None:
-            grads["bias"] = dbias
-        return [dx[:, :, 0, :]], grads
+        return [dx[:, :, 0, :]], _grads(dweight[:, :, 0, :], dbias)
 
     def weight_backward(self, dy, cache):
         _, dweight, dbias = _conv2d_backward(dy[:, :, None, :], cache, need_dx=False)
-        grads = {"weight": dweight[:, :, 0, :]}
-        if dbias is not None:
-            grads["bias"] = dbias
-        return grads
+        return _grads(dweight[:, :, 0, :], dbias)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -559,8 +567,8 @@ def _conv2d_transpose_backward_phases(dy, cache: ConvTransposePhaseCache, need_d
     N, C, H, W = cache.conv.xshape
     _, Fg, kh, kw = cache.wshape
     G, (sh, sw), (Ho, Wo) = cache.groups, cache.stride, cache.out_hw
-    Kh, Kw, Hm, Wm, rows, cols = _convt_phase_geometry(H, W, cache.wshape, cache.stride, cache.padding,
-                                                       cache.out_hw)
+    _, _, Hm, Wm, rows, cols = _convt_phase_geometry(H, W, cache.wshape, cache.stride, cache.padding,
+                                                     cache.out_hw)
     # every phase row and column of dyp is written when each phase's slice spans all of it
     full = all(m0 == 0 and t == Hm for _, _, m0, t, _ in rows) and all(n0 == 0 and t == Wm for _, _, n0, t, _ in cols)
     dyp = (np.empty if full else np.zeros)((N, G, sh, sw, Fg, Hm, Wm), dtype=dy.dtype)
@@ -586,7 +594,7 @@ def _conv2d_transpose_forward(x, weight, bias, stride, dilation, padding, output
     the uncropped output, one strided slice per kernel position. The output is that buffer
     without `padding` rows/columns at each start, Ho rows long; an output_padding larger than the
     padding reaches past the buffer's end (zeros there)."""
-    N, C, H, W = x.shape
+    _, C, H, W = x.shape
     _, Fg, kh, kw = weight.shape
     G = groups
     F = Fg * G
@@ -673,11 +681,8 @@ class Conv2DTranspose(Kernel):
 
     def backward(self, dy, cache):
         dx, dweight, dbias = _conv2d_transpose_backward(dy, cache)
-        grads = {"weight": dweight}
-        if dbias is not None:
-            grads["bias"] = dbias
-        return [dx], grads
+        return [dx], _grads(dweight, dbias)
 
     def weight_backward(self, dy, cache):
         _, dweight, dbias = _conv2d_transpose_backward(dy, cache, need_dx=False)
-        return {"weight": dweight} if dbias is None else {"weight": dweight, "bias": dbias}
+        return _grads(dweight, dbias)

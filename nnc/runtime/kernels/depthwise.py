@@ -32,12 +32,11 @@ class DepthwiseCache:
     """What a depthwise forward keeps for its backward.
 
     x: the input (N, C, H, W) (the forward's own array: inputs are never modified in place);
-    weight: (C, 1, kh, kw); out_hw: (Ho, Wo); stride, dilation, pads: (sh, sw), (dh, dw),
-    (top, left, bottom, right); has_bias."""
+    weight: (C, 1, kh, kw); stride, dilation, pads: (sh, sw), (dh, dw), (top, left, bottom,
+    right); has_bias."""
 
     x: np.ndarray
     weight: np.ndarray
-    out_hw: tuple
     stride: tuple
     dilation: tuple
     pads: tuple
@@ -98,9 +97,10 @@ class _Taps:
 class _PaddedChunks:
     """A zero-padded copy of ``nb`` samples at a time: :meth:`load` copies samples [n0, n0 + m)
     of x into the interior of one reused flat buffer (its border and the wide runs' tail are never
-    written, so they stay zero) and returns the taps of that chunk. Padding chunk by chunk keeps
-    the padded copy in the cache for the taps that read it, and no padded copy of the whole input
-    is ever held."""
+    written, so they stay zero); ``taps`` views that buffer, so the views of its first ``nb``
+    samples, built once, serve every chunk (sliced to its ``m``). Padding chunk by chunk keeps the
+    padded copy in the cache for the taps that read it, and no padded copy of the whole input is
+    ever held."""
 
     def __init__(self, x, nb, geom, pads, stride, dilation):
         N, C, H, W, kh, kw, Hp, Wp, Ho, Wo, wide, tail = geom
@@ -109,9 +109,8 @@ class _PaddedChunks:
         self.planes = self.buf[:nb * C * Hp * Wp].reshape(nb, C, Hp, Wp)
         self.taps = _Taps(self.buf, C, Hp, Wp, Ho, Wo, stride, dilation, wide)
 
-    def load(self, n0, m) -> _Taps:
+    def load(self, n0, m):
         self.planes[:m, :, self.pt:self.pt + self.H, self.pl:self.pl + self.W] = self.x[n0:n0 + m]
-        return self.taps
 
 
 def _chunk(C, Ho, Wv):
@@ -134,21 +133,20 @@ def depthwise_forward(x, weight, bias, stride, dilation, pads):
     y = np.empty((N, C, Ho, Wo), dtype=weight.dtype)
     acc = np.empty((nb, C, Ho * Wv) if wide else (nb, C, Ho, Wo), dtype=weight.dtype)
     tmp = np.empty_like(acc)
+    views = [[chunks.taps(0, nb, p, q) for q in range(kw)] for p in range(kh)]
+    rest = [(p, q) for p in range(kh) for q in range(kw)][1:]
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
-        taps = chunks.load(n0, m)
+        chunks.load(n0, m)
         a, t = acc[:m], tmp[:m]
-        for p in range(kh):
-            for q in range(kw):
-                if p == 0 and q == 0:
-                    np.multiply(taps(0, m, 0, 0), wt[0][0], out=a)
-                else:
-                    np.multiply(taps(0, m, p, q), wt[p][q], out=t)
-                    a += t
+        np.multiply(views[0][0][:m], wt[0][0], out=a)
+        for p, q in rest:
+            np.multiply(views[p][q][:m], wt[p][q], out=t)
+            a += t
         if b is not None:
             a += b
         y[n0:n0 + m] = a.reshape(m, C, Ho, Wv)[..., :Wo] if wide else a
-    return y, DepthwiseCache(x, weight, (Ho, Wo), stride, dilation, pads, bias is not None)
+    return y, DepthwiseCache(x, weight, stride, dilation, pads, bias is not None)
 
 
 def depthwise_backward(dy, cache: DepthwiseCache, need_dx: bool = True):
@@ -156,22 +154,27 @@ def depthwise_backward(dy, cache: DepthwiseCache, need_dx: bool = True):
     dbias: (C,) | None."""
     weight, stride, dilation, pads = cache.weight, cache.stride, cache.dilation, cache.pads
     geom = _geometry(cache.x.shape, weight.shape, stride, dilation, pads)
-    N, C, H, W, kh, kw, Hp, Wp, Ho, Wo, wide, tail = geom
+    N, C, H, W, kh, kw, Hp, Wp, Ho, Wo, wide, _ = geom
     Wv = Wp if wide else Wo
     nb = min(N, _chunk(C, Ho, Wv))
     chunks = _PaddedChunks(cache.x, nb, geom, pads, stride, dilation)
     dw = np.zeros((C, kh, kw), dtype=dy.dtype)
-    dyw = np.zeros((nb, C, Ho, Wv), dtype=dy.dtype)     # the discarded wide columns stay zero
+    # wide: dy in the wide rows, whose discarded columns stay zero; strided: dy itself, contiguous
+    dyw = np.zeros((nb, C, Ho, Wv), dtype=dy.dtype) if wide else None
     win = None if wide else np.empty((nb, C, Ho, Wo), dtype=dy.dtype)
+    views = [[chunks.taps(0, nb, p, q) for q in range(kw)] for p in range(kh)]
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
-        d = dyw[:m]
-        d[..., :Wo] = dy[n0:n0 + m]
+        if wide:
+            d = dyw[:m]
+            d[..., :Wo] = dy[n0:n0 + m]
+        else:
+            d = np.ascontiguousarray(dy[n0:n0 + m])      # a view unless dy is not contiguous
         d = d.reshape(m, C, 1, Ho * Wv)
-        taps = chunks.load(n0, m)
+        chunks.load(n0, m)
         for p in range(kh):
             for q in range(kw):
-                t = taps(0, m, p, q)
+                t = views[p][q][:m]
                 if not wide:                              # strided windows: one copy, then long rows
                     np.copyto(win[:m], t)
                     t = win[:m]
@@ -192,13 +195,14 @@ def depthwise_backward(dy, cache: DepthwiseCache, need_dx: bool = True):
     dxbuf = np.zeros(N * C * Hp * Wp, dtype=dy.dtype)
     dtaps = _Taps(dxbuf, C, Hp, Wp, Ho, Wo, stride, dilation, False)
     tmp = np.empty((nb, C, Ho, Wo), dtype=dy.dtype)
+    dviews = [[dtaps(0, N, p, q) for q in range(kw)] for p in range(kh)]
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
         t = tmp[:m]
         for p in range(kh):
             for q in range(kw):
                 np.multiply(dy[n0:n0 + m], weight[:, 0, p, q].reshape(C, 1, 1), out=t)
-                view = dtaps(n0, m, p, q)
+                view = dviews[p][q][n0:n0 + m]
                 view += t                                 # one tap's window positions never overlap
     pt, pl = pads[0], pads[1]
     dx = np.ascontiguousarray(dxbuf.reshape(N, C, Hp, Wp)[:, :, pt:pt + H, pl:pl + W])
