@@ -24,9 +24,7 @@ MAX_SOURCE_BYTES = 1 << 20  # 1 MiB: no real spec comes close (a 1,000-layer spe
 # NOTE: what only lark's parser does lives in parse_lark (syntax errors, the prefix tree, single
 # values, lark's tree -> the syntax tree), loaded on first use: `nnc check` of a good spec never
 # compiles it
-_LARK_SIDE = frozenset({"parse_prefix", "read_value", "parse_value", "parse_with_lark", "_syntax_error",
-                        "_transform", "_to_ast", "_closing", "_hint_for", "_expected_words", "_before",
-                        "_end_span", "_describe_terminal", "_describe_token", "_TERMINAL_WORDS", "_OPERATORS"})
+_LARK_SIDE = frozenset({"parse_prefix", "read_value", "parse_value", "_transform"})
 
 
 def __getattr__(name: str):
@@ -35,7 +33,7 @@ def __getattr__(name: str):
         return getattr(parse_lark, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-# lark terminal name -> what the user sees in "expected ..." lists
+
 def _number(text: str) -> int | float:
     if text.isdigit() and text.isascii():
         return int(text) if len(text) < 4000 else _number_slow(text)
@@ -52,46 +50,18 @@ def _number_slow(text: str) -> int | float:
     return float(clean)
 
 
-def _span_maker():
-    """``(line, column, end_line, end_column) -> SourceSpan``: the span's fields written into a new
-    instance's ``__dict__`` (the frozen dataclass's ``__init__`` sets each field through
-    ``object.__setattr__``, a third of the parser's time on a large spec); the class's own
-    constructor wherever that would not give an equal span of the same fields."""
-    new = object.__new__
-
-    def make(line, column, end_line, end_column):
-        s = new(SourceSpan)
-        d = s.__dict__
-        d["line"] = line
-        d["column"] = column
-        d["end_line"] = end_line
-        d["end_column"] = end_column
-        return s
-
-    try:
-        probe, ref = make(3, 5, 4, 7), SourceSpan(3, 5, 4, 7)
-        if probe == ref and hash(probe) == hash(ref) and vars(probe) == vars(ref):
-            return make
-    except (AttributeError, TypeError):  # pragma: no cover - a SourceSpan with __slots__
-        pass
-    return SourceSpan  # pragma: no cover
-
-
-_span = _span_maker()
-
-
 def _sp(ext) -> SourceSpan:
     """The span of a rule's extent ``(_, line, column, end_line, end_column)`` (None: nothing)."""
     if ext is None:
         return SourceSpan()
     _, line, column, end_line, end_column = ext
-    return _span(line, column, end_line, end_column)
+    return SourceSpan(line, column, end_line, end_column)
 
 
 def _ts(tok) -> SourceSpan:
     """The span of a token ``(text, line, column, end_line, end_column)``."""
     _, line, column, end_line, end_column = tok
-    return _span(line, column, end_line, end_column)
+    return SourceSpan(line, column, end_line, end_column)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from ..lang import ast as A
 from .parse import BUILDERS, MAX_NESTING, _check_nesting, _check_size, gc_paused
 
 
+# lark terminal name -> what the user sees in "expected ..." lists
 _TERMINAL_WORDS = {
     "NAME": "a name",
     "NUMBER": "a number",

@@ -110,25 +110,22 @@ def _plan(rules: list, builders: dict) -> list:
 
 def _line_safe(t: dict) -> bool:
     """Whether the text may be lexed line by line: no token the parser sees can hold a newline (only
-    ignored white space spans lines), so each line's tokens are those of the whole text's lexer."""
-    safe = t.get("line_safe")
-    if safe is None:
-        # NOTE: the pattern of each terminal lark thinks may hold a newline: each negated class must
-        # refuse a newline (`[^"\n]`), and what is left must not name one
-        safe = True
-        for name in set(t["newline"]) - set(t["ignore"]):
-            m = re.search(r"\(\?P<%s>(.*?)\)(?:\|\(\?P<|$)" % re.escape(name), t["pattern"], re.S)
-            if m is None:
-                safe = False
-                continue
-            negated = re.findall(r"\[\^(?:\\.|[^\]])*\]", m.group(1))
-            if any("\n" not in c and "\\n" not in c for c in negated):
-                safe = False
-            body = re.sub(r"\[\^(?:\\.|[^\]])*\]", "", m.group(1))
-            if any(x in body for x in ("\n", "\\n", "\\s", "\\S", "\\W", "\\D", "[^", ".")):
-                safe = False
-        t["line_safe"] = safe
-    return safe
+    ignored white space spans lines), so each line's tokens are those of the whole text's lexer.
+    Worked out from the tables' lexer (``pattern``, ``newline``, ``ignore``) once, by ``build``,
+    which stores it as ``t["line_safe"]``."""
+    # NOTE: the pattern of each terminal lark thinks may hold a newline: each negated class must
+    # refuse a newline (`[^"\n]`), and what is left must not name one
+    for name in set(t["newline"]) - set(t["ignore"]):
+        m = re.search(r"\(\?P<%s>(.*?)\)(?:\|\(\?P<|$)" % re.escape(name), t["pattern"], re.S)
+        if m is None:
+            return False
+        negated = re.findall(r"\[\^(?:\\.|[^\]])*\]", m.group(1))
+        if any("\n" not in c and "\\n" not in c for c in negated):
+            return False
+        body = re.sub(r"\[\^(?:\\.|[^\]])*\]", "", m.group(1))
+        if any(x in body for x in ("\n", "\\n", "\\s", "\\S", "\\W", "\\D", "[^", ".")):
+            return False
+    return True
 
 
 def _lex_line(s: str, match, ignore) -> tuple | None:
@@ -152,13 +149,13 @@ def tokens(text: str, t: dict) -> list | None:
     """``(type, token)`` for every token the parser sees, in order, then ``("$END", None)``; None
     where the lexer finds no terminal. A token is ``(text, line, column, end_line, end_column)``.
 
-    Line by line where that is exact (:func:`_line_safe`): each distinct line is matched once (a
-    generated spec repeats its lines thousands of times)."""
+    Line by line where that is exact (``t["line_safe"]``, :func:`_line_safe`): each distinct line is
+    matched once (a generated spec repeats its lines thousands of times)."""
     match = t["regex"].match
     ignore = frozenset(t["ignore"])
     out: list = []
     push = out.append
-    if _line_safe(t):
+    if t["line_safe"]:
         seen: dict = {}
         get = seen.get
         line = 0
@@ -249,34 +246,31 @@ def run(text: str, builders: dict):
                 push_ext(tok)  # a token is its own extent
                 break
             kind, lhs, size, fn, simple, include, append_none, expand1 = plan[~a]
-            if (kind == 0 or kind == 4) and tok is not None:
-                # a chain of unit reductions (`NUMBER` up to an argument: atom, factor, term, expr,
-                # value, arg, arglist) only replaces the top state and wraps the value in lists: its
-                # end, by the state below, the top state and the token, is worked out once
-                below = stack[-2]
-                hit = chains.get((below, state, typ))
-                if hit is None:
-                    hit = chains[below, state, typ] = _chain(states, plan, below, state, typ)
-                state, wraps = hit
-                stack[-1] = state
-                if wraps:
-                    value = vals[-1]
-                    for _ in range(wraps):
-                        value = [value]
-                    vals[-1] = value
-                row = states[state]
-                continue
-            if kind == 0:  # the child is the value: only the state changes
+            if kind == 0 or kind == 4:
+                if tok is not None:
+                    # a chain of unit reductions (`NUMBER` up to an argument: atom, factor, term,
+                    # expr, value, arg, arglist) only replaces the top state and wraps the value in
+                    # lists: its end, by the state below, the top state and the token, is worked out once
+                    below = stack[-2]
+                    hit = chains.get((below, state, typ))
+                    if hit is None:
+                        hit = chains[below, state, typ] = _chain(states, plan, below, state, typ)
+                    state, wraps = hit
+                    stack[-1] = state
+                    if wraps:
+                        value = vals[-1]
+                        for _ in range(wraps):
+                            value = [value]
+                        vals[-1] = value
+                    row = states[state]
+                    continue
+                # on the end: one unit reduction at a time (kind 4: the value is the list of the
+                # child; kind 0: the child itself)
+                if kind == 4:
+                    vals[-1] = [vals[-1]]
                 state = stack[-1] = states[stack[-2]][lhs]
                 row = states[state]
-                if tok is None and state == end_state:
-                    return vals[-1]
-                continue
-            if kind == 4:
-                vals[-1] = [vals[-1]]
-                state = stack[-1] = states[stack[-2]][lhs]
-                row = states[state]
-                if tok is None and state == end_state:
+                if state == end_state:
                     return vals[-1]
                 continue
             if size == 1:

@@ -103,9 +103,6 @@ class ModelPass:
                     scope.values[st.name] = value
                 self.last_binding = st.name
                 self.prev = value
-            elif isinstance(st, A.Pipeline):
-                self.prev = self.pipeline(st, scope)
-                self.last_binding = None
 
     def bindable(self, name: str, span: SourceSpan, scope: Scope) -> bool:
         if name in OPS:
@@ -207,33 +204,30 @@ class ModelPass:
                              "split the model, or use fewer stages")
                 return _poison(pipe.span)
             op = OPS.get(st.name)
-            if op is not None and st.name not in blocks and not op.merge:
-                # an op that is not a merge (what resolve_stage_const and _is_merge below conclude)
-                current = self.apply(st, None if poisoned else [current], scope)
-                produced.append((st.span, current))
-                poisoned = poisoned or current.shape is None
-                continue
-            st = self.resolve_stage_const(st, scope)
-            if st.name in self.ctx.blocks:
-                current = self.block_use(st, None if poisoned else current, scope)
-                self.produced.append((st.span, current))
-                poisoned = poisoned or current.shape is None
-                continue
-            if st.name not in OPS:
-                if scope.value(st.name) is not None:
-                    self.ctx.err("E312", f"`{st.name}` is a value, not an op; only the first stage may name a value",
-                                 st.span, f"start a new statement: `{st.name} -> ...`")
-                else:
-                    self.unknown_op(st, scope)
-                poisoned = True
-                continue
-            if _is_merge(st, scope):
-                self.ctx.err("E313", f"`{st.name}` names all its inputs and must start its pipeline", st.span,
-                             f"write `{st.name}(a, b) -> ...` as a statement of its own")
-                poisoned = True
-                continue
+            if op is None or op.merge or st.name in blocks:
+                # (an op that is not a merge, the most common stage, is one as written: none of
+                # these checks changes or refuses it)
+                st = self.resolve_stage_const(st, scope)
+                if st.name in blocks:
+                    current = self.block_use(st, None if poisoned else current, scope)
+                    produced.append((st.span, current))
+                    poisoned = poisoned or current.shape is None
+                    continue
+                if st.name not in OPS:
+                    if scope.value(st.name) is not None:
+                        self.ctx.err("E312", f"`{st.name}` is a value, not an op; only the first stage may name "
+                                     "a value", st.span, f"start a new statement: `{st.name} -> ...`")
+                    else:
+                        self.unknown_op(st, scope)
+                    poisoned = True
+                    continue
+                if _is_merge(st, scope):
+                    self.ctx.err("E313", f"`{st.name}` names all its inputs and must start its pipeline", st.span,
+                                 f"write `{st.name}(a, b) -> ...` as a statement of its own")
+                    poisoned = True
+                    continue
             current = self.apply(st, None if poisoned else [current], scope)
-            self.produced.append((st.span, current))
+            produced.append((st.span, current))
             poisoned = poisoned or current.shape is None
         return _poison(pipe.span) if poisoned or current is None else current
 
@@ -306,12 +300,7 @@ class ModelPass:
             counters = self.counters
             k = counters[op] = counters.get(op, 0) + 1
             name, span = f"{prefix}{op}_{k}", stage_span
-        for i in self.inputs:
-            if i.name == name:
-                break
-        else:
-            i = None
-        if i is not None:
+        if any(i.name == name for i in self.inputs):
             self.ctx.err("E308", f"layer name `{name}` is also the name of an input", span,
                          "give the layer another `name=`")
         elif name in self.node_ids:
@@ -323,18 +312,17 @@ class ModelPass:
     def apply(self, st: A.Call, sources: list[Value] | None, scope: Scope) -> Value:
         """Validate one op stage and infer its output; ``sources=None`` when an input is poisoned."""
         op = OPS[st.name]
-        args = st.args
-        if args is None:  # a bare stage (`relu`): no `name=`, no arguments to substitute
-            explicit, key = None, (op.name,)
-        else:
-            explicit, args = self.split_name(st, scope)
-            # NOTE: arguments that are all literals need no substitution (subst would return them
-            # as they are): their binding is looked up by them, and the call is built only to bind them
-            key = _bind_key(op.name, args)
+        explicit, args = self.split_name(st, scope)
+        # NOTE: arguments that are all literals need no substitution (subst would return them as
+        # they are): their binding is looked up by them, and the call is built only to bind them
+        # (or to substitute them); a bare stage (`relu`) binds as `(op.name,)`
+        key = _bind_key(op.name, args)
         call = None
-        if key is None:
-            call = self.ctx.subst(A.Call(st.name, st.name_span, args if args is not None else [], st.span), scope)
-            key = _bind_key(op.name, call.args)
+        if key is None or key not in self.bound:
+            call = A.Call(st.name, st.name_span, args if args is not None else [], st.span)
+            if key is None:
+                call = self.ctx.subst(call, scope)
+                key = _bind_key(op.name, call.args)
         stage_key = None
         if key is not None and sources is not None and self.stage_cache:
             # the same stage on inputs of the same shapes and dtypes as one that checked before
@@ -342,10 +330,7 @@ class ModelPass:
                 stage_key = (key, sources[0].shape, sources[0].dtype)
             else:
                 stage_key = (key, tuple(s.shape for s in sources), tuple(s.dtype for s in sources))
-            try:
-                done = self.stages.get(stage_key)
-            except TypeError:  # pragma: no cover - a shape that is not a tuple
-                done = stage_key = None
+            done = self.stages.get(stage_key)
             if done is not None:
                 node_id = self.next_id(op.name, explicit, st.span)
                 out_shape, dtype, params, flops, done_attrs, lists = done
@@ -360,8 +345,6 @@ class ModelPass:
         if attrs is not None:
             attrs = dict(attrs)
         else:
-            if call is None:
-                call = A.Call(st.name, st.name_span, args if args is not None else [], st.span)
             try:
                 attrs = op.sig.bind(call)
             except ArgErrors as es:
@@ -433,10 +416,7 @@ class ModelPass:
         explicit = None
         args = st.args
         if args:
-            for a in args:
-                if type(a) is A.KwArg and a.name == "name":
-                    break
-            else:
+            if not any(type(a) is A.KwArg and a.name == "name" for a in args):
                 return None, args  # (no `name=`: the arguments as they are)
             kept = []
             for a in args:
